@@ -1,0 +1,1 @@
+"""The GitHub Action's entry: reads the event payload and runs the review."""

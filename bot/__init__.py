@@ -1,0 +1,1 @@
+"""PtTrust review bot: diffs and pull requests in, ranked risky lines and review comments out."""

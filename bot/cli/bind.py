@@ -1,0 +1,3 @@
+"""`pttrust bind` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`pttrust corpus` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`pttrust data` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`pttrust encode` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

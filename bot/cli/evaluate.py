@@ -1,0 +1,3 @@
+"""`pttrust evaluate` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`pttrust models` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

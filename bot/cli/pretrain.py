@@ -1,0 +1,3 @@
+"""`pttrust pretrain` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

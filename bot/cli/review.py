@@ -1,0 +1,3 @@
+"""`pttrust review` (placeholder until its issue lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny randomly initialised Qwen2 model saved with ``save_pretrained``, so that the
+real loading code runs in every unit test in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    "for i in range(10):\n    if i % 2 == 0:\n        print(i)\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.items.append(x)\n",
+    "public static int max(int a, int b) { return a > b ? a : b; }\n",
+    "function f(x) { return x <= 0 ? -x : x; }\n",
+    "fn main() { let v: Vec<i32> = vec![1, 2, 3]; println!(\"{:?}\", v); }\n",
+    "while (n > 0 && k < len) { n -= 1; k += 2; }\n",
+]
+
+
+def build_tiny_model(out_dir: Path, num_layers: int = 4, hidden: int = 64, seed: int = 0) -> Path:
+    """Write a tiny Qwen2ForCausalLM + byte-level BPE fast tokenizer to ``out_dir``."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(TINY_CORPUS * 20, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    fast.save_pretrained(out_dir)
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=len(fast),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(cfg)
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Keep every test's model cache out of the user's real cache."""
+    monkeypatch.setenv("PTTRUST_CACHE_DIR", str(tmp_path / "cache"))
