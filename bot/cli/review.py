@@ -1,3 +1,161 @@
-"""`pttrust review` (placeholder until its issue lands)."""
+"""`pttrust review`: score the added lines of a diff (or, with ``--github``, a pull request).
 
-COMMANDS: list = []
+This module only parses flags and wires pieces: `bot.review` does the work, `bot.publish` writes.
+
+Hook for the GitHub half: ``--github OWNER/REPO#N [--dry-run]`` calls
+``bot.publish.github.open_pull_request(spec, dry_run=..., cfg=..., env=..., fmt=..., out=...)``,
+which returns ``(bot.review.ReviewSource, publisher)``. Nothing else here knows about GitHub.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from risk_core.errors import PttrustError, UsageError
+
+from bot.formats import FORMATS
+
+CONFIG_NAME = ".pttrust.yml"
+
+
+def _progress(quiet: bool):
+    """Progress lines on stderr (stdout may be the report itself)."""
+    start = time.monotonic()
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(f"[{time.monotonic() - start:6.1f}s] {message}", err=True)
+
+    return say
+
+
+def default_bundle(model: str) -> Path | None:
+    """The bundle packaged for a registry model (risk_core/weights/<model>), if the wheel has one."""
+    import risk_core
+
+    path = Path(risk_core.__file__).parent / "weights" / model
+    return path if (path / "cfg.json").is_file() else None
+
+
+def load_scorer(model: str | None, bundle: str | None, device: str = "auto", progress=None):
+    """Load the model and its artifact bundle into a `risk_core.score.Scorer`.
+
+    Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
+    """
+    say = progress or (lambda _m: None)
+    try:
+        from risk_core.artifacts import Bundle
+        from risk_core.encode import EncodeConfig
+        from risk_core.models import DEFAULT_MODEL, load_model
+        from risk_core.score import Scorer
+    except ImportError as err:
+        raise PttrustError(f"the scoring stack is not available: {err}") from None
+    name = model or DEFAULT_MODEL
+    bundle_path = Path(bundle) if bundle else default_bundle(name)
+    if bundle_path is None:
+        raise UsageError(f"no artifact bundle for model {name!r}: pass --bundle DIR "
+                         "(made by `pttrust bind`)")
+    say(f"loading bundle {bundle_path}")
+    loaded_bundle = Bundle.load(bundle_path)
+    say(f"loading model {name}")
+    loaded = load_model(name, device=device)
+    encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
+    return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
+
+
+def _find_config(explicit: str | None, repo: str) -> str | None:
+    if explicit:
+        return explicit
+    candidate = Path(repo) / CONFIG_NAME
+    return str(candidate) if candidate.is_file() else None
+
+
+@click.command("review")
+@click.option("--diff", "diff_path", metavar="PATH|-", help="Unified diff to review ('-' = stdin).")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Working tree the diff applies to (new-side contents, git blame).")
+@click.option("--model", default=None, help="Model registry name or path (default: the embedded model).")
+@click.option("--bundle", default=None, type=click.Path(file_okay=False),
+              help="Artifact bundle (SAE + probe) for the model.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N].")
+@click.option("--threshold", type=float, default=None, help="Risk above which a line is a finding.")
+@click.option("--max-comments", type=int, default=None, help="At most this many findings (0 = no limit).")
+@click.option("--authored-by", type=click.Choice(["all", "ai"]), default=None,
+              help="Score all added lines or only AI-written ones (default: all for local diffs).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("--fail-above", type=float, default=None,
+              help="Exit 1 when any scored line's risk is above this.")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help=f"Settings file (default: {CONFIG_NAME} in --repo when present).")
+@click.option("--templates", default=None, type=click.Path(file_okay=False),
+              help="Directory of jinja2 templates overriding the packaged ones.")
+@click.option("--github", "github_spec", default=None, metavar="OWNER/REPO#N",
+              help="Review a pull request instead of a local diff.")
+@click.option("--dry-run", is_flag=True, help="With --github: render everything, post nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def review(diff_path, repo, model, bundle, device, threshold, max_comments, authored_by, fmt, out,
+           fail_above, config_path, templates, github_spec, dry_run, quiet):
+    """Flag the riskiest added lines of a diff, with the latents behind each score.
+
+    \b
+    Exit status: 0 done, 1 --fail-above exceeded (or a failure), 2 usage error.
+    """
+    from bot.config import load_config
+    from bot.diff import read_diff
+    from bot.publish.local import LocalPublisher
+    from bot.render import make_environment
+    from bot.review import local_source, review_source
+
+    if (diff_path is None) == (github_spec is None):
+        raise UsageError("give exactly one of --diff PATH|- or --github OWNER/REPO#N")
+    if dry_run and github_spec is None:
+        raise UsageError("--dry-run only applies to --github")
+    for name, value in (("--threshold", threshold), ("--fail-above", fail_above)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise UsageError(f"{name} must be between 0 and 1, got {value}")
+    if diff_path is not None and not Path(repo).is_dir():
+        raise UsageError(f"--repo is not a directory: {repo}")
+
+    cfg = load_config(_find_config(config_path, repo)).replace(
+        threshold=threshold, max_comments=max_comments, authored_by=authored_by,
+        fail_above=fail_above, templates=templates, model=model, bundle=bundle)
+    env = make_environment(cfg.templates)
+    say = _progress(quiet)
+
+    if github_spec is not None:
+        try:
+            from bot.publish import github
+        except ImportError:
+            raise UsageError("--github is not available in this installation") from None
+        source, publisher = github.open_pull_request(github_spec, dry_run=dry_run, cfg=cfg, env=env,
+                                                     fmt=fmt, out=out)
+    else:
+        data = read_diff(diff_path)
+        want_ai = (cfg.authored_by or "all") == "ai"
+        source = local_source(data, repo, name=diff_path, with_blame=want_ai)
+        publisher = LocalPublisher(fmt, env, out)
+
+    loaded: dict = {}
+
+    def scorer():
+        # Called by the pipeline only once the input has been checked and holds lines to score.
+        scorer_, loaded["model"], loaded["bundle"] = load_scorer(cfg.model, cfg.bundle, device, say)
+        return scorer_
+
+    report = review_source(source, scorer, cfg, progress=say)
+    report.summary.model, report.summary.bundle = loaded.get("model"), loaded.get("bundle")
+    say(f"{report.summary.lines_scored} line(s) scored, {report.summary.findings} finding(s)")
+    # Publish before gating: the report must exist even when the gate fails the run.
+    publisher.publish(report)
+    if report.exceeds(cfg.fail_above):
+        click.echo(f"error: risk {report.summary.max_risk:.3f} is above --fail-above "
+                   f"{cfg.fail_above}", err=True)
+        sys.exit(1)
+
+
+COMMANDS = [review]

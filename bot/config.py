@@ -1,0 +1,171 @@
+"""`.pttrust.yml`: the review settings a team keeps in its repository, overridable by flags.
+
+The file is read with yaml's node API so that every validation error names its line, e.g.
+``.pttrust.yml:7: threshold must be a number between 0 and 1, got 'high'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from risk_core.errors import UsageError
+
+DEFAULT_AI_AUTHOR_GLOBS = [
+    "*[bot]", "copilot*", "devin-ai-integration*", "claude*", "cursor*", "codex*", "openai-codex*", "sweep-ai*", "aider*", "gemini-code-assist*", "jules*",
+    "amazon-q-developer*", "codegen-sh*",
+]
+DEFAULT_SKIP_PATHS = [
+    "vendor/**", "third_party/**", "node_modules/**", "dist/**", "build/**", "*.min.js",
+    "*.min.css", "*.map", "*_pb2.py", "*_pb2_grpc.py", "*.pb.go", "*.generated.*",
+    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock", "go.sum",
+]
+
+
+@dataclass
+class ReviewConfig:
+    threshold: float = 0.5
+    """A line is a finding when its calibrated risk is above this (0..1)."""
+    max_comments: int = 10
+    """At most this many findings are posted per review (0 = no limit)."""
+    max_comments_per_file: int = 3
+    """At most this many findings per file (0 = no limit)."""
+    merge_gap: int = 1
+    """Risky lines at most this far apart join one multi-line finding (1 = only adjacent lines)."""
+    max_files: int = 200
+    """Files past this many in a diff are skipped with a reason (0 = no limit)."""
+    max_added_lines: int = 5000
+    """Added lines past this many per review are skipped file by file with a reason (0 = no limit)."""
+    max_file_bytes: int = 1_000_000
+    """Files larger than this on the new side are skipped with a reason (0 = no limit)."""
+    authored_by: str | None = None
+    """Which added lines to score: all | ai (None: ai on GitHub, all for local diffs)."""
+    ai_author_globs: list[str] = field(default_factory=lambda: list(DEFAULT_AI_AUTHOR_GLOBS))
+    """Author/committer logins, names or email local parts marking AI commits (* ? wildcards, case-insensitive)."""
+    ai_coauthor_globs: list[str] = field(default_factory=lambda: list(DEFAULT_AI_AUTHOR_GLOBS))
+    """Names/emails in a Co-authored-by: trailer that mark a commit as AI-assisted."""
+    ai_trailers: list[str] = field(default_factory=lambda: ["Generated-by", "Assisted-by"])
+    """Commit trailers whose mere presence marks a commit as AI-written."""
+    ai_pr_labels: list[str] = field(default_factory=lambda: ["ai-generated"])
+    """PR labels that mark every added line of the PR as AI-written."""
+    skip_paths: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP_PATHS))
+    """Globs of generated/vendored paths that are never scored (.gitattributes is honoured too)."""
+    model: str | None = None
+    """Model registry name, HF directory or path (None: the embedded default)."""
+    bundle: str | None = None
+    """Artifact bundle directory (SAE + probe) matching the model (None: the packaged default)."""
+    top_latents: int = 5
+    """How many latents are reported behind each line's score."""
+    fail_above: float | None = None
+    """Exit 1 when any scored line's risk is above this (None: never fail)."""
+    templates: str | None = None
+    """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
+
+    def replace(self, **overrides: Any) -> "ReviewConfig":
+        """A copy with the given fields replaced; None values (flags not given) are ignored."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cfg = dataclasses.replace(self, **given)
+        cfg.validate()
+        return cfg
+
+    def validate(self, where: dict[str, str] | None = None) -> None:
+        """Raise UsageError naming the field (and its line, when read from a file)."""
+        where = where or {}
+
+        def bad(name: str, msg: str) -> UsageError:
+            loc = where.get(name)
+            return UsageError(f"{loc}: {name} {msg}" if loc else f"{name} {msg}")
+
+        for name in ("threshold",):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise bad(name, f"must be between 0 and 1, got {v}")
+        if self.fail_above is not None and not 0.0 <= self.fail_above <= 1.0:
+            raise bad("fail_above", f"must be between 0 and 1, got {self.fail_above}")
+        for name in ("max_comments", "max_comments_per_file", "max_files", "max_added_lines",
+                     "max_file_bytes", "merge_gap", "top_latents"):
+            if getattr(self, name) < 0:
+                raise bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.authored_by not in (None, "all", "ai"):
+            raise bad("authored_by", f"must be 'all' or 'ai', got {self.authored_by!r}")
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(ReviewConfig)}
+
+
+def _convert(name: str, value: Any, loc: str) -> Any:
+    """Check one value against its field's declared type (the annotations are strings)."""
+    kind = _FIELD_TYPES[name].replace(" ", "")
+    optional = "None" in kind
+    if value is None:
+        if optional:
+            return None
+        raise UsageError(f"{loc}: {name} must not be empty")
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{loc}: {name} must be a number, got {value!r}")
+        return float(value)
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{loc}: {name} must be an integer, got {value!r}")
+        return value
+    if kind.startswith("list"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{loc}: {name} must be a list of strings")
+        return value
+    if kind.startswith("str"):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise UsageError(f"{loc}: {name} must be a string, got {value!r}")
+        return str(value)
+    raise AssertionError(f"unhandled config type {kind}")  # a programming error, not user input
+
+
+def load_config(path: str | Path | None) -> ReviewConfig:
+    """Read `.pttrust.yml`; None or a missing default file gives the defaults.
+
+    Unknown keys, wrong types and out-of-range values raise UsageError with ``file:line:``.
+    """
+    if path is None:
+        return ReviewConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"config not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read config {path}: {err}") from None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UsageError(f"{path}{line}: invalid YAML: {problem}") from None
+    if root is None:
+        return ReviewConfig()
+    if not isinstance(root, yaml.MappingNode):
+        raise UsageError(f"{path}:{root.start_mark.line + 1}: the config must be a mapping of keys")
+    values: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    loader = yaml.SafeLoader("")
+    for key_node, value_node in root.value:
+        loc = f"{path}:{key_node.start_mark.line + 1}"
+        key = key_node.value
+        if key not in _FIELD_TYPES:
+            known = ", ".join(sorted(_FIELD_TYPES))
+            raise UsageError(f"{loc}: unknown key {key!r} (known: {known})")
+        if key in values:
+            raise UsageError(f"{loc}: duplicate key {key!r}")
+        value = loader.construct_object(value_node, deep=True)
+        values[key] = _convert(key, value, f"{path}:{value_node.start_mark.line + 1}")
+        where[key] = f"{path}:{value_node.start_mark.line + 1}"
+    if values.get("templates"):
+        # Relative to the config file, so that a repo's .pttrust.yml works from any directory.
+        values["templates"] = str((path.parent / values["templates"]).resolve())
+    cfg = ReviewConfig(**values)
+    cfg.validate(where)
+    return cfg

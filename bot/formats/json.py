@@ -1,0 +1,48 @@
+"""JSON report: ``{"files": [{"path", "lines": [{"line", "risk", "latents"}]}], "summary", "skipped"}``.
+
+Plain data only, stable key order, so that tools (and diffs of two runs) can read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+
+def latent_dict(l: Any) -> dict:
+    return {"index": l.index, "activation": l.activation, "contribution": l.contribution,
+            "label": l.label}
+
+
+def finding_dict(f: Any) -> dict:
+    return {"path": f.path, "start_line": f.start_line, "end_line": f.end_line, "risk": f.risk,
+            "lines": [l.line for l in f.lines], "latents": [latent_dict(l) for l in f.latents],
+            "ai_rule": f.ai_rule}
+
+
+def to_dict(report: Any) -> dict:
+    files = []
+    for f in report.files:
+        files.append({
+            "path": f.path,
+            "old_path": f.old_path,
+            "status": f.status,
+            "added": f.added,
+            "max_risk": f.max_risk,
+            "skipped": f.skipped,
+            "lines": [{"line": l.line, "risk": l.risk, "text": l.text,
+                       "latents": [latent_dict(x) for x in l.latents],
+                       "ai_rule": f.ai_rules.get(l.line)} for l in f.lines],
+        })
+    return {
+        "files": files,
+        "findings": [finding_dict(f) for f in report.findings],
+        "summary": dataclasses.asdict(report.summary),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
+        "warnings": list(report.warnings),
+    }
+
+
+def format_report(report: Any) -> str:
+    return json.dumps(to_dict(report), indent=2, ensure_ascii=False) + "\n"

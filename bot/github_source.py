@@ -1,0 +1,210 @@
+"""Read a pull request through PyGithub: metadata, labels, files and their patches (assembled into the
+unified diff the pipeline parses), new-side contents at the head sha, and commits for authorship.
+
+Only operations in GitHub's REST description subset are used (pulls/get, pulls/list-files,
+pulls/list-commits, repos/get-content, git/get-blob, repos/get-commit); in particular no GET /user,
+which an Actions ``GITHUB_TOKEN`` may not call. AI-authorship rules are not evaluated here: the raw
+commits go to `bot.select` (login globs, trailers), the labels to its label rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.select import CommitInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PullFile:
+    path: str
+    status: str
+    """added | removed | modified | renamed | copied | changed | unchanged (GitHub's words)."""
+    previous_path: str | None
+    patch: str | None
+    """GitHub's hunks for this file (None for binary files or diffs GitHub truncates)."""
+    blob_sha: str | None
+
+
+@dataclass
+class PullRequestData:
+    """A pull request as read at one moment (one head sha)."""
+
+    full_name: str
+    number: int
+    title: str
+    head_sha: str
+    base_sha: str
+    labels: tuple[str, ...]
+    files: list[PullFile]
+    commits: list[CommitInfo]
+    """Oldest first, as GitHub lists them (up to 250)."""
+    author_login: str | None = None
+    contents: dict[str, bytes | None] = field(default_factory=dict)
+    """New-side contents by path, filled lazily by `read_file`."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.full_name}#{self.number}"
+
+
+class PullRequestReader:
+    """Reads one pull request; ``read_file`` and ``commits_for`` plug into `bot.review.ReviewSource`."""
+
+    def __init__(self, repo: Any, pull: Any):
+        self.repo = repo  # github.Repository.Repository
+        self.pull = pull  # github.PullRequest.PullRequest
+        self.data = PullRequestData(
+            full_name=repo.full_name, number=pull.number, title=pull.title or "",
+            head_sha=pull.head.sha, base_sha=pull.base.sha,
+            labels=tuple(label.name for label in pull.labels),
+            files=[_pull_file(f) for f in pull.get_files()],
+            commits=[_commit_info(c) for c in pull.get_commits()],
+            author_login=pull.user.login if pull.user else None,
+        )
+        self._blame: dict[str, list[str | None]] | None = None
+
+    # -- what the pipeline reads ----------------------------------------------------------------------
+    def unified_diff(self) -> str:
+        return assemble_diff(self.data.files)
+
+    def read_file(self, path: str) -> bytes | None:
+        """New-side bytes of ``path`` at the head sha (None when absent there)."""
+        if path not in self.data.contents:
+            self.data.contents[path] = self._fetch(path)
+        return self.data.contents[path]
+
+    def _fetch(self, path: str) -> bytes | None:
+        from github import GithubException
+
+        try:
+            content = self.repo.get_contents(path, ref=self.data.head_sha)
+        except GithubException as err:
+            if err.status == 404:
+                return None
+            raise
+        if isinstance(content, list):  # a directory (e.g. a submodule path)
+            return None
+        if content.encoding == "base64" and content.content is not None:
+            return content.decoded_content
+        # Files over 1 MB come back without content ("encoding": "none"); the blob API has them.
+        blob = self.repo.get_git_blob(content.sha)
+        return base64.b64decode(blob.content) if blob.encoding == "base64" else blob.content.encode()
+
+    def commits_for(self, path: str, lines: list[int]) -> dict[int, CommitInfo | None]:
+        """`bot.select.LineAuthorship`: the PR commit that last wrote each new-side line."""
+        if self._blame is None:
+            self._blame = self._blame_from_patches()
+        by_sha = {c.sha: c for c in self.data.commits}
+        origins = self._blame.get(path)
+        out: dict[int, CommitInfo | None] = {}
+        for line in lines:
+            sha = origins[line - 1] if origins and 0 < line <= len(origins) else None
+            out[line] = by_sha.get(sha) if sha else None
+        return out
+
+    def _blame_from_patches(self) -> dict[str, list[str | None]]:
+        """Replays each PR commit's patch (repos/get-commit) over per-line origins.
+
+        A line's origin is the commit whose patch added it; base lines have None. There is no blame
+        endpoint in the REST subset, and per-commit patches give exactly this for linear histories.
+        Where a commit's patch is missing (binary, truncated), every line of that file is attributed
+        to that commit: it may have rewritten any of them.
+        """
+        origins: dict[str, list[str | None]] = {}
+        for info in self.data.commits:
+            commit = self.repo.get_commit(info.sha)
+            for f in commit.files:
+                path, old = f.filename, getattr(f, "previous_filename", None)
+                lines = origins.pop(old, None) if old else origins.get(path)
+                if f.status == "removed":
+                    origins.pop(path, None)
+                    continue
+                if lines is None:
+                    lines = [None] * self._base_length(old or path, f.status)
+                if f.patch is None:
+                    n = len((self.read_file(path) or b"").splitlines())
+                    origins[path] = [info.sha] * n
+                    continue
+                origins[path] = apply_patch_origins(lines, f.patch, info.sha)
+        return origins
+
+    def _base_length(self, path: str, status: str) -> int:
+        if status == "added":
+            return 0
+        try:
+            content = self.repo.get_contents(path, ref=self.data.base_sha)
+            return len(content.decoded_content.splitlines())
+        except Exception:  # unknown base: origins past the patch's reach stay None
+            return 0
+
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def apply_patch_origins(origins: list, patch: str, sha: str) -> list:
+    """Per-line origins after ``patch``: added lines get ``sha``, context keeps, removed drop."""
+    out: list = []
+    pos = 0  # index into origins (old side)
+    for text in patch.splitlines():
+        m = _HUNK.match(text)
+        if m:
+            start = max(int(m.group(1)) - 1, 0) if (m.group(2) or "1") != "0" else int(m.group(1))
+            out.extend(origins[pos:start])
+            pos = start
+        elif text.startswith("+"):
+            out.append(sha)
+        elif text.startswith("-"):
+            pos += 1
+        elif text.startswith(" "):
+            out.append(origins[pos] if pos < len(origins) else None)
+            pos += 1
+    out.extend(origins[pos:])
+    return out
+
+
+def assemble_diff(files: list[PullFile]) -> str:
+    """A git-style unified diff from GitHub's per-file patches (what `bot.diff.parse_diff` reads)."""
+    parts: list[str] = []
+    for f in files:
+        old = f.previous_path or f.path
+        parts.append(f"diff --git a/{old} b/{f.path}\n")
+        if f.status == "added":
+            parts.append("new file mode 100644\n")
+        elif f.status == "removed":
+            parts.append("deleted file mode 100644\n")
+        if f.previous_path and f.previous_path != f.path:
+            parts.append(f"rename from {f.previous_path}\nrename to {f.path}\n")
+        if f.patch is None:
+            if f.status not in ("renamed",):
+                parts.append(f"Binary files a/{old} and b/{f.path} differ\n")
+            continue
+        if not f.patch:
+            continue
+        parts.append("--- /dev/null\n" if f.status == "added" else f"--- a/{old}\n")
+        parts.append("+++ /dev/null\n" if f.status == "removed" else f"+++ b/{f.path}\n")
+        parts.append(f.patch if f.patch.endswith("\n") else f.patch + "\n")
+    return "".join(parts)
+
+
+def _pull_file(f: Any) -> PullFile:
+    return PullFile(f.filename, f.status, getattr(f, "previous_filename", None), f.patch, f.sha)
+
+
+def _commit_info(c: Any) -> CommitInfo:
+    git = c.commit
+    return CommitInfo(
+        sha=c.sha,
+        author_name=git.author.name if git.author else "",
+        author_email=git.author.email if git.author else "",
+        author_login=c.author.login if c.author else None,
+        committer_name=git.committer.name if git.committer else "",
+        committer_email=git.committer.email if git.committer else "",
+        committer_login=c.committer.login if c.committer else None,
+        message=git.message or "",
+    )

@@ -1,0 +1,600 @@
+"""Publish a review to a GitHub pull request through PyGithub (the only module that writes to GitHub).
+
+One run posts at most one review holding every new inline comment (a single create-review call, so a
+review is never half-posted), edits one summary issue comment, and reports a check run (or, without
+``checks: write``, a commit status).
+
+Idempotence rests on hidden markers:
+
+- each inline comment carries ``<!-- pttrust:finding=<id> -->``, ``id`` = hash of path, the text of
+  the finding's lines and the finding kind (plus an occurrence index for identical lines). A finding
+  whose id is already commented is not posted again, even if its line number moved;
+- a bot comment whose id is no longer among the findings (a later push fixed or removed the code) is
+  *edited* to say it is resolved, not deleted: deleting would orphan replies in its thread;
+- the summary issue comment carries ``<!-- pttrust:summary ... -->`` and is edited in place. Its marker
+  also records the head sha and a hash of the last check/status sent, so re-running on an unchanged
+  head posts nothing at all.
+
+Faults: comments GitHub would reject (a line outside the diff) are caught beforehand against the PR's
+patches and listed in the summary instead; if GitHub still answers 422, the offending comments are
+found by bisection with *pending* reviews (visible only to the bot, deleted right away) and moved to
+the summary too. 403 rate limits, 429 and 5xx are retried by PyGithub's `GithubRetry` (urllib3), which
+honours Retry-After and x-ratelimit-reset. The token is read from the environment and never printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from risk_core.errors import PttrustError, UsageError
+
+log = logging.getLogger(__name__)
+
+FINDING_MARKER = "<!-- pttrust:finding={id} -->"
+RESOLVED_MARKER = "<!-- pttrust:resolved -->"
+SUMMARY_MARKER_PREFIX = "<!-- pttrust:summary"
+_FINDING_RE = re.compile(r"<!-- pttrust:finding=([0-9a-f]+) -->")
+_SUMMARY_RE = re.compile(r"<!-- pttrust:summary(?P<meta>[^>]*)-->")
+MAX_ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit per check-run create/update call
+MAX_BISECT_PROBES = 40
+
+
+# ---------------------------------------------------------------------------------------------------
+# Settings and connection
+
+
+@dataclass
+class GitHubSettings:
+    base_url: str | None = None
+    """API root; None: $GITHUB_API_URL or https://api.github.com (Enterprise: https://HOST/api/v3)."""
+    token_env: str = "GITHUB_TOKEN"
+    """Environment variable holding the token (never printed or logged)."""
+    retries: int = 6
+    """Retries per request for 403 rate limits, 429 and 5xx."""
+    backoff_factor: float = 1.0
+    """Exponential backoff base in seconds between retries (0 in tests)."""
+    secondary_rate_wait: float = 60.0
+    """Seconds to wait on a secondary rate limit without Retry-After."""
+    max_rate_limit_wait: float = 900.0
+    """Give up (one-line error) when a rate-limit reset is further away than this many seconds."""
+    seconds_between_requests: float | None = 0.25
+    """PyGithub's pacing between requests (GitHub's guidance against secondary limits)."""
+    seconds_between_writes: float | None = 1.0
+    """PyGithub's pacing between writes."""
+    timeout: int = 30
+    """Seconds per HTTP request."""
+    check_name: str = "PtTrust risk review"
+    """Name of the check run, and context of the fallback commit status."""
+
+
+DEFAULT_SETTINGS = GitHubSettings()
+"""Used wherever no settings are passed (tests swap in one without pacing or backoff)."""
+
+
+def parse_pr_spec(spec: str) -> tuple[str, int]:
+    """``OWNER/REPO#N`` -> ("OWNER/REPO", N); UsageError otherwise."""
+    m = re.fullmatch(r"([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#([0-9]+)", spec.strip())
+    if not m or int(m.group(2)) < 1:
+        raise UsageError(f"--github expects OWNER/REPO#N, got {spec!r}")
+    return m.group(1), int(m.group(2))
+
+
+def connect(settings: GitHubSettings | None = None, env: dict | None = None):
+    """A `github.Github` client authenticated from the environment, retrying rate limits and 5xx."""
+    from github import Auth, Github, GithubRetry
+
+    settings = settings or DEFAULT_SETTINGS
+    env = os.environ if env is None else env
+    token = env.get(settings.token_env, "").strip()
+    if not token:
+        raise UsageError(f"${settings.token_env} is not set: a token is needed to talk to GitHub")
+    base_url = (settings.base_url or env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
+    retry = GithubRetry(
+        total=settings.retries,
+        backoff_factor=settings.backoff_factor,
+        secondary_rate_wait=settings.secondary_rate_wait,
+        max_rate_limit_wait=settings.max_rate_limit_wait,
+        # 429 is GitHub's other rate-limit answer; PATCH/DELETE are idempotent edits we also retry.
+        status_forcelist=[429, 500, 502, 503, 504],
+        allowed_methods={"GET", "POST", "PATCH", "PUT", "DELETE"},
+        raise_on_status=False,
+    )
+    return Github(auth=Auth.Token(token), base_url=base_url, timeout=settings.timeout, retry=retry,
+                  seconds_between_requests=settings.seconds_between_requests,
+                  seconds_between_writes=settings.seconds_between_writes, per_page=100)
+
+
+@contextlib.contextmanager
+def github_errors(what: str) -> Iterator[None]:
+    """Turn PyGithub/requests failures into one-line PttrustErrors (messages never hold the token)."""
+    from github import BadCredentialsException, GithubException, RateLimitExceededException
+    from github.GithubException import RateLimitExceededExceedsMaxWait
+    import requests
+
+    try:
+        yield
+    except PttrustError:
+        raise
+    except BadCredentialsException:
+        raise PttrustError(f"{what}: GitHub rejected the token (401 Bad credentials)") from None
+    except RateLimitExceededExceedsMaxWait as err:
+        raise PttrustError(f"{what}: GitHub rate limit; the reset is {err.wait:.0f}s away, "
+                           "more than the configured maximum wait") from None
+    except RateLimitExceededException:
+        raise PttrustError(f"{what}: GitHub rate limit exceeded, retries exhausted") from None
+    except GithubException as err:
+        message = err.data.get("message") if isinstance(err.data, dict) else str(err.data or "")
+        raise PttrustError(f"{what}: GitHub answered {err.status}: {message}".strip()) from None
+    except requests.exceptions.RetryError:
+        raise PttrustError(f"{what}: GitHub kept failing (retries exhausted)") from None
+    except requests.exceptions.RequestException as err:
+        raise PttrustError(f"{what}: cannot reach GitHub ({type(err).__name__})") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# What gets published
+
+
+@dataclass(frozen=True)
+class InlineFinding:
+    """One finding to comment on, independent of how it was scored or rendered."""
+
+    path: str
+    line: int
+    """New-side (RIGHT) line the comment ends on."""
+    start_line: int | None
+    """First line of a multi-line finding; None for one line."""
+    risk: float
+    line_text: str
+    """Text of the finding's lines (joined by newlines): its identity across pushes."""
+    body: str
+    """Rendered comment markdown, without the marker."""
+    kind: str = "risk"
+    """What was found; part of the identity (a different kind on the same line is a new comment)."""
+    annotation_level: str = "warning"
+    """Check-run annotation level: notice | warning | failure."""
+
+
+@dataclass
+class Publication:
+    """Everything one run publishes. Built from a `bot.review.Report` by `publication_from_report`."""
+
+    findings: list[InlineFinding]
+    summary: str
+    """Summary markdown (the packaged summary.md.j2), without marker."""
+    conclusion: str
+    """Check conclusion: failure (gate tripped) | neutral (findings) | success."""
+    check_title: str
+    check_summary: str
+    check_text: str = ""
+    review_body: str | None = None
+    """Body of the review holding the new comments (None: a short table of them)."""
+
+
+def finding_ids(findings: list[InlineFinding]) -> list[str]:
+    """Stable ids: hash(path, line text, kind, occurrence among identical ones in line order)."""
+    seen: dict[tuple, int] = {}
+    ids = [""] * len(findings)
+    for i in sorted(range(len(findings)), key=lambda i: (findings[i].path, findings[i].line)):
+        f = findings[i]
+        key = (f.path, f.line_text, f.kind)
+        n = seen[key] = seen.get(key, -1) + 1
+        ids[i] = hashlib.sha256("\0".join([f.path, f.line_text, f.kind, str(n)]).encode()).hexdigest()[:20]
+    return ids
+
+
+@dataclass
+class PublishResult:
+    head_sha: str
+    posted: list[InlineFinding] = field(default_factory=list)
+    already_commented: list[InlineFinding] = field(default_factory=list)
+    rejected: list[tuple[InlineFinding, str]] = field(default_factory=list)
+    """Findings that could not be inline comments, with why (they are listed in the summary)."""
+    resolved_comment_ids: list[int] = field(default_factory=list)
+    reopened_comment_ids: list[int] = field(default_factory=list)
+    review_id: int | None = None
+    summary_comment_id: int | None = None
+    summary_action: str = "none"
+    """created | edited | unchanged | none (dry run)."""
+    check_run_id: int | None = None
+    check_action: str = "none"
+    """check-run | status | unchanged | none."""
+    annotation_requests: int = 0
+
+    def describe(self) -> str:
+        lines = [f"review: {len(self.posted)} new comment(s), {len(self.already_commented)} already there, "
+                 f"{len(self.rejected)} moved to the summary, {len(self.resolved_comment_ids)} resolved",
+                 f"summary: {self.summary_action}", f"check: {self.check_action}"]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Publishing
+
+
+def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict[str, str | None],
+            settings: GitHubSettings | None = None, dry_run: bool = False) -> PublishResult:
+    """Publish ``pub`` on ``pull`` (PyGithub objects) for commit ``head_sha``.
+
+    ``patches`` maps each PR file to its GitHub patch (from `bot.github_source`), used to check that
+    every comment targets a line of the diff before anything is posted. With ``dry_run`` everything is
+    read and planned, nothing written.
+    """
+    settings = settings or DEFAULT_SETTINGS
+    result = PublishResult(head_sha)
+    with github_errors(f"publishing to {repo.full_name}#{pull.number}"):
+        ids = finding_ids(pub.findings)
+        by_id = dict(zip(ids, pub.findings))
+        existing = _bot_review_comments(pull)
+
+        new: list[tuple[str, InlineFinding]] = []
+        for fid, finding in by_id.items():
+            comment = existing.get(fid)
+            if comment is None:
+                new.append((fid, finding))
+            elif RESOLVED_MARKER in comment.body:
+                result.reopened_comment_ids.append(comment.id)
+                if not dry_run:
+                    comment.edit(_comment_body(finding, fid))
+                result.already_commented.append(finding)
+            else:
+                result.already_commented.append(finding)
+        stale = [c for fid, c in existing.items() if fid not in by_id and RESOLVED_MARKER not in c.body]
+
+        postable = []
+        for fid, finding in new:
+            reason = _diff_reason(finding, patches)
+            if reason:
+                result.rejected.append((finding, reason))
+            else:
+                postable.append((fid, finding))
+
+        if postable and not dry_run:
+            postable, rejected = _post_review(repo, pull, head_sha, postable, pub, result)
+            result.rejected += rejected
+        result.posted = [f for _, f in postable]
+
+        for comment in stale:
+            result.resolved_comment_ids.append(comment.id)
+            if not dry_run:
+                comment.edit(_resolved_body(comment.body, head_sha))
+
+        summary_comment, meta = _find_summary(pull)
+        check_hash = _hash(pub.conclusion, pub.check_title, pub.check_summary, pub.check_text,
+                           *[f"{f.path}:{f.start_line}:{f.line}:{f.body}" for f in pub.findings])
+        if meta.get("head") == head_sha and meta.get("check") == check_hash:
+            result.check_action = "unchanged"
+            result.check_run_id = int(meta["run"]) if meta.get("run", "").isdigit() else None
+        elif not dry_run:
+            _report_check(repo, head_sha, pub, settings, result)
+
+        marker = (f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} "
+                  f"run={result.check_run_id or ''} -->")
+        body = marker + "\n" + pub.summary.rstrip() + "\n" + _publication_notes(result)
+        if summary_comment is not None and summary_comment.body == body:
+            result.summary_action = "unchanged"
+            result.summary_comment_id = summary_comment.id
+        elif dry_run:
+            result.summary_action = "would edit" if summary_comment else "would create"
+        elif summary_comment is not None:
+            summary_comment.edit(body)
+            result.summary_action, result.summary_comment_id = "edited", summary_comment.id
+        else:
+            created = pull.create_issue_comment(body)
+            result.summary_action, result.summary_comment_id = "created", created.id
+    return result
+
+
+def _bot_review_comments(pull: Any) -> dict[str, Any]:
+    """Review comments carrying a finding marker, by finding id (the first one wins)."""
+    out: dict[str, Any] = {}
+    for comment in pull.get_review_comments():
+        m = _FINDING_RE.search(comment.body or "")
+        if m and m.group(1) not in out:
+            out[m.group(1)] = comment
+    return out
+
+
+def _comment_body(finding: InlineFinding, fid: str) -> str:
+    return f"{finding.body.rstrip()}\n\n{FINDING_MARKER.format(id=fid)}"
+
+
+def _resolved_body(old: str, head_sha: str) -> str:
+    original = _FINDING_RE.sub("", old).strip()
+    marker = _FINDING_RE.search(old).group(0)
+    return (f"**Resolved**: PtTrust no longer flags this as of {head_sha[:7]}.\n\n"
+            f"<details><summary>Original comment</summary>\n\n{original}\n\n</details>\n\n"
+            f"{RESOLVED_MARKER}\n{marker}")
+
+
+def _hunk_lines(patch: str) -> list[set[int]]:
+    """Per hunk, the new-side lines a comment may target (added and context lines)."""
+    hunks: list[set[int]] = []
+    line = 0
+    for text in patch.splitlines():
+        m = re.match(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@", text)
+        if m:
+            line = int(m.group(1))
+            hunks.append(set())
+        elif hunks and text[:1] in ("+", " "):
+            hunks[-1].add(line)
+            line += 1
+    return hunks
+
+
+def _diff_reason(finding: InlineFinding, patches: dict[str, str | None]) -> str | None:
+    """Why GitHub would reject this comment (None: it targets a line of the diff)."""
+    if finding.path not in patches:
+        return "the file is not part of the pull request's diff"
+    patch = patches[finding.path]
+    if not patch:
+        return "GitHub shows no diff for this file (binary or too large)"
+    hunk = next((h for h in _hunk_lines(patch) if finding.line in h), None)
+    if hunk is None:
+        return f"line {finding.line} is not part of the diff"
+    if finding.start_line is not None and finding.start_line not in hunk:
+        return f"lines {finding.start_line}-{finding.line} span more than one hunk of the diff"
+    return None
+
+
+def _review_comment(fid: str, finding: InlineFinding) -> dict:
+    comment = {"path": finding.path, "body": _comment_body(finding, fid), "line": finding.line,
+               "side": "RIGHT"}
+    if finding.start_line is not None and finding.start_line < finding.line:
+        comment.update(start_line=finding.start_line, start_side="RIGHT")
+    return comment
+
+
+def _post_review(repo, pull, head_sha, postable, pub, result):
+    """One create-review call with every comment; on 422 find the rejected ones, post the rest."""
+    from github import GithubException
+
+    commit = repo.get_commit(head_sha)
+    comments = [_review_comment(fid, f) for fid, f in postable]
+    body = pub.review_body or _review_body([f for _, f in postable])
+    try:
+        review = pull.create_review(commit=commit, body=body, event="COMMENT", comments=comments)
+        result.review_id = review.id
+        return postable, []
+    except GithubException as err:
+        if err.status != 422:
+            raise
+        reason = _error_text(err)
+    log.info("GitHub rejected the review (%s); looking for the rejected comments", reason)
+    bad = _find_rejected(pull, commit, comments)
+    keep = [pf for pf, c in zip(postable, comments) if id(c) not in bad]
+    rejected = [(f, f"GitHub rejected the comment: {reason}") for (fid, f), c in zip(postable, comments)
+                if id(c) in bad]
+    if keep:
+        kept_comments = [c for c in comments if id(c) not in bad]
+        review = pull.create_review(commit=commit, body=pub.review_body or _review_body([f for _, f in keep]),
+                                    event="COMMENT", comments=kept_comments)
+        result.review_id = review.id
+    return keep, rejected
+
+
+def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
+    """ids of the comments GitHub rejects, found by bisection with pending reviews.
+
+    A pending review (no ``event``) is visible only to its author and is deleted right after the
+    probe, so nothing half-done ever shows on the PR. Past MAX_BISECT_PROBES every comment left is
+    treated as rejected (they still reach the summary).
+    """
+    from github import GithubException
+
+    for review in pull.get_reviews():  # a stale probe would block ours (one pending per user)
+        if review.state == "PENDING":
+            review.delete()
+    probes = 0
+    bad: set[int] = set()
+
+    def accepted(group: list[dict]) -> bool:
+        nonlocal probes
+        probes += 1
+        try:
+            pull.create_review(commit=commit, comments=group).delete()
+            return True
+        except GithubException as err:
+            if err.status != 422:
+                raise
+            return False
+
+    def search(group: list[dict]) -> None:
+        if probes >= MAX_BISECT_PROBES:
+            bad.update(id(c) for c in group)
+        elif accepted(group):
+            return
+        elif len(group) == 1:
+            bad.add(id(group[0]))
+        else:
+            mid = len(group) // 2
+            search(group[:mid])
+            search(group[mid:])
+
+    search(comments)
+    return bad
+
+
+def _error_text(err: Any) -> str:
+    data = err.data if isinstance(err.data, dict) else {}
+    errors = data.get("errors") or []
+    text = "; ".join(e if isinstance(e, str) else str(e.get("message", e)) for e in errors)
+    return text or data.get("message") or f"HTTP {err.status}"
+
+
+def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSettings, result) -> None:
+    """A check run with annotations in batches of 50; without permission, a commit status."""
+    from github import GithubException
+
+    annotations = [_annotation(f) for f in pub.findings]
+    batches = [annotations[i:i + MAX_ANNOTATIONS_PER_REQUEST]
+               for i in range(0, len(annotations), MAX_ANNOTATIONS_PER_REQUEST)] or [[]]
+
+    def output(batch):
+        return {"title": pub.check_title, "summary": pub.check_summary or pub.check_title,
+                "text": pub.check_text, "annotations": batch}
+
+    try:
+        run = repo.create_check_run(name=settings.check_name, head_sha=head_sha, status="completed",
+                                    conclusion=pub.conclusion, output=output(batches[0]))
+    except GithubException as err:
+        if err.status != 403:
+            raise
+        # Tokens without checks: write (e.g. a fork's GITHUB_TOKEN) may still set commit statuses.
+        log.info("no permission for check runs (%s); setting a commit status", _error_text(err))
+        state = "failure" if pub.conclusion == "failure" else "success"
+        description = pub.check_title if len(pub.check_title) <= 140 else pub.check_title[:139] + "…"
+        repo.get_commit(head_sha).create_status(state=state, description=description,
+                                                context=settings.check_name)
+        result.check_action = "status"
+        return
+    result.check_run_id, result.check_action, result.annotation_requests = run.id, "check-run", 1
+    for batch in batches[1:]:
+        run.edit(output=output(batch))  # GitHub appends each update's annotations
+        result.annotation_requests += 1
+
+
+def _annotation(f: InlineFinding) -> dict:
+    return {"path": f.path, "start_line": f.start_line or f.line, "end_line": f.line,
+            "annotation_level": f.annotation_level, "title": f"PtTrust risk {100 * f.risk:.0f}%",
+            "message": _FINDING_RE.sub("", f.body).strip()[:64000] or f"risk {f.risk:.2f}"}
+
+
+def _find_summary(pull: Any) -> tuple[Any | None, dict[str, str]]:
+    for comment in pull.get_issue_comments():
+        m = _SUMMARY_RE.search(comment.body or "")
+        if m:
+            meta = dict(kv.split("=", 1) for kv in m.group("meta").split() if "=" in kv)
+            return comment, meta
+    return None, {}
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+# -- minimal rendering (the packaged templates render the summary itself; see publication_from_report)
+
+
+def _review_body(findings: list[InlineFinding]) -> str:
+    rows = "\n".join(f"| {100 * f.risk:.0f}% | `{f.path}:{_where(f)}` |" for f in findings)
+    return f"PtTrust flagged {len(findings)} line(s) in this push.\n\n| risk | where |\n| ---: | --- |\n{rows}\n"
+
+
+def _where(f: InlineFinding) -> str:
+    return f"{f.start_line}-{f.line}" if f.start_line and f.start_line < f.line else str(f.line)
+
+
+def _publication_notes(result: PublishResult) -> str:
+    """What only the publisher knows: findings that could not be inline comments, resolved ones."""
+    out = []
+    if result.rejected:
+        out.append("\n### Findings not shown inline\n")
+        out.append("| risk | where | why |\n| ---: | --- | --- |")
+        for f, why in result.rejected:
+            out.append(f"| {100 * f.risk:.0f}% | `{f.path}:{_where(f)}` | {why.replace('|', '/')} |")
+        for f, _ in result.rejected:
+            out.append(f"\n<details><summary><code>{f.path}:{_where(f)}</code></summary>\n\n"
+                       f"{f.body.strip()}\n\n</details>")
+    if result.resolved_comment_ids:
+        out.append(f"\n{len(result.resolved_comment_ids)} earlier comment(s) marked resolved "
+                   f"as of {result.head_sha[:7]}.")
+    if result.check_action == "status":
+        out.append("\n<sub>No permission for check runs: the result is a commit status.</sub>")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The CLI's --github path
+
+
+def publication_from_report(report: Any, env: Any, fail_above: float | None) -> Publication:
+    """A `bot.review.Report` rendered with the packaged templates (`bot.render`)."""
+    from bot.render import render_check, render_comment, render_summary
+
+    check = render_check(env, report, fail_above)
+    findings = []
+    for f in report.findings:
+        text = "\n".join(getattr(l, "text", "") for l in f.lines)
+        level = "failure" if fail_above is not None and f.risk > fail_above else "warning"
+        findings.append(InlineFinding(
+            path=f.path, line=f.end_line, start_line=f.start_line if f.end_line > f.start_line else None,
+            risk=f.risk, line_text=text, body=render_comment(env, f, report), annotation_level=level))
+    return Publication(findings, render_summary(env, report), check.conclusion, check.title,
+                       check.summary, check.text)
+
+
+class GitHubPublisher:
+    """`bot.publish.Publisher` for one pull request; ``dry_run`` prints the plan instead of writing."""
+
+    def __init__(self, repo, pull, reader, settings: GitHubSettings, env, fail_above: float | None,
+                 dry_run: bool = False, local: Any = None, stream=None):
+        self.repo, self.pull, self.reader = repo, pull, reader
+        self.settings, self.env, self.fail_above = settings, env, fail_above
+        self.dry_run, self.local = dry_run, local
+        self.stream = stream or sys.stderr
+        self.result: PublishResult | None = None
+
+    def publish(self, report: Any) -> None:
+        pub = publication_from_report(report, self.env, self.fail_above)
+        patches = {f.path: f.patch for f in self.reader.data.files}
+        self.result = publish(self.repo, self.pull, pub, self.reader.data.head_sha, patches,
+                              self.settings, dry_run=self.dry_run)
+        if self.local is not None:
+            self.local.publish(report)
+        prefix = "dry run, nothing posted: " if self.dry_run else ""
+        self.stream.write(f"{prefix}{self.reader.data.name}\n{self.result.describe()}\n")
+
+
+def open_pull_request(spec: str, *, dry_run: bool = False, cfg: Any = None, env: Any = None,
+                      fmt: str = "text", out: str | None = None, environ: dict | None = None,
+                      settings: GitHubSettings | None = None):
+    """The CLI hook: ``(bot.review.ReviewSource, GitHubPublisher)`` for ``OWNER/REPO#N``.
+
+    Reads the PR (so a bad token or PR fails before any scoring) and returns a source whose diff,
+    new-side contents and per-line authorship come from GitHub. With ``dry_run`` the publisher also
+    writes the local report (``fmt``/``out``) and posts nothing.
+    """
+    from bot.github_source import PullRequestReader
+    from bot.review import ReviewSource
+
+    full_name, number = parse_pr_spec(spec)
+    settings = settings or DEFAULT_SETTINGS
+    gh = connect(settings, environ)
+    with github_errors(f"reading {full_name}#{number}"):
+        repo = gh.get_repo(full_name)
+        pull = repo.get_pull(number)
+        reader = PullRequestReader(repo, pull)
+        diff = reader.unified_diff()
+    source = ReviewSource(diff=diff, read_file=_guarded(reader.read_file, spec),
+                          authorship=_GuardedAuthorship(reader, spec), pr_labels=reader.data.labels,
+                          default_authored_by="ai", name=reader.data.name)
+    local = None
+    if dry_run:
+        from bot.publish.local import LocalPublisher
+        local = LocalPublisher(fmt, env, out)
+    fail_above = getattr(cfg, "fail_above", None)
+    return source, GitHubPublisher(repo, pull, reader, settings, env, fail_above, dry_run, local)
+
+
+def _guarded(fn: Callable, spec: str) -> Callable:
+    def call(*args):
+        with github_errors(f"reading {spec}"):
+            return fn(*args)
+    return call
+
+
+class _GuardedAuthorship:
+    def __init__(self, reader, spec: str):
+        self.reader, self.spec = reader, spec
+
+    def commits_for(self, path: str, lines: list[int]):
+        with github_errors(f"reading {self.spec}"):
+            return self.reader.commits_for(path, lines)

@@ -1,0 +1,244 @@
+"""The review pipeline, pure: diff text in, `Report` out. Nothing here writes anywhere.
+
+    diff ─► parse_diff ─► limits ─► skip generated ─► select_lines ─► build_requests ─► scorer.score
+         ─► rank ─► Report
+
+The local CLI and the GitHub half call the same `review()`; they differ only in what they pass:
+
+- ``diff``: the unified diff (bytes or str);
+- ``read_file``: new-side contents by path (`bot.context.working_tree_reader(repo)` locally, the PR
+  head's blobs on GitHub);
+- ``authorship``: per-line commits (`bot.select.GitBlame` locally, the PR's commits on GitHub),
+  only needed with ``authored_by="ai"``; ``pr_labels`` for the label rule;
+- ``scorer``: anything with ``score(files, top_latents=...)`` (`risk_core.score.Scorer`).
+
+The `Report` is then rendered (`bot.render`, `bot.formats`) and published (`bot.publish`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+from bot.config import ReviewConfig
+from bot.context import GitAttributes, SourceReader, build_requests, skip_reason
+from bot.diff import FileChange, Hunk, apply_limits, parse_diff
+from bot.rank import Finding, rank
+from bot.select import AiRules, LineAuthorship, select_lines
+
+
+class RiskScorer(Protocol):
+    """What the pipeline needs from a scorer (`risk_core.score.Scorer` is one)."""
+
+    def score(self, files: list, top_latents: int = 5) -> list:
+        """FileToScore list -> FileScores list (path, lines: [LineRisk], skipped)."""
+        ...
+
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class FileReport:
+    """One file of the diff as the reports show it."""
+
+    path: str
+    old_path: str | None
+    status: str
+    added: int
+    """Lines the diff adds to this file."""
+    hunks: list[Hunk]
+    lines: list[Any] = field(default_factory=list)
+    """Every scored LineRisk of this file (line order)."""
+    findings: list[Finding] = field(default_factory=list)
+    """The findings kept for this file (riskiest first)."""
+    ai_rules: dict[int, str] = field(default_factory=dict)
+    """line -> the AI rule that selected it."""
+    skipped: str | None = None
+
+    @property
+    def max_risk(self) -> float | None:
+        return max((l.risk for l in self.lines), default=None)
+
+    def risk_by_line(self) -> dict[int, Any]:
+        return {l.line: l for l in self.lines}
+
+
+@dataclass
+class Summary:
+    files_in_diff: int = 0
+    files_scored: int = 0
+    lines_added: int = 0
+    lines_selected: int = 0
+    lines_scored: int = 0
+    lines_not_ai: int = 0
+    max_risk: float | None = None
+    findings: int = 0
+    """Findings shown (after caps)."""
+    candidates: int = 0
+    """Findings above the threshold before the caps."""
+    over_file_cap: int = 0
+    over_total_cap: int = 0
+    threshold: float = 0.5
+    authored_by: str = "all"
+    model: str | None = None
+    bundle: str | None = None
+
+
+@dataclass
+class Report:
+    files: list[FileReport]
+    findings: list[Finding]
+    """All kept findings, riskiest first (what gets posted as comments)."""
+    skipped: list[Skipped]
+    warnings: list[str]
+    summary: Summary
+
+    def exceeds(self, fail_above: float | None) -> bool:
+        """True when any scored line's risk is above ``fail_above`` (the gate)."""
+        if fail_above is None:
+            return False
+        return any(l.risk > fail_above for f in self.files for l in f.lines)
+
+
+@dataclass
+class ReviewSource:
+    """Everything `review()` needs from where the change lives (a local diff or a pull request).
+
+    The CLI builds one for ``--diff`` (`local_source`); the GitHub half builds one for ``--github``.
+    """
+
+    diff: bytes | str
+    """The unified diff."""
+    read_file: SourceReader
+    """New-side contents by repository-relative path (None when absent)."""
+    authorship: LineAuthorship | None = None
+    """Per-line commits, needed for authored_by="ai" unless a PR label matches."""
+    pr_labels: tuple[str, ...] = ()
+    """Labels of the pull request (the ai_pr_labels rule)."""
+    default_authored_by: str = "all"
+    """What --authored-by means when neither the flag nor the config sets it."""
+    name: str = ""
+    """For messages: the diff path or OWNER/REPO#N."""
+
+
+def local_source(diff: bytes | str, repo: str, name: str = "", with_blame: bool = True) -> ReviewSource:
+    """A local diff whose new side is the working tree of ``repo`` (blame from its git history)."""
+    from bot.context import working_tree_reader
+    from bot.select import GitBlame
+
+    return ReviewSource(diff, working_tree_reader(repo), GitBlame(repo) if with_blame else None,
+                        (), "all", name)
+
+
+def review_source(source: ReviewSource, scorer: RiskScorer | Callable[[], RiskScorer],
+                  cfg: ReviewConfig, *,
+                  progress: Progress | None = None, model_name: str | None = None,
+                  bundle_name: str | None = None) -> Report:
+    """`review()` on a ReviewSource, with authored_by from cfg or the source's default."""
+    return review(source.diff, source.read_file, scorer, cfg,
+                  authored_by=cfg.authored_by or source.default_authored_by,
+                  authorship=source.authorship, pr_labels=source.pr_labels, progress=progress,
+                  model_name=model_name, bundle_name=bundle_name)
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def review(diff: bytes | str, read_file: SourceReader,
+           scorer: RiskScorer | Callable[[], RiskScorer], cfg: ReviewConfig, *,
+           authored_by: str = "all", authorship: LineAuthorship | None = None,
+           pr_labels: Iterable[str] = (), progress: Progress | None = None,
+           model_name: str | None = None, bundle_name: str | None = None) -> Report:
+    """Run the whole pipeline on one diff. Raises PttrustError/UsageError for bad input.
+
+    ``scorer`` may be a zero-argument factory: it is called only when there is something to score,
+    after the diff, config, selection and context have all been checked, so bad input fails fast
+    and an empty diff never loads the model.
+    """
+    say = progress or _silent
+    parsed = parse_diff(diff)
+    warnings = list(parsed.warnings)
+    skipped: list[Skipped] = []
+    reports = {c.path: FileReport(c.path, c.old_path, c.status, len(c.added_lines), c.hunks)
+               for c in parsed.files}
+
+    def skip(path: str, reason: str) -> None:
+        skipped.append(Skipped(path, reason))
+        if path in reports:
+            reports[path].skipped = reason
+
+    kept, over = apply_limits(parsed, cfg.max_files, cfg.max_added_lines)
+    for path, reason in over:
+        skip(path, reason)
+
+    attrs_bytes = read_file(".gitattributes")
+    attributes = GitAttributes.parse(attrs_bytes.decode("utf-8", "replace")) if attrs_bytes else None
+    scorable: list[FileChange] = []
+    for change in kept:
+        if change.status in ("binary", "submodule"):
+            skip(change.path, f"{change.status} file")
+            continue
+        if not change.added_lines:
+            continue  # deletions and pure mode changes: nothing new to score, nothing to report
+        reason = skip_reason(change.path, cfg.skip_paths, attributes)
+        if reason:
+            skip(change.path, reason)
+            continue
+        scorable.append(change)
+
+    say(f"selecting lines ({authored_by}) in {len(scorable)} file(s)")
+    sel = select_lines(scorable, authored_by, AiRules.from_config(cfg), authorship, pr_labels)
+    for (path, line), rule in sel.rules.items():
+        reports[path].ai_rules[line] = rule
+
+    ctx = build_requests(scorable, sel.lines, read_file, cfg.max_file_bytes)
+    warnings += ctx.warnings
+    for path, reason in ctx.skipped:
+        skip(path, reason)
+
+    n_lines = sum(len(r.target_lines) for r in ctx.requests)
+    say(f"scoring {n_lines} line(s) in {len(ctx.requests)} file(s)")
+    scores = []
+    if ctx.requests:
+        if not hasattr(scorer, "score"):
+            scorer = scorer()  # a factory: the model loads only once the input is known good
+        scores = scorer.score(ctx.requests, top_latents=cfg.top_latents)
+    for fs in scores:
+        if getattr(fs, "skipped", None):
+            skip(fs.path, fs.skipped)
+            continue
+        reports[fs.path].lines = sorted(fs.lines, key=lambda l: l.line)
+
+    ranking = rank([fs for fs in scores if not getattr(fs, "skipped", None)], cfg.threshold,
+                   cfg.max_comments, cfg.max_comments_per_file, cfg.merge_gap, sel.rules)
+    for finding in ranking.findings:
+        reports[finding.path].findings.append(finding)
+
+    files = list(reports.values())
+    scored = [l for f in files for l in f.lines]
+    summary = Summary(
+        files_in_diff=len(parsed.files),
+        files_scored=sum(1 for f in files if f.lines),
+        lines_added=sum(f.added for f in files),
+        lines_selected=sum(len(v) for v in sel.lines.values()),
+        lines_scored=len(scored),
+        lines_not_ai=sum(sel.not_ai.values()),
+        max_risk=max((l.risk for l in scored), default=None),
+        findings=len(ranking.findings),
+        candidates=ranking.candidates,
+        over_file_cap=ranking.over_file_cap,
+        over_total_cap=ranking.over_total_cap,
+        threshold=cfg.threshold,
+        authored_by=authored_by,
+        model=model_name,
+        bundle=bundle_name,
+    )
+    return Report(files, ranking.findings, skipped, warnings, summary)

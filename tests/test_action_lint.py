@@ -1,0 +1,167 @@
+"""Lint action.yml and the example workflows with actionlint (and shellcheck for the `run:` scripts).
+
+actionlint checks workflow files, not action metadata, so action.yml is checked twice over:
+- every example workflow is linted in a scratch repository where it calls the action as ``uses: ./``:
+  actionlint then loads action.yml and checks each ``with:`` key against its inputs;
+- action.yml's composite steps are lifted into a reusable workflow (its inputs become
+  ``workflow_call`` inputs), so that expressions, step outputs, action inputs of setup-python/cache/
+  codeql and the bash scripts (through shellcheck) are all checked as actionlint checks any job.
+Plus structural checks actionlint cannot make about composite actions and injection safety.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTION = ROOT / "action.yml"
+EXAMPLES = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
+PUBLISHED_AS = "pttrust/pttrust@v0.1.0"
+"""How the examples refer to the action (replaced by ``./`` to lint against this action.yml)."""
+ACTIONLINT_CONFIG = "self-hosted-runner:\n  labels: [gpu]\n"
+
+
+def _tool(name: str) -> str | None:
+    """The venv's copy first (the test extra installs it there), then PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> list[str]:
+    binary = _tool("actionlint")
+    if binary is None:
+        pytest.skip("actionlint is not installed (pip install -e '.[test]')")
+    shellcheck = _tool("shellcheck")
+    # Without shellcheck the scripts go unchecked; say so instead of passing quietly.
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install -e '.[test]')")
+    return [binary, "-no-color", "-oneline", "-shellcheck", shellcheck, "-pyflakes", ""]
+
+
+def _lint(cmd: list[str], repo: Path, files: list[Path]) -> None:
+    result = subprocess.run(cmd + [str(f.relative_to(repo)) for f in files], cwd=repo,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"actionlint found problems:\n{result.stdout}{result.stderr}"
+
+
+def _scratch_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".git").mkdir()  # actionlint looks for the project root by its .git
+    (repo / ".github" / "actionlint.yaml").write_text(ACTIONLINT_CONFIG)
+    shutil.copy(ACTION, repo / "action.yml")
+    return repo
+
+
+def test_examples_exist():
+    names = {p.name for p in EXAMPLES}
+    assert {"pttrust-hosted-cpu.yml", "pttrust-self-hosted-gpu.yml", "pttrust-fork-prs.yml",
+            "pttrust-sarif.yml", "pttrust-local-model.yml", "pttrust-train-bundle.yml"} <= names
+
+
+def test_example_workflows_pass_actionlint_against_this_action(actionlint, tmp_path):
+    repo = _scratch_repo(tmp_path)
+    files = []
+    for example in EXAMPLES:
+        text = example.read_text()
+        dest = repo / ".github" / "workflows" / example.name
+        dest.write_text(text.replace(PUBLISHED_AS, "./"))
+        files.append(dest)
+    _lint(actionlint, repo, files)
+
+
+def test_a_wrong_input_name_is_caught(actionlint, tmp_path):
+    """The check above really compares `with:` against action.yml (not a vacuous pass)."""
+    repo = _scratch_repo(tmp_path)
+    bad = repo / ".github" / "workflows" / "bad.yml"
+    bad.write_text("on: pull_request\njobs:\n  r:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - uses: ./\n        with:\n          treshold: '0.5'\n")
+    result = subprocess.run(actionlint + [str(bad.relative_to(repo))], cwd=repo, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "treshold" in result.stdout
+
+
+def _as_workflow(action: dict) -> dict:
+    """The composite action as a reusable workflow with the same inputs, steps and outputs."""
+    inputs = {name: {"type": "string", "required": False, "default": spec.get("default", ""),
+                     "description": spec.get("description", "")}
+              for name, spec in action["inputs"].items()}
+    return {
+        "name": action["name"],
+        "on": {"workflow_call": {"inputs": inputs}},
+        "jobs": {"action": {
+            "runs-on": "ubuntu-latest",
+            "outputs": {name: spec["value"] for name, spec in action["outputs"].items()},
+            "steps": action["runs"]["steps"],
+        }},
+    }
+
+
+def test_composite_steps_pass_actionlint(actionlint, tmp_path):
+    repo = _scratch_repo(tmp_path)
+    action = yaml.safe_load(ACTION.read_text())
+    dest = repo / ".github" / "workflows" / "action-steps.yml"
+    dest.write_text(yaml.safe_dump(_as_workflow(action), sort_keys=False, width=200))
+    _lint(actionlint, repo, [dest])
+
+
+# --------------------------------------------------------------------------------------------------
+# What actionlint does not check about action metadata
+
+
+def _action() -> dict:
+    return yaml.safe_load(ACTION.read_text())
+
+
+def test_composite_structure():
+    action = _action()
+    assert action["runs"]["using"] == "composite"
+    assert {"max-risk", "flagged-lines", "report-path"} <= set(action["outputs"])
+    assert {"github-token", "model", "threshold", "max-comments", "fail-above", "authored-by",
+            "config", "format", "upload-sarif", "dry-run"} <= set(action["inputs"])
+    ids = {s.get("id") for s in action["runs"]["steps"]}
+    for name, spec in action["outputs"].items():
+        step = re.fullmatch(r"\$\{\{ steps\.([\w-]+)\.outputs\.[\w-]+ \}\}", spec["value"])
+        assert step and step.group(1) in ids, f"output {name} does not read a step's output"
+    for step in action["runs"]["steps"]:
+        if "run" in step:
+            assert step.get("shell"), f"composite run step {step.get('name')} needs a shell"
+        else:
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+", step["uses"]), step["uses"]
+
+
+def test_every_input_is_used_and_every_used_input_declared():
+    text = ACTION.read_text()
+    action = _action()
+    used = set(re.findall(r"inputs\.([\w-]+)", yaml.safe_dump(action["runs"])))
+    assert used == set(action["inputs"]), (used ^ set(action["inputs"]))
+    assert "github.event.pull_request.head" not in text
+
+
+def test_no_expression_is_pasted_into_a_script():
+    """Inputs and event fields reach scripts only through env: an expression inside `run:` is
+    substituted before bash parses it, so a crafted value (a branch name, an input) would run."""
+    for step in _action()["runs"]["steps"]:
+        assert "${{" not in step.get("run", ""), f"expression inside run: of {step.get('name')}"
+
+
+def test_scripts_run_outside_the_workspace():
+    """`python -m X` imports X from the current directory first: never run it in the checkout."""
+    for step in _action()["runs"]["steps"]:
+        if "run" in step:
+            assert step.get("working-directory") == "${{ runner.temp }}", step.get("name")
+
+
+def test_installs_the_action_not_the_pr():
+    steps = _action()["runs"]["steps"]
+    installs = [s for s in steps if "pip install" in s.get("run", "") and "ACTION_PATH" in s.get("run", "")]
+    assert installs and all(s["env"]["ACTION_PATH"] == "${{ github.action_path }}" for s in installs)
+    assert not any("actions/checkout" in s.get("uses", "") for s in steps)

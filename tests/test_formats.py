@@ -1,0 +1,103 @@
+"""bot.formats + bot.render: every output format from one report made through the real pipeline
+(with the KeywordScorer test double standing in for the model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bot.config import ReviewConfig
+from bot.context import working_tree_reader
+from bot.formats import format_report
+from bot.render import make_environment, render_check, render_comment, render_summary
+from bot.review import review
+from review_doubles import KeywordScorer
+from risk_core.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+
+
+@pytest.fixture()
+def report():
+    diff = (ROOT / "examples" / "example.diff").read_bytes()
+    # A binary file and a vendored one ride along so "skipped" shows up in every format.
+    diff += (b"diff --git a/examples/logo.png b/examples/logo.png\nnew file mode 100644\n"
+             b"index 0000000..1111111\nBinary files /dev/null and b/examples/logo.png differ\n")
+    return review(diff, working_tree_reader(ROOT), KeywordScorer(), ReviewConfig(threshold=0.5),
+                  model_name="keyword-test-double")
+
+
+def test_pipeline_report(report):
+    s = report.summary
+    assert s.files_in_diff == 3 and s.files_scored == 2
+    assert s.lines_scored == 13 and s.max_risk == 0.93
+    top = report.findings[0]
+    # line 18 (0.71) and line 19 (0.93) are adjacent: one finding whose peak is line 19
+    assert (top.path, top.start_line, top.end_line, top.risk) == ("examples/pagination.py", 18, 19, 0.93)
+    assert top.peak.line == 19
+    assert [sk.path for sk in report.skipped] == ["examples/logo.png"]
+    assert report.exceeds(0.9) and not report.exceeds(0.95)
+
+
+def test_json(report):
+    data = json.loads(format_report(report, "json", make_environment()))
+    assert set(data) >= {"files", "summary", "skipped"}
+    pag = next(f for f in data["files"] if f["path"] == "examples/pagination.py")
+    line = next(l for l in pag["lines"] if l["line"] == 19)
+    assert line["risk"] == 0.93 and line["latents"][0]["index"] == 7
+    assert data["skipped"] == [{"path": "examples/logo.png", "reason": "binary file"}]
+    assert data["summary"]["lines_scored"] == 13
+
+
+def test_sarif_validates_against_the_2_1_0_schema(report):
+    sarif = json.loads(format_report(report, "sarif", make_environment()))
+    jsonschema.Draft4Validator(SCHEMA).validate(sarif)
+    results = sarif["runs"][0]["results"]
+    assert len(results) == len(report.findings)
+    region = results[0]["locations"][0]["physicalLocation"]["region"]
+    assert region == {"startLine": 18, "endLine": 19}
+    assert "93%" in results[0]["message"]["text"]
+    notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert "skipped: binary file" in notes[0]["message"]["text"]
+
+
+def test_markdown_and_text(report):
+    md = format_report(report, "markdown", make_environment())
+    assert "## PtTrust risk review" in md and "`examples/pagination.py:18-19`" in md
+    assert "skipped: binary file" in md
+    text = format_report(report, "text", make_environment(), width=140)
+    assert "examples/pagination.py:18-19" in text and "93%" in text
+    assert "skipped: examples/logo.png: binary file" in text
+    assert "\x1b[" not in text  # no colour codes unless asked
+
+
+def test_comment_summary_check_templates(report):
+    env = make_environment()
+    comment = render_comment(env, report.findings[0], report)
+    assert "high risk (93%)" in comment and "#7" in comment
+    assert "93%" in render_summary(env, report)
+    check = render_check(env, report, fail_above=0.9)
+    assert check.conclusion == "failure" and "Gate failed" in check.summary
+    assert "examples/pagination.py:18-19" in check.text
+    assert render_check(env, report, fail_above=None).conclusion == "neutral"
+
+
+def test_team_templates_override_and_fall_back(report, tmp_path):
+    (tmp_path / "comment.md.j2").write_text("RISK {{ finding.risk | risk_pct }} AT {{ finding.start_line }}")
+    env = make_environment(tmp_path)
+    assert render_comment(env, report.findings[0]) == "RISK 93% AT 18"
+    assert "## PtTrust risk review" in render_summary(env, report)  # packaged fallback
+    (tmp_path / "summary.md.j2").write_text("{{ report.nope }}")
+    with pytest.raises(UsageError, match="summary.md.j2"):
+        render_summary(make_environment(tmp_path), report)
+
+
+def test_html_is_self_contained_and_escaped(report):
+    html = format_report(report, "html", make_environment())
+    assert "<script" not in html and "http" not in html.split("<body>")[1]
+    assert "test-double keyword &lt;b&gt;" in html  # latent labels are escaped
+    assert 'data-line="19"' in html

@@ -1,0 +1,54 @@
+"""`pttrust review --github` end to end against the loopback server, with the keyword TEST DOUBLE
+scorer (tests/review_doubles.py), not a model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from click.testing import CliRunner
+
+import bot.cli.review as cli_review
+from bot.cli import main
+from bot.publish import github as gp
+from review_doubles import KeywordScorer
+
+try:
+    from tests.github_server import github_server, make_github_server  # noqa: F401
+except ModuleNotFoundError:
+    from github_server import github_server, make_github_server  # noqa: F401
+
+
+@pytest.fixture()
+def wired(github_server, monkeypatch):
+    monkeypatch.setattr(cli_review, "load_scorer",
+                        lambda model, bundle, device="auto", progress=None: (KeywordScorer(), "double", None))
+    monkeypatch.setattr(gp, "DEFAULT_SETTINGS", dataclasses.replace(
+        gp.DEFAULT_SETTINGS, backoff_factor=0, secondary_rate_wait=0, seconds_between_requests=0,
+        seconds_between_writes=0))
+    monkeypatch.setenv("GITHUB_API_URL", github_server.base_url)
+    monkeypatch.setenv("GITHUB_TOKEN", github_server.token)
+    repo = github_server.state.create_repo("octo", "demo")
+    base = repo.commit({"p.py": "def page(items, page, per_page):\n    return items\n"})
+    head = repo.commit({"p.py": "def page(items, page, per_page):\n    start = page * per_page\n"
+                                "    return items[start:start + per_page]\n"},
+                       parent=base, author_login="copilot[bot]")
+    repo.open_pull(base, head)
+    return repo
+
+
+def test_cli_github_posts_then_is_idempotent(wired):
+    res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert len(wired.reviews) == 1 and len(wired.issue_comments) == 1
+    assert [c["line"] for c in wired.review_comments.values()] == [2]
+    res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q"], catch_exceptions=False)
+    assert res.exit_code == 0 and len(wired.reviews) == 1 and len(wired.issue_comments) == 1
+
+
+def test_cli_bad_token_one_line(wired, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_wrongwrongwrong")
+    res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q"])
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines() == ["error: reading octo/demo#1: GitHub rejected the token (401 Bad credentials)"]
+    assert "ghs_wrong" not in res.output and not wired.reviews

@@ -1,0 +1,146 @@
+"""`pttrust review` end to end through click, with the KeywordScorer test double in place of the
+model (the real Scorer is exercised by the integration test at the bottom)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import bot.cli.review as cli_review
+from bot.cli import main
+from review_doubles import KeywordScorer
+
+ROOT = Path(__file__).resolve().parents[1]
+DIFF = str(ROOT / "examples" / "example.diff")
+
+
+@pytest.fixture()
+def scorer(monkeypatch):
+    double = KeywordScorer()
+    monkeypatch.setattr(cli_review, "load_scorer",
+                        lambda model, bundle, device="auto", progress=None: (double, "keyword-test-double", None))
+    return double
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, ["review", *args], input=input, catch_exceptions=False)
+
+
+def test_text_report_and_progress_on_stderr(scorer):
+    res = run("--diff", DIFF, "--repo", str(ROOT))
+    assert res.exit_code == 0, res.output
+    assert "examples/pagination.py:18-19" in res.stdout
+    assert "scoring 13 line(s) in 2 file(s)" in res.stderr
+    # each touched file is encoded once, with all of its target lines
+    (call,) = scorer.calls
+    assert {(r.path, tuple(r.target_lines)) for r in call} == {
+        ("examples/pagination.py", tuple(range(16, 27))), ("examples/format.js", (9, 10))}
+
+
+def test_fail_above_gates_but_still_writes_out(scorer, tmp_path):
+    out = tmp_path / "r.json"
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--format", "json", "--out", str(out),
+              "--fail-above", "0.9", "-q")
+    assert res.exit_code == 1
+    assert "above --fail-above 0.9" in res.stderr
+    assert json.loads(out.read_text())["summary"]["max_risk"] == 0.93
+    assert run("--diff", DIFF, "--repo", str(ROOT), "--fail-above", "0.95", "-q").exit_code == 0
+
+
+def test_stdin_config_and_flag_override(scorer, tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("threshold: 0.95\nmax_comments: 1\n")
+    diff = Path(DIFF).read_text()
+    res = run("--diff", "-", "--repo", str(ROOT), "--config", str(cfg), "--format", "json", "-q", input=diff)
+    assert res.exit_code == 0 and json.loads(res.stdout)["findings"] == []
+    res = run("--diff", "-", "--repo", str(ROOT), "--config", str(cfg), "--threshold", "0.5",
+              "--format", "json", "-q", input=diff)
+    data = json.loads(res.stdout)
+    assert len(data["findings"]) == 1 and data["summary"]["over_total_cap"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "exactly one of --diff"),
+    (("--diff", "/nonexistent.diff"), "diff not found"),
+    (("--diff", DIFF, "--threshold", "3"), "--threshold must be between 0 and 1"),
+    (("--diff", DIFF, "--dry-run"), "--dry-run only applies to --github"),
+    (("--diff", DIFF, "--templates", "/nonexistent"), "templates directory not found"),
+])
+def test_usage_errors_exit_2_with_one_line(scorer, args, message):
+    res = run(*args, "--repo", str(ROOT))
+    assert res.exit_code == 2
+    assert message in res.stderr and "Traceback" not in res.output
+
+
+def test_malformed_diff_is_one_line(scorer, tmp_path):
+    bad = tmp_path / "bad.diff"
+    bad.write_text("--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n-x\n")
+    res = run("--diff", str(bad), "--repo", str(ROOT))
+    assert res.exit_code == 2 and res.stderr.startswith("error: malformed diff")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_names_its_line(scorer, tmp_path):
+    cfg = tmp_path / ".pttrust.yml"
+    cfg.write_text("threshold: 0.5\nmax_coments: 3\n")
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--config", str(cfg))
+    assert res.exit_code == 2 and f"{cfg}:2: unknown key 'max_coments'" in res.stderr
+
+
+def test_stale_working_tree_is_skipped_with_reason(scorer, tmp_path):
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "pagination.py").write_text("something else\n")
+    res = run("--diff", DIFF, "--repo", str(tmp_path), "--format", "json", "-q")
+    skipped = {s["path"]: s["reason"] for s in json.loads(res.stdout)["skipped"]}
+    assert "differs from the diff" in skipped["examples/pagination.py"]
+    assert "not found" in skipped["examples/format.js"]
+
+
+@pytest.mark.integration
+def test_real_scorer_on_the_example(tmp_path):
+    """Through the real risk_core Scorer; needs the model stack and a bundle (PTTRUST_TEST_BUNDLE)."""
+    import os
+
+    pytest.importorskip("risk_core.score")
+    bundle = os.environ.get("PTTRUST_TEST_BUNDLE")
+    if not bundle:
+        pytest.skip("set PTTRUST_TEST_BUNDLE to an artifact bundle to run the real scorer")
+    out = tmp_path / "r.json"
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--bundle", bundle, "--format", "json",
+              "--out", str(out), "-q")
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["summary"]["lines_scored"] > 0
+    assert all(0.0 <= l["risk"] <= 1.0 for f in data["files"] for l in f["lines"])
+
+
+def test_authored_by_ai_uses_git_blame(scorer, tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
+
+    def git(*args, who=("Ada", "ada@example.com")):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", f"user.name={who[0]}", "-c",
+                        f"user.email={who[1]}", *args], check=True, capture_output=True, env=env)
+
+    (tmp_path / "examples").mkdir()
+    git("init", "-q")
+    shutil.copy(ROOT / "examples" / "format.js", tmp_path / "examples")
+    git("add", ".")
+    git("commit", "-qm", "human change")
+    shutil.copy(ROOT / "examples" / "pagination.py", tmp_path / "examples")
+    git("add", ".")
+    git("commit", "-qm", "agent change", who=("Copilot", "198982749+Copilot@users.noreply.github.com"))
+
+    res = run("--diff", DIFF, "--repo", str(tmp_path), "--authored-by", "ai", "--format", "json", "-q")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    scored = {f["path"]: f["lines"] for f in data["files"] if f["lines"]}
+    assert set(scored) == {"examples/pagination.py"}
+    assert "author name 'Copilot' matches 'copilot*'" in scored["examples/pagination.py"][0]["ai_rule"]
+    assert data["summary"]["lines_not_ai"] == 2
