@@ -1,3 +1,98 @@
-"""`pttrust bind` (placeholder until its issue lands)."""
+"""`pttrust bind`: train the risk probe on labeled lines and write the artifact bundle."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from risk_core.errors import UsageError
+from risk_core.models import DEFAULT_MODEL
+
+
+def progress_printer(what: str = "encoded", steps: int = 10):
+    """A ``progress(done, total)`` callback that prints about ``steps`` lines to stderr."""
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        bucket = done * steps // max(total, 1)
+        if bucket != last[0]:
+            last[0] = bucket
+            click.echo(f"  {what} {done}/{total}", err=True)
+    return report
+
+
+def _languages(value: str | None) -> list[str]:
+    return [x.strip().lower() for x in value.split(",") if x.strip()] if value else []
+
+
+@click.command("bind")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Labeled JSONL (pttrust data ...).")
+@click.option("--sae", "sae_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Trained SAE directory (cfg.json + sae.safetensors).")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle directory.")
+@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
+              help="Registry name or local model directory.")
+@click.option("--layer", "-l", type=int, default=None, help="hidden_states index [default: the SAE's layer, else 12].")
+@click.option("--pooling", type=click.Choice(["mean", "last", "max"]), default="mean", show_default=True)
+@click.option("--framing", type=click.Choice(["bare", "review", "auto"]), default="bare", show_default=True,
+              help="Encode code alone, inside a code-review chat prompt, or try both and keep the better.")
+@click.option("--features", type=click.Choice(["sae", "sae+surprise"]), default="sae", show_default=True)
+@click.option("--probe", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
+@click.option("--l1", type=float, default=1e-3, show_default=True)
+@click.option("--hidden", type=int, default=64, show_default=True, help="MLP hidden width.")
+@click.option("--epochs", type=int, default=200, show_default=True)
+@click.option("--lr", type=float, default=1e-2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--languages", default=None, help="Comma-separated languages to bind on (default: all in the data).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Share of source paths held out.")
+@click.option("--no-raw-probe", is_flag=True, help="Skip the raw-state baseline probe.")
+@click.option("--label-latents", type=int, default=32, show_default=True,
+              help="Label this many heavy latents into latents.json (0 = skip).")
+@click.option("--max-samples", type=int, default=0, help="Use at most this many samples (0 = all).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Windows per forward pass.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
+def bind_cmd(data_path, sae_dir, out, model_name, layer, pooling, framing, features, kind, l1, hidden, epochs, lr,
+             seed, languages, val_fraction, no_raw_probe, label_latents, max_samples, batch_size, device, quantize):
+    """Train the probe on --data's labeled lines for --model at --layer with --sae; write bundle --out."""
+    from risk_core.bind import BindConfig, bind
+    from risk_core.data.jsonl import file_sha256, read_jsonl
+    from risk_core.encode import EncodeConfig
+    from risk_core.models import load_model
+    from risk_core.probe import ProbeConfig
+    from risk_core.sae import SparseCoder
+
+    if not 0 < val_fraction < 1:
+        raise UsageError("--val-fraction must lie in (0, 1)")
+    samples = read_jsonl(data_path)
+    if max_samples:
+        samples = samples[:max_samples]
+    if layer is None:
+        try:
+            layer = int(json.loads((sae_dir / "cfg.json").read_text()).get("layer", 12))
+        except (OSError, ValueError, TypeError):
+            layer = 12
+    loaded = load_model(model_name, device=device, quantize=quantize)
+    if not 0 <= layer <= loaded.num_layers:
+        raise UsageError(f"--layer {layer} is out of range for {loaded.name} (0..{loaded.num_layers})")
+    sae = SparseCoder.load(sae_dir, device=str(loaded.device), expected_d_in=loaded.d_model)
+    cfg = BindConfig(layer=layer, pooling=pooling, framing=framing, features=features,
+                     probe=ProbeConfig(kind=kind, l1=l1, hidden=hidden, epochs=epochs, lr=lr, seed=seed),
+                     val_fraction=val_fraction, seed=seed, languages=_languages(languages),
+                     raw_probe=not no_raw_probe, label_latents=label_latents)
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    bundle = bind(loaded, sae, samples, cfg, data_sha256=file_sha256(data_path),
+                  enc_cfg=EncodeConfig(layer=layer, pooling=pooling, batch_size=batch_size), log=log,
+                  progress=progress_printer())
+    bundle.metrics["data"] = str(data_path)
+    bundle.sae_source = sae_dir
+    bundle.save(out)
+    val = bundle.metrics["val"]
+    parts = [f"{name}: AUROC {m['auroc']}, top-1 {m['top1']}, ECE {m['ece']}" for name, m in val.items()]
+    click.echo(f"bundle -> {out} (framing {bundle.cfg.framing}; validation " + "; ".join(parts) + ")")
+
+
+COMMANDS = [bind_cmd]

@@ -1,3 +1,115 @@
-"""`pttrust data` (placeholder until its issue lands)."""
+"""`pttrust data mutate|humaneval|from-git`: labeled Stage 2 data, all in one JSONL format."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from risk_core.errors import UsageError
+from risk_core.models import DEFAULT_MODEL
+
+
+def _summary(out: Path, samples) -> str:
+    by = Counter(s.language for s in samples)
+    ops = Counter(s.operator for s in samples if s.operator)
+    langs = ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
+    top = ", ".join(f"{k} {v}" for k, v in ops.most_common(12))
+    return f"{len(samples)} samples -> {out} ({langs}; {top})"
+
+
+def _languages(value: str | None) -> set[str] | None:
+    return {x.strip().lower() for x in value.split(",") if x.strip()} if value else None
+
+
+@click.group("data")
+def data() -> None:
+    """Make labeled data: mutants, HumanEval samples, bug fixes from git history."""
+
+
+@data.command("mutate")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output JSONL.")
+@click.option("--per-file", type=int, default=5, show_default=True, help="Mutants per source file at most.")
+@click.option("--per-function", type=int, default=1, show_default=True, help="Mutants per function at most.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--languages", default=None, help="Comma-separated: python,java,javascript,go (default: all).")
+@click.option("--operators", default=None, help="Comma-separated subset of the operators (default: all).")
+@click.option("--max-files", type=int, default=0, help="Use at most this many source files (0 = all).")
+def mutate_cmd(sources, out, per_file, per_function, seed, languages, operators, max_files):
+    """One realistic single-line bug per sample in function-sized snippets of SOURCES: files, directories,
+    or a `pttrust corpus build` directory (its `reserved` split only, never seen by the SAE)."""
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.data.mutate import OPERATORS, load_sources, mutate_sources
+
+    if per_file < 1 or per_function < 1:
+        raise UsageError("--per-file and --per-function must be at least 1")
+    ops = None
+    if operators:
+        ops = [o.strip() for o in operators.split(",") if o.strip()]
+        bad = [o for o in ops if o not in OPERATORS]
+        if bad:
+            raise UsageError(f"unknown operator {bad[0]!r}; choose from {', '.join(OPERATORS)}")
+    files = load_sources(sources, _languages(languages))
+    if max_files:
+        files = files[:max_files]
+    if not files:
+        raise UsageError("no source files of a supported language (.py .java .js .go) found")
+    samples = mutate_sources(files, per_file=per_file, seed=seed, per_snippet=per_function, operators=ops)
+    if not samples:
+        raise UsageError(f"no mutants: none of the {len(files)} files has a 6-40 line function to mutate")
+    write_jsonl(out, samples)
+    click.echo(_summary(out, samples))
+
+
+@data.command("humaneval")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True)
+@click.option("--samples", "n_samples", type=int, default=4, show_default=True,
+              help="Completions per problem: greedy + (N-1) at --temperature.")
+@click.option("--temperature", type=float, default=0.8, show_default=True)
+@click.option("--max-new-tokens", type=int, default=384, show_default=True)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per test run.")
+@click.option("--memory-mb", type=int, default=1024, show_default=True, help="Address-space limit per test run.")
+@click.option("--limit", type=int, default=0, help="Only the first N problems (0 = all 164).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
+def humaneval_cmd(out, model_name, n_samples, temperature, max_new_tokens, timeout, memory_mb, limit, seed,
+                  device, quantize):
+    """Sample HumanEval completions from the model, run their tests in a sandbox, record `passed`."""
+    from risk_core.data.humaneval import humaneval_samples
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.models import load_model
+
+    if n_samples < 1:
+        raise UsageError("--samples must be at least 1")
+    loaded = load_model(model_name, device=device, quantize=quantize)
+    samples = humaneval_samples(loaded, n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens,
+                                timeout=timeout, memory_mb=memory_mb, limit=limit, seed=seed)
+    write_jsonl(out, samples)
+    passed = sum(1 for s in samples if s.passed)
+    click.echo(f"{len(samples)} samples, {passed} passed -> {out}")
+
+
+@data.command("from-git")
+@click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--max-commits", type=int, default=2000, show_default=True, help="Commits to look at (newest first).")
+@click.option("--max-changed-lines", type=int, default=6, show_default=True,
+              help="Skip fixes that change more lines of a file than this.")
+@click.option("--languages", default=None, help="Comma-separated languages (default: all supported).")
+@click.option("--rev", default="HEAD", show_default=True)
+def from_git_cmd(repo, out, max_commits, max_changed_lines, languages, rev):
+    """Bug-fix commits of REPO, labeled at the lines each fix changed in the parent version."""
+    from risk_core.data.from_git import fix_samples
+    from risk_core.data.jsonl import write_jsonl
+
+    samples = fix_samples(repo, max_commits=max_commits, max_changed_lines=max_changed_lines,
+                          languages=_languages(languages), rev=rev)
+    write_jsonl(out, samples)
+    click.echo(_summary(out, samples))
+
+
+COMMANDS = [data]

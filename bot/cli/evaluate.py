@@ -1,3 +1,108 @@
-"""`pttrust evaluate` (placeholder until its issue lands)."""
+"""`pttrust eval` (all scorers on labeled data) and `pttrust explain` (the latents behind one line)."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from risk_core.errors import UsageError
+from risk_core.models import DEFAULT_MODEL
+
+_MODEL_HELP = "Registry name or local model directory [default: the bundle's model, else the embedded one]."
+
+
+def _load(bundle_dir: Path, model_name: str | None, device: str, quantize: str):
+    from risk_core.artifacts import Bundle
+    from risk_core.models import load_model
+
+    bundle = Bundle.load(bundle_dir)
+    loaded = load_model(model_name or bundle.cfg.model_name or DEFAULT_MODEL, device=device, quantize=quantize)
+    bundle.check_compatible(loaded)
+    bundle.sae.to(loaded.device)
+    return loaded, bundle
+
+
+@click.command("eval")
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--model", "-m", "model_name", default=None, help=_MODEL_HELP)
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="markdown", show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report here instead of stdout.")
+@click.option("--languages", default=None, help="Comma-separated languages to evaluate (default: all).")
+@click.option("--max-samples", type=int, default=0, help="Evaluate at most this many samples (0 = all).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
+def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, seed, batch_size, device, quantize):
+    """Score DATA's lines with every method (random, surprise, entropy, raw-probe, pttrust) and report."""
+    from risk_core.data.jsonl import file_sha256, read_jsonl
+    from risk_core.encode import EncodeConfig
+    from risk_core.evaluate import evaluate, to_markdown
+
+    samples = read_jsonl(data)
+    if languages:
+        keep = {x.strip().lower() for x in languages.split(",")}
+        samples = [s for s in samples if s.language in keep]
+    if max_samples:
+        samples = samples[:max_samples]
+    if not samples:
+        raise UsageError(f"{data}: no samples to evaluate")
+    loaded, bundle = _load(bundle_dir, model_name, device, quantize)
+    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling, surprise=True, batch_size=batch_size)
+    from bot.cli.bind import progress_printer
+
+    report = evaluate(loaded, bundle, samples, enc, seed=seed, progress=progress_printer())
+    report["data"] = {"path": str(data), "sha256": file_sha256(data)}
+    text = json.dumps(report, indent=2) if fmt == "json" else to_markdown(report)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        click.echo(f"report -> {out}", err=True)
+    else:
+        click.echo(text)
+
+
+@click.command("explain")
+@click.argument("target")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--model", "-m", "model_name", default=None, help=_MODEL_HELP)
+@click.option("--language", default=None, help="Language of FILE [default: from its extension].")
+@click.option("--top", type=int, default=8, show_default=True, help="Latents to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
+def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, quantize):
+    """Show the latents behind the risk of one line, given as FILE:LINE."""
+    from risk_core.data.mutate import language_of
+    from risk_core.encode import EncodeConfig
+    from risk_core.evaluate import explain_line
+
+    path_s, sep, line_s = target.rpartition(":")
+    if not sep or not line_s.isdigit():
+        raise UsageError(f"{target}: expected FILE:LINE")
+    path = Path(path_s)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    lang = language or language_of(path) or "python"
+    code = path.read_text(encoding="utf-8", errors="replace")
+    line = int(line_s)
+    if not 1 <= line <= len(code.splitlines()):
+        raise UsageError(f"{path} has {len(code.splitlines())} lines; line {line} does not exist")
+    loaded, bundle = _load(bundle_dir, model_name, device, quantize)
+    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling,
+                       surprise="surprise" in bundle.cfg.features)
+    res = explain_line(loaded, bundle, code, lang, line, enc, top=top)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"{path}:{line}  risk {res['risk']:.3f}  | {res['text'].strip()}")
+    for lat in res["latents"]:
+        label = f"  {lat['label']}" if lat["label"] else ""
+        click.echo(f"  latent {lat['index']:>6}  act {lat['activation']:+.4f}  contrib {lat['contribution']:+.4f}{label}")
+
+
+COMMANDS = [eval_cmd, explain_cmd]

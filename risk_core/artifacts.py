@@ -1,0 +1,120 @@
+"""The artifact bundle: everything the scorer needs next to a model, in one directory.
+
+```
+bundle/
+  cfg.json               ArtifactConfig
+  sae/                   SparseCoder (cfg.json + sae.safetensors)
+  probe/                 RiskProbe on SAE line features (cfg.json + probe.safetensors)
+  raw_probe/             optional: the same probe on raw pooled states (an evaluation baseline)
+  latents.json           optional: {latent index: {"label", "examples"}}
+  metrics.json           training/validation metrics, data sha256, seed
+```
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from risk_core.errors import UsageError
+
+CFG_FILE = "cfg.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ArtifactConfig:
+    model_name: str
+    """Model the bundle was bound on (registry name, HF id or path as given)."""
+    model_sha256: str | None
+    """sha256 of that model's source weights where known; the scorer refuses a different model."""
+    d_model: int
+    """Width of the model's hidden states."""
+    layer: int = 12
+    """hidden_states index the SAE and probe read."""
+    pooling: str = "mean"
+    """How token features become line features (encode.pool_lines mode)."""
+    framing: str = "bare"
+    """bare (code alone) | review (wrapped in a code-review chat prompt)."""
+    features: str = "sae"
+    """Probe input: sae | sae+surprise (see features.FEATURE_SETS)."""
+    languages: list[str] = field(default_factory=list)
+    """Languages the probe was bound on (others are cross-language use)."""
+    format_version: int = FORMAT_VERSION
+    """Bundle layout version."""
+
+
+@dataclass
+class Bundle:
+    cfg: ArtifactConfig
+    sae: object               # risk_core.sae.SparseCoder
+    probe: object             # risk_core.probe.RiskProbe
+    raw_probe: object | None = None
+    latents: dict | None = None
+    metrics: dict | None = None
+    path: Path | None = None
+    sae_source: Path | None = None
+    """Directory the SAE was loaded from: copied verbatim, so its cfg.json keeps its training record."""
+
+    def save(self, path: str | Path) -> None:
+        import shutil
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CFG_FILE).write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
+        src = Path(self.sae_source) if self.sae_source else None
+        if src is not None and (src / "cfg.json").is_file() and (src / "sae.safetensors").is_file():
+            (path / "sae").mkdir(exist_ok=True)
+            if src.resolve() != (path / "sae").resolve():
+                for name in ("cfg.json", "sae.safetensors"):
+                    shutil.copyfile(src / name, path / "sae" / name)
+        else:
+            self.sae.save(path / "sae")
+        self.probe.save(path / "probe")
+        if self.raw_probe is not None:
+            self.raw_probe.save(path / "raw_probe")
+        if self.latents is not None:
+            (path / "latents.json").write_text(json.dumps(self.latents, indent=2) + "\n")
+        if self.metrics is not None:
+            (path / "metrics.json").write_text(json.dumps(self.metrics, indent=2) + "\n")
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "Bundle":
+        from risk_core.probe import RiskProbe
+        from risk_core.sae import SparseCoder
+
+        path = Path(path)
+        if not (path / CFG_FILE).is_file():
+            raise UsageError(f"{path}: not a bundle (no {CFG_FILE})")
+        try:
+            raw = json.loads((path / CFG_FILE).read_text())
+            known = {f.name for f in fields(ArtifactConfig)}
+            cfg = ArtifactConfig(**{k: v for k, v in raw.items() if k in known})
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"{path / CFG_FILE}: unreadable bundle config ({err})") from None
+        sae = SparseCoder.load(path / "sae", device=device, expected_d_in=cfg.d_model)
+        probe = RiskProbe.load(path / "probe", device=device)
+        raw_probe = RiskProbe.load(path / "raw_probe", device=device) if (path / "raw_probe").is_dir() else None
+        latents = json.loads((path / "latents.json").read_text()) if (path / "latents.json").is_file() else None
+        metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else None
+        return cls(cfg, sae, probe, raw_probe, latents, metrics, path, sae_source=path / "sae")
+
+    def check_compatible(self, loaded) -> None:
+        """Refuse (one line) a model other than the one the bundle was bound on."""
+        c = self.cfg
+        if loaded.d_model != c.d_model:
+            raise UsageError(f"bundle was bound on a model with d_model={c.d_model}, "
+                             f"but {loaded.name} has d_model={loaded.d_model}")
+        if c.model_sha256 and loaded.sha256 and loaded.sha256 != c.model_sha256:
+            raise UsageError(f"bundle was bound on model sha256 {c.model_sha256[:12]}…, "
+                             f"but {loaded.name} has sha256 {loaded.sha256[:12]}…")
+        if c.layer > loaded.num_layers:
+            raise UsageError(f"bundle reads layer {c.layer} but {loaded.name} has {loaded.num_layers} layers")
+
+    def latent_label(self, index: int) -> str | None:
+        if not self.latents:
+            return None
+        entry = self.latents.get(str(index))
+        return entry.get("label") if isinstance(entry, dict) else entry

@@ -1,0 +1,97 @@
+"""The one labeled-data format of Stage 2, shared by mutants, HumanEval samples and bug-fix history.
+
+One JSON object per line::
+
+    {"id": str, "language": str, "path": str, "code": str, "buggy_lines": [1-based ints],
+     "operator": str (optional), "passed": bool (optional)}
+
+``buggy_lines == []`` with ``passed`` set means "sample-level label only" (HumanEval failures: we
+know the program fails, not which line is wrong).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from risk_core.errors import UsageError
+
+
+@dataclass
+class Sample:
+    id: str
+    """Unique id of the sample within its file (source path + function + operator + counter)."""
+    language: str
+    """Lower-case language name: python, java, javascript, go, ..."""
+    path: str
+    """Where the code came from (source file path, HumanEval task id, repo:path@commit)."""
+    code: str
+    """The program text, as scored (lines are 1-based indices into ``code.splitlines()``)."""
+    buggy_lines: list[int] = field(default_factory=list)
+    """1-based lines that hold the bug; [] = none known (clean code or sample-level label)."""
+    operator: str | None = None
+    """Mutation operator / source of the bug, for breakdowns."""
+    passed: bool | None = None
+    """Whether the program passed its tests, where tests were run."""
+
+    def to_json(self) -> dict:
+        out = {"id": self.id, "language": self.language, "path": self.path, "code": self.code,
+               "buggy_lines": list(self.buggy_lines)}
+        if self.operator is not None:
+            out["operator"] = self.operator
+        if self.passed is not None:
+            out["passed"] = bool(self.passed)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str = "") -> "Sample":
+        try:
+            lines = [int(x) for x in obj.get("buggy_lines", [])]
+            return cls(id=str(obj["id"]), language=str(obj["language"]).lower(), path=str(obj.get("path", "")),
+                       code=str(obj["code"]), buggy_lines=lines, operator=obj.get("operator"),
+                       passed=None if obj.get("passed") is None else bool(obj["passed"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(f"{where}: not a labeled sample ({err!s})") from None
+
+
+def write_jsonl(path: str | Path, samples: Iterable[Sample]) -> int:
+    """Write samples (one per line); returns how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for s in samples:
+            f.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def iter_jsonl(path: str | Path) -> Iterator[Sample]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such data file")
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{path}:{i}: invalid JSON ({err.msg})") from None
+            yield Sample.from_json(obj, where=f"{path}:{i}")
+
+
+def read_jsonl(path: str | Path) -> list[Sample]:
+    return list(iter_jsonl(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Data hash recorded next to every trained artifact."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,314 @@
+"""Evaluation of line risk scorers on labeled data, all methods on the very same candidate lines.
+
+Metrics (numpy only):
+- per program: top-1 / top-3 hit rate (a buggy line among the k highest-scored candidate lines),
+  over programs with at least one labeled buggy candidate line;
+- per line: AUROC, AUPRC (average precision), ECE (10 equal-width bins; probabilistic methods only);
+- per sample, where ``passed`` is known: AUROC of the max line score against failure.
+
+Methods: random (seeded), surprise (max token NLL of the line), surprise-mean, entropy, raw-probe (the
+bundle's probe on raw pooled states), pttrust (the bundle's probe on SAE latents).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+
+import numpy as np
+import torch
+
+from risk_core.errors import UsageError
+
+METHODS = ("random", "surprise", "surprise-mean", "entropy", "raw-probe", "pttrust")
+PROBABILISTIC = {"raw-probe", "pttrust"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# metrics
+
+def auroc(scores, labels) -> float | None:
+    """Area under the ROC curve with ties counted half (Mann-Whitney U); None if one class is absent."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def auprc(scores, labels) -> float | None:
+    """Average precision (step-wise area under the precision-recall curve); None without positives."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    if y.sum() == 0:
+        return None
+    order = np.argsort(-s, kind="mergesort")
+    y = y[order]
+    tp = np.cumsum(y)
+    precision = tp / np.arange(1, len(y) + 1)
+    return float((precision * y).sum() / y.sum())
+
+
+def ece(probs, labels, bins: int = 10) -> float | None:
+    """Expected calibration error: sum over bins of |mean prob - positive rate| weighted by bin size."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if len(p) == 0:
+        return None
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() / len(p) * abs(p[m].mean() - y[m].mean())
+    return float(total)
+
+
+def topk_hits(scores, labels, groups, k: int) -> tuple[int, int]:
+    """(programs whose top-k lines contain a buggy line, programs with a buggy line)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    g = np.asarray(groups)
+    hits = total = 0
+    for gid in np.unique(g):
+        m = g == gid
+        if not y[m].any():
+            continue
+        total += 1
+        order = np.argsort(-s[m], kind="mergesort")
+        hits += bool(y[m][order[:k]].any())
+    return hits, total
+
+
+def _r(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def cell(scores, labels, groups, probabilistic: bool) -> dict:
+    h1, n = topk_hits(scores, labels, groups, 1)
+    h3, _ = topk_hits(scores, labels, groups, 3)
+    return {"top1": _r(h1 / n) if n else None, "top3": _r(h3 / n) if n else None,
+            "auroc": _r(auroc(scores, labels)), "auprc": _r(auprc(scores, labels)),
+            "ece": _r(ece(scores, labels)) if probabilistic else None, "n": int(n)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# scoring the methods
+
+def method_scores(table, bundle, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every method's score for every row of a features.LineTable."""
+    rng = np.random.default_rng(seed)
+    n = int(table.labels.shape[0])
+    # A tiny seeded jitter breaks ties (constant scores must not win top-k by line order).
+    jitter = rng.uniform(0, 1e-9, size=n)
+    out = {"random": rng.uniform(size=n)}
+    if table.surprise is not None:
+        sur = table.surprise.numpy().astype(np.float64)
+        out["surprise"] = sur[:, 1] + jitter
+        out["surprise-mean"] = sur[:, 0] + jitter
+        out["entropy"] = sur[:, 2] + jitter
+    with torch.no_grad():
+        if bundle.raw_probe is not None and table.raw is not None:
+            x = table.matrix(bundle.cfg.features.replace("sae", "raw"))
+            out["raw-probe"] = bundle.raw_probe.risk(x).double().numpy() + jitter
+        out["pttrust"] = bundle.probe.risk(table.matrix(bundle.cfg.features)).double().numpy() + jitter
+    return out
+
+
+def evaluate_table(table, samples, scores: dict[str, np.ndarray]) -> dict:
+    """The report: {"methods": {M: {LANG: cell}}, "by_operator": ..., "by_sample": ..., "counts": ...}."""
+    si = table.sample_index.numpy()
+    y = table.labels.numpy()
+    langs = np.array([samples[i].language for i in si])
+    ops = np.array([samples[i].operator or "none" for i in si])
+    # Line-level metrics only on line-labeled samples (sample-level failures have no line labels).
+    line_labeled = np.array([bool(samples[i].buggy_lines) or samples[i].passed is True for i in si])
+    report: dict = {"methods": {}, "by_operator": {}, "by_sample": {}, "n_lines": {}}
+    for lang in ["all"] + sorted(set(langs.tolist())):
+        sel = line_labeled & ((langs == lang) if lang != "all" else True)
+        report["n_lines"][lang] = {"lines": int(sel.sum()), "buggy": int(y[sel].sum())}
+    for m, s in scores.items():
+        prob = m in PROBABILISTIC
+        per_lang = {}
+        for lang in ["all"] + sorted(set(langs.tolist())):
+            sel = line_labeled & ((langs == lang) if lang != "all" else True)
+            per_lang[lang] = cell(s[sel], y[sel], si[sel], prob)
+        report["methods"][m] = per_lang
+        per_op = {}
+        for op in sorted(set(ops[line_labeled].tolist())):
+            sel = line_labeled & (ops == op)
+            per_op[op] = cell(s[sel], y[sel], si[sel], prob)
+        report["by_operator"][m] = per_op
+        # per sample: max line score vs failure, where the tests were run
+        sample_max: dict[int, float] = {}
+        for i, v in zip(si, s):
+            if samples[i].passed is not None:
+                sample_max[i] = max(sample_max.get(i, -np.inf), v)
+        by_lang = defaultdict(list)
+        for i, v in sample_max.items():
+            by_lang["all"].append((v, not samples[i].passed))
+            by_lang[samples[i].language].append((v, not samples[i].passed))
+        report["by_sample"][m] = {lang: {"auroc": _r(auroc([a for a, _ in xs], [b for _, b in xs])),
+                                         "n": len(xs)} for lang, xs in by_lang.items()}
+    report["counts"] = {"samples": len(samples), "lines": int(len(y)), "buggy_lines": int(y.sum()),
+                        "by_language": dict(Counter(s.language for s in samples))}
+    return report
+
+
+def evaluate(loaded, bundle, samples, enc_cfg, seed: int = 0, progress=None) -> dict:
+    """Score ``samples`` with every method under the bundle's encoding settings and report metrics."""
+    from risk_core.features import line_table
+
+    if not samples:
+        raise UsageError("no samples to evaluate")
+    bundle.check_compatible(loaded)
+    table = line_table(loaded, samples, enc_cfg, sae=bundle.sae, framing=bundle.cfg.framing,
+                       keep_raw=bundle.raw_probe is not None, progress=progress)
+    report = evaluate_table(table, samples, method_scores(table, bundle, seed))
+    bound = bundle.cfg.languages
+    report["bundle"] = {"model": bundle.cfg.model_name, "layer": bundle.cfg.layer, "framing": bundle.cfg.framing,
+                        "features": bundle.cfg.features, "bound_languages": bound}
+    # Languages the probe never saw in binding: their figures measure cross-language transfer.
+    report["cross_language"] = sorted({s.language for s in samples} - set(bound)) if bound else []
+    report["seed"] = seed
+    return report
+
+
+def to_markdown(report: dict) -> str:
+    lines = []
+    methods = report["methods"]
+    langs = sorted({lang for m in methods.values() for lang in m}, key=lambda x: (x != "all", x))
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for lang in langs:
+        first = next(iter(methods.values())).get(lang, {})
+        n_lines = report.get("n_lines", {}).get(lang, {}).get("lines", 0)
+        cross = " (cross-language: not in binding)" if lang in report.get("cross_language", []) else ""
+        lines += [f"### {lang}{cross}: {first.get('n', 0)} programs, {n_lines} lines", "",
+                  "| method | top-1 | top-3 | AUROC | AUPRC | ECE |", "| --- | --- | --- | --- | --- | --- |"]
+        for m, per in methods.items():
+            c = per.get(lang)
+            if c:
+                lines.append(f"| {m} | {fmt(c['top1'])} | {fmt(c['top3'])} | {fmt(c['auroc'])} | "
+                             f"{fmt(c['auprc'])} | {fmt(c['ece'])} |")
+        lines.append("")
+    ops = report.get("by_operator", {}).get("pttrust")
+    if ops:
+        lines += ["### pttrust by operator", "", "| operator | n | top-1 | AUROC |", "| --- | --- | --- | --- |"]
+        for op, c in ops.items():
+            lines.append(f"| {op} | {c['n']} | {fmt(c['top1'])} | {fmt(c['auroc'])} |")
+        lines.append("")
+    bs = report.get("by_sample", {})
+    if any(v for v in bs.values()):
+        lines += ["### per sample (max line score vs test failure)", "", "| method | n | AUROC |", "| --- | --- | --- |"]
+        for m, per in bs.items():
+            if "all" in per:
+                lines.append(f"| {m} | {per['all']['n']} | {fmt(per['all']['auroc'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# interpretability
+
+def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, top: int = 8) -> dict:
+    """The latents behind one line's score: activation, contribution to the logit, label."""
+    from risk_core.features import compute_features
+
+    bundle.check_compatible(loaded)
+    ff = compute_features(loaded, [code], [language], enc_cfg, sae=bundle.sae, framing=bundle.cfg.framing,
+                          keep_raw=False)[0]
+    if line not in ff.line_numbers:
+        raise UsageError(f"line {line} holds no code token (file has {len(code.splitlines())} lines)")
+    row = ff.line_numbers.index(line)
+    x = ff.matrix(bundle.cfg.features)[row:row + 1]
+    if "surprise" in bundle.cfg.features:
+        x = torch.nan_to_num(x, nan=0.0)
+    with torch.no_grad():
+        risk = float(bundle.probe.risk(x)[0])
+    contrib = bundle.probe.contributions(x)[0]
+    n_lat = ff.latents.shape[1]
+    order = torch.argsort(contrib.abs(), descending=True)[:top]
+    latents = []
+    for i in order.tolist():
+        if float(contrib[i]) == 0.0:
+            continue
+        name = i if i < n_lat else ["nll_mean", "nll_max", "entropy_mean"][i - n_lat]
+        latents.append({"index": name, "activation": round(float(x[0, i]), 4),
+                        "contribution": round(float(contrib[i]), 4),
+                        "label": bundle.latent_label(i) if i < n_lat else "surprise"})
+    return {"line": line, "text": code.splitlines()[line - 1], "risk": round(risk, 4), "latents": latents}
+
+
+def label_latents(loaded, bundle, codes: list[str], languages: list[str], enc_cfg, n_latents: int = 32,
+                  n_examples: int = 5, batch_files: int = 16) -> dict:
+    """For the probe's heaviest latents, the corpus lines that excite each most, and a short label made
+    of the tokens it fires on most strongly. Returns {str(index): {"label", "weight", "examples"}}."""
+    from risk_core.encode import encode_tokens
+    from risk_core.features import code_line_mask, frame_text
+
+    w = bundle.probe.feature_weights().cpu()
+    n_lat = bundle.sae.num_latents
+    w = w[:n_lat]
+    heavy = [int(i) for i in torch.argsort(w, descending=True)[:n_latents] if float(w[i]) > 0]
+    if not heavy:
+        return {}
+    idx = torch.tensor(heavy)
+    best_lines: dict[int, list[tuple[float, str]]] = {i: [] for i in heavy}
+    tok_hits: dict[int, Counter] = {i: Counter() for i in heavy}
+    tok = loaded.tokenizer
+    for b in range(0, len(codes), batch_files):
+        chunk_codes, chunk_langs = codes[b:b + batch_files], languages[b:b + batch_files]
+        framed = [frame_text(c, lang, bundle.cfg.framing, tok) for c, lang in zip(chunk_codes, chunk_langs)]
+        states = encode_tokens(loaded, [t for t, _ in framed], enc_cfg)
+        for code, lang, (text, off), ts in zip(chunk_codes, chunk_langs, framed, states):
+            lines = code.splitlines()
+            tl = ts.token_lines - off
+            keep = (tl >= 0) & (tl < len(lines))
+            # Only tokens of candidate code lines: the probe never sees comments or docstrings.
+            cand = torch.tensor(code_line_mask(code, lang) or [False], dtype=torch.bool)
+            keep &= cand[tl.clamp(0, max(len(lines) - 1, 0))]
+            if not keep.any():
+                continue
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            ids = [t for t, k in zip(ids, keep.tolist()) if k]
+            with torch.no_grad():
+                dev = next(bundle.sae.parameters()).device
+                acts = bundle.sae.encode_dense(ts.states[keep].float().to(dev))[:, idx.to(dev)].cpu()  # [T, n_heavy]
+            tl = tl[keep]
+            for j, lat in enumerate(heavy):
+                a = acts[:, j]
+                top_tok = torch.argsort(a, descending=True)[:3]
+                for t in top_tok.tolist():
+                    if float(a[t]) > 0:
+                        tok_hits[lat][tok.decode([ids[t]]).strip() or repr(tok.decode([ids[t]]))] += 1
+                # best line of this file for this latent
+                t = int(torch.argmax(a))
+                if float(a[t]) > 0:
+                    best_lines[lat].append((float(a[t]), lines[int(tl[t])].strip()))
+    out = {}
+    for lat in heavy:
+        ex = sorted(best_lines[lat], key=lambda p: -p[0])
+        seen, examples = set(), []
+        for act, text in ex:
+            if text not in seen:
+                seen.add(text)
+                examples.append({"activation": round(act, 4), "line": text})
+            if len(examples) >= n_examples:
+                break
+        common = [t for t, _ in tok_hits[lat].most_common(3)]
+        out[str(lat)] = {"label": " / ".join(common) if common else "(inactive)",
+                         "weight": round(float(w[lat]), 5), "examples": examples}
+    return out

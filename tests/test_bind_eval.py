@@ -1,0 +1,147 @@
+"""Stage 2 end to end on the tiny model: mutate -> bind -> eval / explain, plus the metrics and bundle."""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from risk_core.errors import UsageError
+from risk_core.evaluate import METHODS, auprc, auroc, ece, topk_hits
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+JAVA = """class Acc {
+    int windowSum(int[] values, int lo, int hi) {
+        int total = 0;
+        for (int i = lo; i < hi; i++) {
+            if (values[i] > 0 && i >= lo) {
+                total += values[i] * 2;
+            }
+            total = total - 1;
+        }
+        return total;
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_model_dir):
+    """Mutants of a few stdlib files + a Java file, a random SAE, and one bound bundle."""
+    from risk_core.sae import SaeConfig, SparseCoder
+
+    d = tmp_path_factory.mktemp("stage2")
+    (d / "Acc.java").write_text(JAVA)
+    SparseCoder(64, SaeConfig(expansion_factor=4, k=8)).save(d / "sae")
+    runner = CliRunner()
+    srcs = [str(STDLIB / "json"), str(STDLIB / "textwrap.py"), str(STDLIB / "shlex.py")]
+    r = runner.invoke(main, ["data", "mutate", *srcs, "--out", str(d / "py.jsonl"), "--per-file", "6",
+                             "--per-function", "2", "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["data", "mutate", str(d / "Acc.java"), "--out", str(d / "java.jsonl"),
+                             "--per-file", "5", "--per-function", "5"])
+    assert r.exit_code == 0, r.output
+    (d / "all.jsonl").write_text((d / "py.jsonl").read_text() + (d / "java.jsonl").read_text())
+    r = runner.invoke(main, ["bind", "--data", str(d / "py.jsonl"), "--sae", str(d / "sae"), "--model",
+                             str(tiny_model_dir), "--layer", "2", "--out", str(d / "bundle"), "--epochs", "40",
+                             "--label-latents", "4", "--languages", "python", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def test_bundle_layout_and_metrics(workdir):
+    b = workdir / "bundle"
+    for f in ("cfg.json", "sae/cfg.json", "sae/sae.safetensors", "probe/cfg.json", "probe/probe.safetensors",
+              "raw_probe/probe.safetensors", "metrics.json", "latents.json"):
+        assert (b / f).is_file(), f
+    cfg = json.loads((b / "cfg.json").read_text())
+    assert cfg["d_model"] == 64 and cfg["layer"] == 2 and cfg["framing"] == "bare" and cfg["languages"] == ["python"]
+    m = json.loads((b / "metrics.json").read_text())
+    assert len(m["data_sha256"]) == 64 and m["seed"] == 0
+    assert m["learning_curve"] and m["learning_curve"][0]["lines"] >= 100
+    assert {"pttrust", "raw-probe"} <= set(m["val"])
+    lat = json.loads((b / "latents.json").read_text())
+    assert lat and all({"label", "examples"} <= set(v) for v in lat.values())
+
+
+def test_eval_json_shape_all_methods_and_cross_language(workdir, tiny_model_dir):
+    r = CliRunner().invoke(main, ["eval", str(workdir / "all.jsonl"), "--bundle", str(workdir / "bundle"),
+                                  "--model", str(tiny_model_dir), "--format", "json", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert set(rep["methods"]) == set(METHODS)
+    for method, per_lang in rep["methods"].items():
+        assert {"all", "python", "java"} <= set(per_lang)  # java: bound on python only -> cross-language
+        for cell in per_lang.values():
+            assert set(cell) == {"top1", "top3", "auroc", "auprc", "ece", "n"}
+        assert per_lang["all"]["n"] > 0
+        assert (per_lang["all"]["ece"] is None) == (method not in ("pttrust", "raw-probe"))
+    assert "by_operator" in rep and rep["by_operator"]["pttrust"]
+    assert rep["cross_language"] == ["java"]
+
+
+def test_eval_markdown_and_explain(workdir, tiny_model_dir):
+    runner = CliRunner()
+    r = runner.invoke(main, ["eval", str(workdir / "java.jsonl"), "--bundle", str(workdir / "bundle"), "--model",
+                             str(tiny_model_dir), "--format", "markdown", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "| pttrust |" in r.stdout and "| random |" in r.stdout
+    r = runner.invoke(main, ["explain", f"{workdir / 'Acc.java'}:5", "--bundle", str(workdir / "bundle"),
+                             "--model", str(tiny_model_dir), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "risk" in r.output and "latent" in r.output
+    r = runner.invoke(main, ["explain", f"{workdir / 'Acc.java'}:99", "--bundle", str(workdir / "bundle"),
+                             "--model", str(tiny_model_dir)])
+    assert r.exit_code == 2 and r.stderr.startswith("error:") and "Traceback" not in r.output
+
+
+def test_bundle_round_trip_and_refuses_other_model(workdir):
+    from risk_core.artifacts import Bundle
+
+    b = Bundle.load(workdir / "bundle")
+    ok = SimpleNamespace(name="m", d_model=64, sha256=None, num_layers=4)
+    b.check_compatible(ok)
+    with pytest.raises(UsageError, match="d_model"):
+        b.check_compatible(SimpleNamespace(name="m", d_model=32, sha256=None, num_layers=4))
+    b.cfg.model_sha256 = "a" * 64
+    with pytest.raises(UsageError, match="sha256"):
+        b.check_compatible(SimpleNamespace(name="m", d_model=64, sha256="b" * 64, num_layers=4))
+
+
+def test_review_framing_maps_back_to_the_same_lines(tiny_model_dir):
+    from risk_core.encode import EncodeConfig
+    from risk_core.features import compute_features, frame_text
+    from risk_core.models import load_model
+
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    code = "def f(x):\n\n    y = x + 1\n    return y\n"
+    text, off = frame_text(code, "python", "review", loaded.tokenizer)
+    assert text.splitlines()[off:off + 4] == code.splitlines()
+    cfg = EncodeConfig(layer=2, surprise=True)
+    bare, review = (compute_features(loaded, [code], ["python"], cfg, framing=f)[0] for f in ("bare", "review"))
+    # (a blank line may hold a newline token; candidates are filtered by code_line_mask later)
+    assert bare.line_numbers == review.line_numbers and {1, 3, 4} <= set(review.line_numbers)
+    assert review.surprise.shape == (len(review.line_numbers), 3)
+
+
+def test_bad_data_is_a_one_line_error(tmp_path, tiny_model_dir):
+    (tmp_path / "d.jsonl").write_text("not json\n")
+    r = CliRunner().invoke(main, ["bind", "--data", str(tmp_path / "d.jsonl"), "--sae", str(tmp_path),
+                                  "--model", str(tiny_model_dir), "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and r.stderr.startswith("error:") and "d.jsonl:1" in r.stderr
+
+
+def test_metrics_against_hand_computed_values():
+    y = np.array([0, 0, 1, 1])
+    assert auroc([0.1, 0.4, 0.35, 0.8], y) == pytest.approx(0.75)
+    assert auroc([0.5, 0.5, 0.5, 0.5], y) == pytest.approx(0.5)  # ties count half
+    assert auprc([0.1, 0.4, 0.35, 0.8], y) == pytest.approx((1 + 2 / 3) / 2)
+    assert ece([0.0, 0.0, 1.0, 1.0], y) == pytest.approx(0.0)
+    assert ece([0.5] * 4, y) == pytest.approx(0.0) and ece([0.9] * 4, y) == pytest.approx(0.4)
+    assert topk_hits([0.9, 0.1, 0.2, 0.8], [0, 1, 0, 1], [0, 0, 1, 1], 1) == (1, 2)
