@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, TextIO
 from risk_core.errors import PttrustError, UsageError
 
 from action.event import REVIEW_ACTIONS, PullRequestEvent, load_event
+from bot.run import ScorerFactory
 
 FORMATS = ("json", "markdown", "sarif", "html", "text")
 """Report formats (bot.formats); the extension of report-path follows the format."""
@@ -189,11 +190,6 @@ class GitHubRun:
     """Why posting was refused (a 403: the token lacks pull-requests:write); None when it was not."""
 
 
-ScorerFactory = Callable[..., tuple]
-"""``(model, bundle, device, progress) -> (scorer, model name, bundle name)``, as
-``bot.cli.review.load_scorer``; tests pass a deterministic double here, never product code."""
-
-
 def _forbidden(err: BaseException) -> str | None:
     """The reason when ``err`` is GitHub refusing a write for lack of permission, else None.
 
@@ -222,20 +218,17 @@ def review_pull_request(ref: str, cfg: Any, *, publish: bool, fmt: str, out: Pat
     ``pttrust review --github``). A 403 on posting is returned in ``GitHubRun.forbidden``, not
     raised, so that the entry can still show the findings it already has.
     """
-    from bot.cli.review import load_scorer
     from bot.publish import github
     from bot.render import make_environment
-    from bot.review import review_source
+    from bot.run import score_source
 
     env = make_environment(cfg.templates)
     source, publisher = github.open_pull_request(ref, dry_run=not publish, cfg=cfg, env=env,
                                                  fmt=fmt, out=str(out),
                                                  environ=dict(environ) if environ is not None else None,
                                                  settings=settings)
-    scorer, model_name, bundle_name = (scorer_factory or load_scorer)(cfg.model, cfg.bundle, device,
-                                                                      progress)
-    report = review_source(source, scorer, cfg, progress=progress, model_name=model_name,
-                           bundle_name=bundle_name)
+    # scorer_factory: tests pass a deterministic double here, never product code.
+    report = score_source(source, cfg, device=device, scorer_factory=scorer_factory, progress=progress)
     try:
         publisher.publish(report)
     except Exception as err:  # noqa: BLE001 - only a permission refusal is handled; the rest re-raises

@@ -64,7 +64,7 @@ def main() -> int:
     ap.add_argument("--context-factor", type=int, default=4, help="file length / added lines")
     args = ap.parse_args()
 
-    from bot.cli.review import load_scorer
+    from bot.run import load_scorer
     from bot.config import ReviewConfig
     from bot.context import file_to_score, working_tree_reader
     from bot.formats import format_report

@@ -16,7 +16,7 @@ import torch
 from risk_core.artifacts import ArtifactConfig, Bundle
 from risk_core.errors import UsageError
 from risk_core.evaluate import cell
-from risk_core.features import FEATURE_SETS, FRAMINGS, line_table
+from risk_core.features import FEATURE_SETS, FRAMINGS, code_line_mask, line_table
 from risk_core.probe import ProbeConfig, train_probe
 
 
@@ -182,3 +182,54 @@ def bind(loaded, sae, samples, cfg: BindConfig, data_sha256: str | None = None, 
         bundle.latents = label_latents(loaded, bundle, [s.code for s in pick], [s.language for s in pick], lab_enc,
                                        n_latents=cfg.label_latents)
     return bundle
+
+
+def sweep_layers(loaded, samples, layers: list[int], pooling: str = "mean", probe_cfg: ProbeConfig | None = None,
+                 val_fraction: float = 0.2, seed: int = 0, batch_files: int = 16, progress=None) -> dict:
+    """Validation metrics of the raw-state probe at each of ``layers``, all read in one forward pass.
+
+    The cheap way to choose the layer the SAE is trained on: the layer whose plain states separate
+    buggy from correct lines best on held-out sources is the one worth a dictionary.
+    """
+    from risk_core.encode import EncodeConfig, encode_tokens, pool_lines
+    from risk_core.features import LineTable
+
+    layers = sorted(set(layers))
+    samples = [s for s in samples if s.buggy_lines]
+    if len(samples) < 4:
+        raise UsageError(f"a layer sweep needs line-labeled samples; found {len(samples)}")
+    enc = EncodeConfig(layer=layers[-1], pooling=pooling, extra_layers=tuple(layers[:-1]))
+    rows_si, rows_ln, rows_y = [], [], []
+    xs: dict[int, list] = {layer: [] for layer in layers}
+    for b in range(0, len(samples), batch_files):
+        chunk = samples[b:b + batch_files]
+        for k, (s, ts) in enumerate(zip(chunk, encode_tokens(loaded, [s.code for s in chunk], enc))):
+            mask = code_line_mask(s.code, s.language)
+            pooled = {layer: pool_lines(ts.extra.get(layer, ts.states), ts.token_lines, ts.n_lines, pooling)
+                      for layer in layers}
+            line_numbers = pooled[layers[0]][1]
+            keep = [i for i, ln in enumerate(line_numbers) if ln <= len(mask) and mask[ln - 1]]
+            if not keep:
+                continue
+            idx = torch.tensor(keep, dtype=torch.long)
+            lns = [line_numbers[i] for i in keep]
+            rows_si.append(torch.full((len(keep),), b + k, dtype=torch.long))
+            rows_ln.append(torch.tensor(lns, dtype=torch.long))
+            rows_y.append(torch.tensor([1.0 if ln in set(s.buggy_lines) else 0.0 for ln in lns]))
+            for layer in layers:
+                xs[layer].append(pooled[layer][0][idx])
+        if progress:
+            progress(min(b + batch_files, len(samples)), len(samples))
+    if not rows_si:
+        raise UsageError("no candidate code lines in the data")
+    train_ids, val_ids = split_by_source(samples, val_fraction, seed)
+    si, ln, y = torch.cat(rows_si), torch.cat(rows_ln), torch.cat(rows_y)
+    report = {"layers": {}, "n_samples": len(samples), "n_lines": int(len(y)), "seed": seed,
+              "pooling": pooling, "probe": asdict(probe_cfg or ProbeConfig())}
+    for layer in layers:
+        table = LineTable(si, ln, y, None, torch.cat(xs[layer]), None)
+        tr, va = _rows(table, train_ids), _rows(table, val_ids)
+        _, metrics = _fit_eval(table, tr, va, "raw", probe_cfg or ProbeConfig(), loaded.device)
+        report["layers"][str(layer)] = metrics
+    report["best_layer"] = int(max(layers, key=lambda layer: report["layers"][str(layer)]["auroc"] or 0))
+    return report

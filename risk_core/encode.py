@@ -42,6 +42,8 @@ class EncodeConfig:
     """Windows per forward pass."""
     surprise: bool = False
     """Also compute per-token NLL and predictive entropy (needs the full forward, to the logits)."""
+    extra_layers: tuple[int, ...] = ()
+    """More hidden_states indices captured in the same forward pass (a layer sweep costs one pass)."""
 
 
 @dataclass
@@ -56,6 +58,8 @@ class TokenStates:
     """[n_tokens] -log p(token | prefix); NaN for the first token of the file (no prefix)."""
     entropy: Tensor | None = None
     """[n_tokens] entropy (nats) of the distribution that predicted each token; NaN for the first."""
+    extra: dict[int, Tensor] = field(default_factory=dict)
+    """{layer: [n_tokens, d_model]} for each of ``cfg.extra_layers``."""
 
 
 @dataclass
@@ -169,7 +173,7 @@ class _StopForward(Exception):
     pass
 
 
-def _decoder_layers(model) -> torch.nn.ModuleList:
+def decoder_layers(model) -> torch.nn.ModuleList:
     base = model.base_model
     layers = getattr(base, "layers", None)
     if layers is None:
@@ -178,16 +182,16 @@ def _decoder_layers(model) -> torch.nn.ModuleList:
 
 
 def _register_capture(loaded: LoadedModel, layer: int, store: dict, stop: bool):
-    """Hook that records ``hidden_states[layer]`` into ``store["h"]`` and, if ``stop``, ends the
+    """Hook that records ``hidden_states[layer]`` into ``store[layer]`` and, if ``stop``, ends the
     forward right there, so that no block past the layer read is ever run.
 
     Hooks rather than re-implementing the decoder loop: the model's own code builds the masks and
     rotary embeddings, so this works unchanged for any decoder-only HF model and for bitsandbytes.
     """
-    layers = _decoder_layers(loaded.model)
+    layers = decoder_layers(loaded.model)
 
     def record(h: Tensor):
-        store["h"] = h[0] if isinstance(h, tuple) else h
+        store[layer] = h[0] if isinstance(h, tuple) else h
         if stop:
             raise _StopForward
 
@@ -200,9 +204,10 @@ def _register_capture(loaded: LoadedModel, layer: int, store: dict, stop: bool):
 
 
 def _check(loaded: LoadedModel, cfg: EncodeConfig) -> None:
-    if not 0 <= cfg.layer <= loaded.num_layers:
-        raise UsageError(f"layer {cfg.layer} is out of range: {loaded.name} has layers 0..{loaded.num_layers} "
-                         f"(0 = embeddings)")
+    for layer in (cfg.layer, *cfg.extra_layers):
+        if not 0 <= layer <= loaded.num_layers:
+            raise UsageError(f"layer {layer} is out of range: {loaded.name} has layers 0..{loaded.num_layers} "
+                             f"(0 = embeddings)")
     if cfg.pooling not in POOLING_MODES:
         raise UsageError(f"unknown pooling {cfg.pooling!r}; choose one of {', '.join(POOLING_MODES)}")
     if cfg.window < 1 or not 0 <= cfg.min_context < cfg.window:
@@ -226,6 +231,7 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
 
     n_tok = [len(ids) for ids in enc["input_ids"]]
     states = [torch.empty(n, loaded.d_model) for n in n_tok]
+    extra = [{layer: torch.empty(n, loaded.d_model) for layer in cfg.extra_layers} for n in n_tok]
     nll = [torch.full((n,), math.nan) for n in n_tok] if cfg.surprise else None
     ent = [torch.full((n,), math.nan) for n in n_tok] if cfg.surprise else None
 
@@ -241,11 +247,13 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
             ids[r, :len(w.ids)] = torch.tensor(w.ids)
             mask[r, :len(w.ids)] = 1
         positions = torch.arange(width).expand(len(batch), -1)
-        hidden, stats = _forward(loaded, ids, mask, positions, cfg)
+        hidden, stats = forward_states(loaded, ids, mask, positions, cfg)
         for r, w in enumerate(batch):
             n = len(w.ids)
             lo, hi = w.start + w.keep, w.start + n
-            states[w.file][lo:hi] = hidden[r, w.keep:n].float().cpu()
+            states[w.file][lo:hi] = hidden[cfg.layer][r, w.keep:n].float().cpu()
+            for layer in cfg.extra_layers:
+                extra[w.file][layer][lo:hi] = hidden[layer][r, w.keep:n].float().cpu()
             if stats is not None:
                 # stats[:, t] is about the prediction of token t from positions < t of the row
                 nll[w.file][max(lo, 1):hi] = stats[0][r, max(w.keep, 1):n]
@@ -253,32 +261,36 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
 
     return [
         TokenStates(states=states[f], token_lines=lines[f][0], n_lines=lines[f][1],
-                    nll=nll[f] if nll else None, entropy=ent[f] if ent else None)
+                    nll=nll[f] if nll else None, entropy=ent[f] if ent else None, extra=extra[f])
         for f in range(len(texts))
     ]
 
 
-def _forward(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Tensor, cfg: EncodeConfig):
-    """Hidden states at ``cfg.layer`` for a batch and, with ``cfg.surprise``, per-token (NLL, entropy)
-    as two [B, T] CPU tensors (column 0 undefined)."""
+def forward_states(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Tensor, cfg: EncodeConfig):
+    """{layer: hidden states} at ``cfg.layer`` and ``cfg.extra_layers`` for a batch and, with
+    ``cfg.surprise``, per-token (NLL, entropy) as two [B, T] CPU tensors (column 0 undefined)."""
     model, device = loaded.model, loaded.device
     # Without padding the plain causal mask is exact, and attention kernels are fastest without one.
     mask = None if bool(mask.all()) else mask.to(device)
     ids, positions = ids.to(device), positions.to(device)
     store: dict = {}
-    hook = _register_capture(loaded, cfg.layer, store, stop=not cfg.surprise)
+    layers = sorted({cfg.layer, *cfg.extra_layers})
+    # Only the deepest capture may stop the pass, and none when the logits are needed.
+    hooks = [_register_capture(loaded, layer, store, stop=not cfg.surprise and layer == layers[-1])
+             for layer in layers]
     try:
         if not cfg.surprise:
             try:
                 model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
             except _StopForward:
                 pass
-            return store["h"], None
+            return store, None
         final = model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions,
                                  use_cache=False).last_hidden_state
     finally:
-        hook.remove()
-    return store["h"], _surprise(model.get_output_embeddings(), final, ids)
+        for hook in hooks:
+            hook.remove()
+    return store, _surprise(model.get_output_embeddings(), final, ids)
 
 
 def _surprise(head, final: Tensor, ids: Tensor, chunk: int = 256) -> tuple[Tensor, Tensor]:

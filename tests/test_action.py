@@ -56,7 +56,7 @@ FORK_PARSE = "def parse(text):\n    return eval(text)\n"
 
 
 def keyword_scorer_factory(model, bundle, device, progress):
-    """Same signature as bot.cli.review.load_scorer; eval( and shell=True lines are "risky"."""
+    """Same signature as bot.run.load_scorer; eval( and shell=True lines are "risky"."""
     scorer = KeywordScorer({"eval(": 0.97, "shell=True": 0.91}, base=0.05)
     return scorer, model or "keyword-double", bundle or "keyword-double"
 

@@ -145,3 +145,15 @@ def test_metrics_against_hand_computed_values():
     assert ece([0.0, 0.0, 1.0, 1.0], y) == pytest.approx(0.0)
     assert ece([0.5] * 4, y) == pytest.approx(0.0) and ece([0.9] * 4, y) == pytest.approx(0.4)
     assert topk_hits([0.9, 0.1, 0.2, 0.8], [0, 1, 0, 1], [0, 0, 1, 1], 1) == (1, 2)
+
+
+def test_sweep_layers_reports_every_layer_from_one_pass(workdir, tiny_model_dir):
+    out = workdir / "sweep.json"
+    r = CliRunner().invoke(main, ["sweep-layers", "--data", str(workdir / "py.jsonl"), "--model",
+                                  str(tiny_model_dir), "--layers", "1,2,4", "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert sorted(report["layers"]) == ["1", "2", "4"]
+    assert report["best_layer"] in (1, 2, 4)
+    assert all(0 <= m["auroc"] <= 1 and m["n"] > 0 for m in report["layers"].values())
+    assert f"best layer: {report['best_layer']}" in r.output

@@ -56,6 +56,15 @@ def test_truncated_forward_equals_hidden_states(tiny, layer):
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
 
 
+def test_extra_layers_come_from_the_same_pass(tiny):
+    ref = tiny.model(_ids(tiny, LONG_TEXT), output_hidden_states=True).hidden_states
+    got = encode_tokens(tiny, [LONG_TEXT], EncodeConfig(layer=3, extra_layers=(0, 1), window=4096))[0]
+    torch.testing.assert_close(got.states, ref[3][0], rtol=0, atol=1e-5)
+    assert sorted(got.extra) == [0, 1]
+    for layer in (0, 1):
+        torch.testing.assert_close(got.extra[layer], ref[layer][0], rtol=0, atol=1e-5)
+
+
 def test_stopping_early_leaves_the_model_intact(tiny):
     ids = _ids(tiny, TINY_CORPUS[0])
     before = tiny.model(ids).logits

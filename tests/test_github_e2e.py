@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from click.testing import CliRunner
 
-import bot.cli.review as cli_review
+import bot.run as bot_run
 from bot.cli import main
 from bot.publish import github as gp
 from review_doubles import KeywordScorer
@@ -21,7 +21,7 @@ except ModuleNotFoundError:
 
 @pytest.fixture()
 def wired(github_server, monkeypatch):
-    monkeypatch.setattr(cli_review, "load_scorer",
+    monkeypatch.setattr(bot_run, "load_scorer",
                         lambda model, bundle, device="auto", progress=None: (KeywordScorer(), "double", None))
     monkeypatch.setattr(gp, "DEFAULT_SETTINGS", dataclasses.replace(
         gp.DEFAULT_SETTINGS, backoff_factor=0, secondary_rate_wait=0, seconds_between_requests=0,

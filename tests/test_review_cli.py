@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import bot.cli.review as cli_review
+import bot.run as bot_run
 from bot.cli import main
 from review_doubles import KeywordScorer
 
@@ -20,7 +20,7 @@ DIFF = str(ROOT / "examples" / "example.diff")
 @pytest.fixture()
 def scorer(monkeypatch):
     double = KeywordScorer()
-    monkeypatch.setattr(cli_review, "load_scorer",
+    monkeypatch.setattr(bot_run, "load_scorer",
                         lambda model, bundle, device="auto", progress=None: (double, "keyword-test-double", None))
     return double
 

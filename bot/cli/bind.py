@@ -95,4 +95,48 @@ def bind_cmd(data_path, sae_dir, out, model_name, layer, pooling, framing, featu
     click.echo(f"bundle -> {out} (framing {bundle.cfg.framing}; validation " + "; ".join(parts) + ")")
 
 
-COMMANDS = [bind_cmd]
+@click.command("sweep-layers")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Labeled JSONL (pttrust data ...).")
+@click.option("--layers", default="4,8,12,16,20", show_default=True, help="Comma-separated hidden_states indices.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON report here (it is printed as a table either way).")
+@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
+              help="Registry name or local model directory.")
+@click.option("--pooling", type=click.Choice(["mean", "last", "max"]), default="mean", show_default=True)
+@click.option("--l1", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Share of source paths held out.")
+@click.option("--max-samples", type=int, default=0, help="Use at most this many samples (0 = all).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
+def sweep_layers_cmd(data_path, layers, out, model_name, pooling, l1, seed, val_fraction, max_samples, device,
+                     quantize):
+    """Choose the layer to train the SAE on: raw-state probe validation metrics per layer, one pass."""
+    from risk_core.bind import sweep_layers
+    from risk_core.data.jsonl import file_sha256, read_jsonl
+    from risk_core.models import load_model
+    from risk_core.probe import ProbeConfig
+
+    try:
+        wanted = [int(x) for x in layers.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--layers must be comma-separated integers, got {layers!r}") from None
+    if not wanted:
+        raise UsageError("--layers is empty")
+    samples = read_jsonl(data_path)
+    if max_samples:
+        samples = samples[:max_samples]
+    loaded = load_model(model_name, device=device, quantize=quantize)
+    report = sweep_layers(loaded, samples, wanted, pooling, ProbeConfig(l1=l1, seed=seed), val_fraction, seed,
+                          progress=progress_printer())
+    report["data"], report["data_sha256"], report["model"] = str(data_path), file_sha256(data_path), loaded.name
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    click.echo("layer  auroc   top1   top3")
+    for layer, m in report["layers"].items():
+        click.echo(f"{layer:>5}  {m['auroc']:.3f}  {m['top1']:.3f}  {m['top3']:.3f}")
+    click.echo(f"best layer: {report['best_layer']}")
+
+
+COMMANDS = [bind_cmd, sweep_layers_cmd]

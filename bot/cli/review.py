@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from risk_core.errors import PttrustError, UsageError
+from risk_core.errors import UsageError
 
 from bot.formats import FORMATS
 
@@ -31,40 +31,6 @@ def _progress(quiet: bool):
             click.echo(f"[{time.monotonic() - start:6.1f}s] {message}", err=True)
 
     return say
-
-
-def default_bundle(model: str) -> Path | None:
-    """The bundle packaged for a registry model (risk_core/weights/<model>), if the wheel has one."""
-    import risk_core
-
-    path = Path(risk_core.__file__).parent / "weights" / model
-    return path if (path / "cfg.json").is_file() else None
-
-
-def load_scorer(model: str | None, bundle: str | None, device: str = "auto", progress=None):
-    """Load the model and its artifact bundle into a `risk_core.score.Scorer`.
-
-    Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
-    """
-    say = progress or (lambda _m: None)
-    try:
-        from risk_core.artifacts import Bundle
-        from risk_core.encode import EncodeConfig
-        from risk_core.models import DEFAULT_MODEL, load_model
-        from risk_core.score import Scorer
-    except ImportError as err:
-        raise PttrustError(f"the scoring stack is not available: {err}") from None
-    name = model or DEFAULT_MODEL
-    bundle_path = Path(bundle) if bundle else default_bundle(name)
-    if bundle_path is None:
-        raise UsageError(f"no artifact bundle for model {name!r}: pass --bundle DIR "
-                         "(made by `pttrust bind`)")
-    say(f"loading bundle {bundle_path}")
-    loaded_bundle = Bundle.load(bundle_path)
-    say(f"loading model {name}")
-    loaded = load_model(name, device=device)
-    encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
-    return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
 
 
 def _find_config(explicit: str | None, repo: str) -> str | None:
@@ -109,7 +75,8 @@ def review(diff_path, repo, model, bundle, device, threshold, max_comments, auth
     from bot.diff import read_diff
     from bot.publish.local import LocalPublisher
     from bot.render import make_environment
-    from bot.review import local_source, review_source
+    from bot.review import local_source
+    from bot.run import score_source
 
     if (diff_path is None) == (github_spec is None):
         raise UsageError("give exactly one of --diff PATH|- or --github OWNER/REPO#N")
@@ -140,15 +107,7 @@ def review(diff_path, repo, model, bundle, device, threshold, max_comments, auth
         source = local_source(data, repo, name=diff_path, with_blame=want_ai)
         publisher = LocalPublisher(fmt, env, out)
 
-    loaded: dict = {}
-
-    def scorer():
-        # Called by the pipeline only once the input has been checked and holds lines to score.
-        scorer_, loaded["model"], loaded["bundle"] = load_scorer(cfg.model, cfg.bundle, device, say)
-        return scorer_
-
-    report = review_source(source, scorer, cfg, progress=say)
-    report.summary.model, report.summary.bundle = loaded.get("model"), loaded.get("bundle")
+    report = score_source(source, cfg, device=device, progress=say)
     say(f"{report.summary.lines_scored} line(s) scored, {report.summary.findings} finding(s)")
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)

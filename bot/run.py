@@ -1,0 +1,68 @@
+"""Model + bundle loading and the one scoring pass shared by `pttrust review` (local and --github)
+and the GitHub Action's entry, so that both run the same pieces in the same order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from risk_core.errors import PttrustError, UsageError
+
+ScorerFactory = Callable[..., tuple]
+"""``(model, bundle, device, progress) -> (scorer, model name, bundle path)``, as ``load_scorer``."""
+
+
+def default_bundle(model: str) -> Path | None:
+    """The bundle packaged for a registry model (risk_core/weights/<model>), if the wheel has one."""
+    import risk_core
+
+    path = Path(risk_core.__file__).parent / "weights" / model
+    return path if (path / "cfg.json").is_file() else None
+
+
+def load_scorer(model: str | None, bundle: str | None, device: str = "auto", progress=None):
+    """Load the model and its artifact bundle into a `risk_core.score.Scorer`.
+
+    Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
+    """
+    say = progress or (lambda _m: None)
+    try:
+        from risk_core.artifacts import Bundle
+        from risk_core.encode import EncodeConfig
+        from risk_core.models import DEFAULT_MODEL, load_model
+        from risk_core.score import Scorer
+    except ImportError as err:
+        raise PttrustError(f"the scoring stack is not available: {err}") from None
+    name = model or DEFAULT_MODEL
+    bundle_path = Path(bundle) if bundle else default_bundle(name)
+    if bundle_path is None:
+        raise UsageError(f"no artifact bundle for model {name!r}: pass --bundle DIR "
+                         "(made by `pttrust bind`)")
+    say(f"loading bundle {bundle_path}")
+    loaded_bundle = Bundle.load(bundle_path)
+    say(f"loading model {name}")
+    loaded = load_model(name, device=device)
+    encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
+    return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
+
+
+def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFactory | None = None,
+                 progress=None):
+    """Run the review pipeline on ``source`` (a ``bot.review.ReviewSource``) and return its Report.
+
+    The model is loaded only once the input has been checked and holds lines to score, so a bad
+    diff fails fast and an empty one never loads it. Publishing is the caller's: it decides what a
+    refused post means (the CLI fails, the Action falls back to annotations).
+    """
+    from bot.review import review_source
+
+    factory = scorer_factory or load_scorer
+    loaded: dict = {}
+
+    def scorer():
+        scorer_, loaded["model"], loaded["bundle"] = factory(cfg.model, cfg.bundle, device, progress)
+        return scorer_
+
+    report = review_source(source, scorer, cfg, progress=progress)
+    report.summary.model, report.summary.bundle = loaded.get("model"), loaded.get("bundle")
+    return report

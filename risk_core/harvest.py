@@ -1,0 +1,490 @@
+"""Harvest one layer's per-token hidden states over a corpus into activation shards (SAE training data).
+
+The train (or validation) split's files, in a fixed seeded order, are tokenized and concatenated with
+an EOS token after each file; the stream is cut into chunks of ``ctx_len`` tokens and the model is run
+on batches of chunks only up to the layer read (``risk_core.encode``'s early-stopping hook). The first
+``skip_first`` positions of every chunk are not stored: a chunk's first token is the model's attention
+sink, whose state has a norm orders of magnitude above the rest and would dominate the SAE's loss.
+
+Output directory::
+
+    harvest.json                  settings, model + corpus fingerprints, every shard with its sha256
+    train/shard_00000.safetensors acts [n, d] fp16, token_ids, file_ids, line_ids [n] int32
+    val/shard_00000.safetensors   the same over the validation split
+    val_chunks.safetensors        input_ids [n_chunks, ctx_len] of the first validation chunks (for dCE)
+    state.r<rank>.json            shards finished so far (resume bookkeeping)
+
+Shard i holds chunks [i*c, (i+1)*c) of the stream whatever the number of processes, so a resumed or a
+multi-process run writes exactly the shards of a single uninterrupted one. Every file is written under
+a temporary name and renamed: a kill never leaves a half-written shard under a shard's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import struct
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from risk_core import dist
+from risk_core.corpus import Corpus
+from risk_core.errors import PttrustError, UsageError
+
+log = logging.getLogger(__name__)
+
+HARVEST_FILE = "harvest.json"
+VAL_CHUNKS_FILE = "val_chunks.safetensors"
+SHARD_KEYS = ("acts", "token_ids", "file_ids", "line_ids")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class HarvestConfig:
+    layer: int = 12
+    """hidden_states index read (0 = embeddings, L = output of block L), as in EncodeConfig."""
+    tokens: int = 10_000_000
+    """Activation tokens to harvest from the train split (the budget; stops earlier if the split ends)."""
+    val_tokens: int = 131_072
+    """Activation tokens to harvest from the validation split."""
+    ctx_len: int = 1024
+    """Tokens per chunk (the sequence length the model is run on)."""
+    batch_size: int = 8
+    """Chunks per forward pass."""
+    shard_tokens: int = 131_072
+    """Approximate activation tokens per shard (rounded to whole batches)."""
+    skip_first: int = 1
+    """Positions at the start of each chunk whose states are not stored (the attention sink)."""
+    val_ce_chunks: int = 16
+    """Validation chunks saved whole for the dCE evaluation during training."""
+    seed: int = 0
+    """Seeds the file order of the stream."""
+
+    @property
+    def acts_per_chunk(self) -> int:
+        return self.ctx_len - self.skip_first
+
+    @property
+    def chunks_per_shard(self) -> int:
+        n = max(1, round(self.shard_tokens / self.acts_per_chunk / self.batch_size))
+        return n * self.batch_size
+
+    def check(self) -> None:
+        if self.ctx_len < 2 or not 0 <= self.skip_first < self.ctx_len:
+            raise UsageError(f"need ctx_len >= 2 and 0 <= skip_first < ctx_len (got {self.ctx_len}, {self.skip_first})")
+        if self.batch_size < 1 or self.tokens < 1 or self.val_tokens < 0 or self.shard_tokens < 1:
+            raise UsageError("batch size, tokens and shard tokens must be positive")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shard I/O
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _header(path: Path) -> tuple[dict, int]:
+    """The safetensors JSON header and the size the file must have according to it."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ValueError("file shorter than the safetensors header")
+        (n,) = struct.unpack("<Q", raw)
+        if n > 100_000_000:
+            raise ValueError("implausible header length")
+        head = f.read(n)
+        if len(head) < n:
+            raise ValueError("header truncated")
+        meta = json.loads(head)
+    end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
+    return meta, 8 + n + end
+
+
+def check_shard(path: Path, d_model: int | None = None) -> str | None:
+    """Why ``path`` is not a complete activation shard, or None if it is (cheap: header and size)."""
+    try:
+        meta, size = _header(path)
+        actual = path.stat().st_size
+    except (OSError, ValueError) as err:
+        return f"unreadable ({err})"
+    if actual != size:
+        return f"truncated or padded ({actual} bytes, header says {size})"
+    missing = [k for k in SHARD_KEYS if k not in meta]
+    if missing:
+        return f"missing tensors {', '.join(missing)}"
+    n, d = meta["acts"]["shape"]
+    if d_model is not None and d != d_model:
+        return f"acts width {d}, expected {d_model}"
+    if any(meta[k]["shape"] != [n] for k in SHARD_KEYS[1:]):
+        return "inconsistent tensor lengths"
+    return None
+
+
+def load_shard(path: Path, sha256: str | None = None) -> dict[str, Tensor]:
+    """Read a shard, verifying its hash when given; any damage is a PttrustError naming the file."""
+    from safetensors.torch import load as st_load
+
+    hint = "rerun `pttrust pretrain harvest` with the same arguments to rebuild it"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise PttrustError(f"cannot read activation shard {path}: {err.strerror}; {hint}") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise PttrustError(f"activation shard {path} is corrupted (sha256 mismatch); {hint}")
+    problem = check_shard(path)
+    if problem:
+        raise PttrustError(f"activation shard {path} is corrupted: {problem}; {hint}")
+    try:
+        return st_load(data)
+    except Exception as err:  # safetensors raises its own error types
+        raise PttrustError(f"activation shard {path} is corrupted: {err}; {hint}") from None
+
+
+def write_atomic_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the rename must never expose a shard whose bytes are not on disk
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno == 28:
+            raise PttrustError(f"out of disk space writing {path}") from None
+        raise PttrustError(f"cannot write {path}: {err.strerror}") from None
+
+
+def write_atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno == 28:
+            raise PttrustError(f"out of disk space writing {path}") from None
+        raise PttrustError(f"cannot write {path}: {err.strerror}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Token stream
+
+
+def token_stream(corpus: Corpus, split: str, tokenizer, cfg: HarvestConfig,
+                 files_per_batch: int = 16) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Yield (token_ids, file_ids, line_ids) chunks of ``ctx_len`` from the split's files, concatenated
+    in a seeded order with EOS after each file (line id -1 for EOS). The final partial chunk is dropped."""
+    from risk_core.encode import token_line_indices
+
+    files = sorted(corpus.split(split), key=lambda f: f.sha256)
+    random.Random(cfg.seed).shuffle(files)
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UsageError("the tokenizer has no EOS token to separate files")
+    T = cfg.ctx_len
+    buf_ids: list[int] = []
+    buf_files: list[int] = []
+    buf_lines: list[int] = []
+    for start in range(0, len(files), files_per_batch):
+        group = files[start:start + files_per_batch]
+        texts = [corpus.read_text(f) for f in group]
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for f, text, ids, offsets in zip(group, texts, enc["input_ids"], enc["offset_mapping"]):
+            lines, _ = token_line_indices(text, offsets)
+            buf_ids.extend(ids)
+            buf_ids.append(eos)
+            buf_files.extend([f.id] * (len(ids) + 1))
+            buf_lines.extend(lines.tolist())
+            buf_lines.append(-1)
+        n_full = len(buf_ids) // T
+        for c in range(n_full):
+            sl = slice(c * T, (c + 1) * T)
+            yield (torch.tensor(buf_ids[sl], dtype=torch.int32), torch.tensor(buf_files[sl], dtype=torch.int32),
+                   torch.tensor(buf_lines[sl], dtype=torch.int32))
+        cut = n_full * T
+        del buf_ids[:cut], buf_files[:cut], buf_lines[:cut]
+
+
+# ---------------------------------------------------------------------------------------------
+# The truncated forward
+
+
+def layer_states(loaded, input_ids: Tensor, layer: int) -> Tensor:
+    """hidden_states[layer] of a full [B, T] batch (no padding), stopping the forward at that layer.
+
+    Uses risk_core.encode's forward so that harvest and scoring read states exactly the same way."""
+    from risk_core.encode import EncodeConfig, forward_states
+
+    ids = input_ids.long()
+    mask = torch.ones_like(ids)
+    positions = torch.arange(ids.shape[1]).expand(ids.shape[0], -1)
+    with torch.inference_mode():
+        h = forward_states(loaded, ids, mask, positions, EncodeConfig(layer=layer, surprise=False))[0][layer]
+    return h
+
+
+def model_fingerprint(name_or_path: str, loaded) -> str | None:
+    """sha256 of the model's weights: the registry's GGUF hash, else a hash of the local weight files
+    (sorted *.safetensors, name + content), so the trained SAE records exactly what it was fitted to."""
+    if loaded.sha256:
+        return loaded.sha256
+    p = Path(name_or_path)
+    files = sorted(p.glob("*.safetensors")) if p.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(bytes.fromhex(_sha256_file(f)))
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Harvest
+
+
+Progress = Callable[[str, int, int], None]
+"""progress(split, tokens_done, tokens_total)"""
+
+
+def _fingerprint(cfg: HarvestConfig, model: str, model_sha: str | None, manifest_sha: str, d_model: int) -> dict:
+    return {"format": FORMAT_VERSION, "config": asdict(cfg), "model": model, "model_sha256": model_sha,
+            "corpus_manifest_sha256": manifest_sha, "d_model": d_model}
+
+
+def _read_states(out: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    for p in sorted(out.glob("state.r*.json")):
+        try:
+            done.update(json.loads(p.read_text()).get("shards", {}))
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable state file %s", p)
+    return done
+
+
+def harvest(corpus_dir: str | Path, model: str, out: str | Path, cfg: HarvestConfig,
+            device: str = "auto", quantize: str = "auto", dtype: str = "auto",
+            progress: Progress | None = None, loaded=None) -> dict:
+    """Harvest train and validation activations into ``out``; returns the harvest.json document.
+
+    Resumable: shards already complete (recorded in a state file, or whose header and size check out)
+    are skipped; anything else at a shard's name is rebuilt. Under torchrun each rank writes the shards
+    whose index equals its rank modulo the world size."""
+    cfg.check()
+    info = dist.init()
+    out = Path(out)
+    corpus = Corpus(corpus_dir)
+    if loaded is None:
+        from risk_core.models import load_model
+
+        loaded = load_model(model, device=dist.device(info, device), quantize=quantize, dtype=dtype)
+    if not 0 <= cfg.layer <= loaded.num_layers:
+        raise UsageError(f"layer {cfg.layer} is out of range: the model has layers 0..{loaded.num_layers}")
+    if Path(model).is_dir():  # record where it is, so training can find it from any directory
+        model = str(Path(model).resolve())
+    model_sha = dist.broadcast_object(model_fingerprint(model, loaded) if info.is_main else None, info)
+    fp = _fingerprint(cfg, model, model_sha, corpus.manifest_sha256, loaded.d_model)
+
+    if info.is_main:
+        try:
+            for sub in ("train", "val"):
+                (out / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PttrustError(f"cannot create {out}: {err.strerror}") from None
+        fp_path = out / "fingerprint.json"
+        if fp_path.exists():
+            old = json.loads(fp_path.read_text())
+            if old != fp:
+                diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+                raise UsageError(f"{out} holds a harvest with different settings ({', '.join(diff)}); "
+                                 "use another --out or delete it")
+        else:
+            need = (cfg.tokens + cfg.val_tokens) * loaded.d_model * 2 * 1.05
+            free = shutil.disk_usage(out).free
+            if need > free:
+                raise PttrustError(f"not enough disk space in {out}: the harvest needs about {need / 2**30:.1f} GiB, "
+                                   f"{free / 2**30:.1f} GiB free")
+            write_atomic_json(fp, fp_path)
+    dist.barrier(info)
+
+    state_path = out / f"state.r{info.rank}.json"
+    done = _read_states(out)
+    # Carry over this rank's earlier records: the state file is rewritten whole after each shard.
+    mine: dict[str, dict] = {}
+    if state_path.exists():
+        try:
+            mine.update(json.loads(state_path.read_text()).get("shards", {}))
+        except (OSError, ValueError):
+            pass
+
+    def record(name: str, path: Path, n: int) -> None:
+        mine[name] = {"sha256": _sha256_file(path), "n_tokens": n, "bytes": path.stat().st_size}
+        write_atomic_json({"fingerprint": fp, "shards": mine}, state_path)
+
+    summary: dict = {}
+    for split, sub, budget in (("train", "train", cfg.tokens), ("validation", "val", cfg.val_tokens)):
+        if budget <= 0:
+            continue
+        summary[sub] = _harvest_split(corpus, split, out / sub, sub, loaded, cfg, budget, info, done, record,
+                                      progress, out if split == "validation" else None)
+
+    dist.barrier(info)
+    doc = None
+    if info.is_main:
+        states = _read_states(out)
+        shards = {}
+        for sub in ("train", "val"):
+            for name in sorted(states):
+                if name.startswith(sub + "/"):
+                    shards[name] = states[name]
+        expected = summary.get("train", {}).get("names", []) + summary.get("val", {}).get("names", [])
+        missing = [n for n in expected if n not in shards]
+        if missing:
+            raise PttrustError(f"harvest incomplete, shards missing: {', '.join(missing[:5])}")
+        shards = {n: shards[n] for n in expected}
+        doc = {**fp, "n_tokens": {sub: sum(s["n_tokens"] for n, s in shards.items() if n.startswith(sub + "/"))
+                                  for sub in ("train", "val")},
+               "num_layers": loaded.num_layers, "shards": shards,
+               "corpus_dir": str(Path(corpus_dir).resolve()),
+               "val_chunks": summary.get("val", {}).get("val_chunks")}
+        write_atomic_json(doc, out / HARVEST_FILE)
+    doc = dist.broadcast_object(doc, info)
+    return doc
+
+
+def _harvest_split(corpus, split, shard_dir: Path, sub: str, loaded, cfg: HarvestConfig, budget: int,
+                   info, done: dict, record, progress: Progress | None, val_chunks_dir: Path | None) -> dict:
+    per_chunk = cfg.acts_per_chunk
+    n_chunks_wanted = math.ceil(budget / per_chunk)
+    cps = cfg.chunks_per_shard
+    d = loaded.d_model
+
+    def shard_name(i: int) -> str:
+        return f"{sub}/shard_{i:05d}.safetensors"
+
+    def is_done(i: int) -> bool:
+        path = shard_dir.parent / shard_name(i)
+        if not path.exists():
+            return False
+        rec = done.get(shard_name(i))
+        if rec is not None and path.stat().st_size == rec["bytes"]:
+            return True
+        problem = check_shard(path, d)
+        if problem:
+            log.warning("rebuilding damaged shard %s: %s", path, problem)
+            return False
+        # Complete but unrecorded (killed between the rename and the state write): adopt it.
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            n = f.get_slice("acts").get_shape()[0]
+        record(shard_name(i), path, n)
+        return True
+
+    names: list[str] = []
+    tokens_done = 0
+    t0 = time.perf_counter()
+    ce_chunks: list[Tensor] = []
+    buf = None
+    fill = 0
+    shard = 0
+    chunk_in_shard = 0
+    batch_ids: list[Tensor] = []
+    ids_buf = files_buf = lines_buf = None
+
+    def my_shard(i: int) -> bool:
+        return i % info.world == info.rank
+
+    skip_current = False
+    chunks_seen = 0
+
+    def flush_batch() -> None:
+        nonlocal batch_ids
+        if batch_ids:
+            h = layer_states(loaded, torch.stack(batch_ids), cfg.layer)[:, cfg.skip_first:]
+            n = h.shape[0] * per_chunk
+            buf[fill - n:fill] = h.reshape(n, d).to(device="cpu", dtype=torch.float16)
+            batch_ids = []
+
+    def finish_shard() -> None:
+        nonlocal shard, chunk_in_shard, buf
+        if not skip_current:
+            flush_batch()
+            path = shard_dir.parent / shard_name(shard)
+            write_atomic_safetensors(
+                {"acts": buf[:fill], "token_ids": ids_buf[:fill], "file_ids": files_buf[:fill],
+                 "line_ids": lines_buf[:fill]}, path,
+                # One metadata key: safetensors does not keep key order, and identical runs must
+                # give byte-identical shards.
+                metadata={"pttrust": json.dumps({"layer": cfg.layer, "shard": shard, "split": split},
+                                                sort_keys=True)})
+            record(shard_name(shard), path, fill)
+            buf = None
+        shard += 1
+        chunk_in_shard = 0
+
+    for ids, files, lines in token_stream(corpus, split, loaded.tokenizer, cfg):
+        if chunks_seen >= n_chunks_wanted:
+            break
+        if val_chunks_dir is not None and len(ce_chunks) < cfg.val_ce_chunks:
+            ce_chunks.append(ids)
+        if chunk_in_shard == 0:
+            # Start of a new shard: decide whether this process computes it.
+            names.append(shard_name(shard))
+            skip_current = not my_shard(shard) or is_done(shard)
+            if not skip_current:
+                cap = min(cps, n_chunks_wanted - chunks_seen) * per_chunk
+                buf = torch.empty(cap, d, dtype=torch.float16)
+                ids_buf = torch.empty(cap, dtype=torch.int32)
+                files_buf = torch.empty(cap, dtype=torch.int32)
+                lines_buf = torch.empty(cap, dtype=torch.int32)
+                fill = 0
+        chunks_seen += 1
+        chunk_in_shard += 1
+        if not skip_current:
+            s = slice(cfg.skip_first, None)
+            ids_buf[fill:fill + per_chunk] = ids[s]
+            files_buf[fill:fill + per_chunk] = files[s]
+            lines_buf[fill:fill + per_chunk] = lines[s]
+            batch_ids.append(ids)
+            fill += per_chunk
+            # Batches never straddle shards, so the batch shapes (and the float results) are the
+            # same however the run is split across processes or restarts.
+            if len(batch_ids) == cfg.batch_size:
+                flush_batch()
+        tokens_done += per_chunk
+        last_of_shard = chunk_in_shard == cps or chunks_seen == n_chunks_wanted
+        if last_of_shard:
+            finish_shard()
+        if progress and (last_of_shard or chunks_seen % cfg.batch_size == 0):
+            progress(sub, tokens_done, n_chunks_wanted * per_chunk)
+    if chunk_in_shard > 0:  # the split ended inside a shard: keep what there is
+        finish_shard()
+    if chunks_seen == 0:
+        raise UsageError(f"the {split} split of the corpus is shorter than one chunk of {cfg.ctx_len} tokens")
+    if chunks_seen < n_chunks_wanted:
+        log.warning("%s split ran out after %d tokens (budget %d)", split, chunks_seen * per_chunk, budget)
+    result: dict = {"names": names, "tokens": chunks_seen * per_chunk,
+                    "elapsed_s": time.perf_counter() - t0}
+    if val_chunks_dir is not None and ce_chunks and info.is_main:
+        write_atomic_safetensors({"input_ids": torch.stack(ce_chunks)}, val_chunks_dir / VAL_CHUNKS_FILE)
+        result["val_chunks"] = {"file": VAL_CHUNKS_FILE, "n": len(ce_chunks),
+                                "sha256": _sha256_file(val_chunks_dir / VAL_CHUNKS_FILE)}
+    return result
