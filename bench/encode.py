@@ -101,9 +101,7 @@ def main():
     ap.add_argument("--skip-gguf", action="store_true")
     args = ap.parse_args()
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+    models.quiet_transformers()
     name = models.DEFAULT_MODEL
     models.prepare(name)
     t = time.perf_counter()

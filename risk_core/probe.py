@@ -114,6 +114,7 @@ class RiskProbe(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "RiskProbe":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -122,10 +123,13 @@ class RiskProbe(nn.Module):
             known = {f.name for f in fields(ProbeConfig)}
             cfg = ProbeConfig(**{k: v for k, v in raw.items() if k in known})
             state = load_file(str(path / "probe.safetensors"), device=str(device))
-        except (OSError, ValueError, TypeError) as err:
+        except (OSError, ValueError, TypeError, SafetensorError) as err:
             raise UsageError(f"{path}: not a probe directory ({err})") from None
         probe = cls(cfg)
-        probe.load_state_dict(state)
+        try:
+            probe.load_state_dict(state)
+        except RuntimeError as err:
+            raise UsageError(f"{path}: probe weights do not match its cfg.json ({str(err).splitlines()[0]})") from None
         return probe.to(device).eval()
 
 

@@ -13,7 +13,6 @@ Layout and names follow sparsify (``encoder``, ``W_dec [num_latents, d_in]``, ``
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -24,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from risk_core.errors import PttrustError, UsageError
+from risk_core.atomic import atomic_path, write_atomic
+from risk_core.errors import UsageError
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
@@ -178,25 +178,18 @@ class SparseCoder(nn.Module):
 
     # -- persistence -----------------------------------------------------------------------------
 
-    def save(self, path: str | Path, extra: dict | None = None) -> None:
+    def save(self, path: str | Path, extra: dict | None = None, dtype: torch.dtype | None = None) -> None:
         """Write ``path/cfg.json`` (SaeConfig fields at top level, as sparsify does, plus ``extra``)
-        and ``path/sae.safetensors``. Each file is written then renamed: never a half-written one."""
+        and ``path/sae.safetensors``, weights cast to ``dtype`` if given (fp16 halves a shipped SAE;
+        ``load`` casts back). Each file is written then renamed: never a half-written one."""
         from safetensors.torch import save_file
 
         path = Path(path)
-        tensors = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
+        tensors = {name: t.detach().to(dtype or t.dtype).contiguous().cpu() for name, t in self.state_dict().items()}
         doc = {**asdict(self.cfg), **(extra or {})}
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            tmp = path / (WEIGHTS_FILE + ".tmp")
+        with atomic_path(path / WEIGHTS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata={"format": "pt"})
-            tmp.replace(path / WEIGHTS_FILE)
-            tmp = path / (CFG_FILE + ".tmp")
-            tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-            tmp.replace(path / CFG_FILE)
-        except OSError as err:
-            what = "out of disk space" if err.errno == errno.ENOSPC else f"cannot write ({err.strerror})"
-            raise PttrustError(f"{what} saving the SAE to {path}") from None
+        write_atomic(path / CFG_FILE, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu",

@@ -35,8 +35,8 @@ from torch import Tensor
 
 from risk_core import dist
 from risk_core.errors import PttrustError, UsageError
-from risk_core.harvest import (HARVEST_FILE, load_shard, write_atomic_json,
-                               write_atomic_safetensors)
+from risk_core.atomic import write_atomic_json
+from risk_core.harvest import HARVEST_FILE, load_shard, write_atomic_safetensors
 from risk_core.sae import SaeConfig, SparseCoder, default_lr
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class TrainConfig:
     """Steps between checkpoints."""
     init_tokens: int = 16_384
     """Tokens used to fit input_scale and the b_dec geometric median at the start."""
+    save_dtype: str = "float32"
+    """dtype of the final sae.safetensors: float16 halves a shipped SAE (checkpoints stay float32)."""
 
 
 @dataclass
@@ -486,7 +488,7 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
             "harvest": {"config": doc["config"], "sha256": _harvest_fp(doc)},
             "shards": {n: s["sha256"] for n, s in data.shards.items()},
         }
-        sae.save(out, extra=extra)
+        sae.save(out, extra=extra, dtype=getattr(torch, cfg.save_dtype))
         write_atomic_json(metrics, out / "metrics.json")
     dist.barrier(info)
     return final

@@ -59,7 +59,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
 
 
+@pytest.fixture(scope="session")
+def real_model_cache(tmp_path_factory) -> Path:
+    """One cache for every integration test of a run: the embedded model is prepared (~1 min) once."""
+    return tmp_path_factory.mktemp("real-model-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
+def _isolated_cache(request, tmp_path, monkeypatch):
     """Keep every test's model cache out of the user's real cache."""
-    monkeypatch.setenv("PTTRUST_CACHE_DIR", str(tmp_path / "cache"))
+    if request.node.get_closest_marker("integration"):
+        cache = request.getfixturevalue("real_model_cache")
+    else:
+        cache = tmp_path / "cache"
+    monkeypatch.setenv("PTTRUST_CACHE_DIR", str(cache))

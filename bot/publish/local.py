@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
 import jinja2
 
-from risk_core.errors import PttrustError
+from risk_core.atomic import write_atomic
 
 from bot.formats import format_report
 
@@ -39,15 +38,3 @@ class LocalPublisher:
             self.stream.flush()
             return
         write_atomic(self.out, text)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a report."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise PttrustError(f"cannot write {path}: {err.strerror or err}") from None

@@ -95,3 +95,23 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def split_by_path(samples: list[Sample], test_fraction: float, holdout_languages: Iterable[str] = (),
+                  seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """(train, test): every sample of a source path falls on one side, chosen by a hash of the path
+    alone, so membership is stable as the data grows; ``holdout_languages`` go wholly to test (the
+    cross-language check). ``seed`` only shuffles the order within each side."""
+    import random
+
+    held = {lang.lower() for lang in holdout_languages}
+
+    def in_test(s: Sample) -> bool:
+        bucket = int(hashlib.sha256(f"split:{s.path}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return s.language in held or bucket < test_fraction
+
+    train = [s for s in samples if not in_test(s)]
+    test = [s for s in samples if in_test(s)]
+    random.Random(seed).shuffle(train)
+    random.Random(seed).shuffle(test)
+    return train, test

@@ -1,0 +1,49 @@
+"""Write-then-rename: a reader (or a resumed run) never sees half a file, and a full disk is one line."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from risk_core.errors import PttrustError
+
+
+@contextmanager
+def atomic_path(path: Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the block has written it, rename it into place.
+
+    ``fsync`` flushes the bytes to disk before the rename, for files a crash must never expose half
+    written (activation shards that a resumed harvest trusts)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno == errno.ENOSPC:
+            raise PttrustError(f"out of disk space writing {path}") from None
+        raise PttrustError(f"cannot write {path}: {err.strerror or err}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+
+
+def write_atomic_json(obj, path: Path) -> None:
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
