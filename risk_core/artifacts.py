@@ -45,6 +45,16 @@ class ArtifactConfig:
     """Bundle layout version."""
 
 
+def _optional_json(path: Path):
+    """An optional JSON file of the bundle: None when absent, one-line UsageError when unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path}: unreadable bundle file ({err})") from None
+
+
 @dataclass
 class Bundle:
     cfg: ArtifactConfig
@@ -97,8 +107,13 @@ class Bundle:
         sae = SparseCoder.load(path / "sae", device=device, expected_d_in=cfg.d_model)
         probe = RiskProbe.load(path / "probe", device=device)
         raw_probe = RiskProbe.load(path / "raw_probe", device=device) if (path / "raw_probe").is_dir() else None
-        latents = json.loads((path / "latents.json").read_text()) if (path / "latents.json").is_file() else None
-        metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else None
+        # A probe bound on another SAE would only fail deep in a matmul at scoring time.
+        extra = 3 if cfg.features.endswith("+surprise") else 0  # features.SURPRISE_NAMES
+        for name, p, width in (("probe", probe, sae.num_latents + extra), ("raw_probe", raw_probe, cfg.d_model + extra)):
+            if p is not None and p.cfg.n_features != width:
+                raise UsageError(f"{path / name} reads {p.cfg.n_features} features but this bundle's "
+                                 f"{cfg.features} features are {width} wide (bound on another SAE?)")
+        latents, metrics = _optional_json(path / "latents.json"), _optional_json(path / "metrics.json")
         return cls(cfg, sae, probe, raw_probe, latents, metrics, path, sae_source=path / "sae")
 
     def check_compatible(self, loaded) -> None:

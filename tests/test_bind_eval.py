@@ -114,6 +114,18 @@ def test_bundle_round_trip_and_refuses_other_model(workdir):
         b.check_compatible(SimpleNamespace(name="m", d_model=64, sha256="b" * 64, num_layers=4))
 
 
+def test_bundle_refuses_a_probe_bound_on_another_sae(workdir, tmp_path):
+    import shutil
+
+    from risk_core.artifacts import Bundle
+    from risk_core.sae import SaeConfig, SparseCoder
+
+    shutil.copytree(workdir / "bundle", tmp_path / "b")
+    SparseCoder(64, SaeConfig(expansion_factor=2, k=8)).save(tmp_path / "b" / "sae")
+    with pytest.raises(UsageError, match="bound on another SAE"):
+        Bundle.load(tmp_path / "b")
+
+
 def test_review_framing_maps_back_to_the_same_lines(tiny_model_dir):
     from risk_core.encode import EncodeConfig
     from risk_core.features import compute_features, frame_text

@@ -57,7 +57,12 @@ def _languages(value: str | None) -> list[str]:
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
 def bind_cmd(data_path, sae_dir, out, model_name, layer, pooling, framing, features, kind, l1, hidden, epochs, lr,
              seed, languages, val_fraction, no_raw_probe, label_latents, max_samples, batch_size, device, quantize):
-    """Train the probe on --data's labeled lines for --model at --layer with --sae; write bundle --out."""
+    """Train the risk probe on --data's labeled lines through --sae and write the bundle to --out.
+
+    \b
+    Example:
+      pttrust bind --data bind_pool.jsonl --sae sae/ --layer 12 --out bundle/
+    """
     from risk_core.bind import BindConfig, bind
     from risk_core.data.jsonl import file_sha256, read_jsonl
     from risk_core.encode import EncodeConfig
@@ -124,13 +129,13 @@ def sweep_layers_cmd(data_path, layers, out, model_name, pooling, l1, seed, val_
         raise UsageError(f"--layers must be comma-separated integers, got {layers!r}") from None
     if not wanted:
         raise UsageError("--layers is empty")
-    samples = read_jsonl(data_path)
+    samples, data_sha256 = read_jsonl(data_path), file_sha256(data_path)  # hashed as read, not after the run
     if max_samples:
         samples = samples[:max_samples]
     loaded = load_model(model_name, device=device, quantize=quantize)
     report = sweep_layers(loaded, samples, wanted, pooling, ProbeConfig(l1=l1, seed=seed), val_fraction, seed,
                           progress=progress_printer())
-    report["data"], report["data_sha256"], report["model"] = str(data_path), file_sha256(data_path), loaded.name
+    report["data"], report["data_sha256"], report["model"] = str(data_path), data_sha256, loaded.name
     if out is not None:
         out.write_text(json.dumps(report, indent=2) + "\n")
     click.echo("layer  auroc   top1   top3")

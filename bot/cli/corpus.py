@@ -11,7 +11,7 @@ from risk_core.errors import UsageError
 
 @click.group("corpus")
 def corpus_group() -> None:
-    """Code corpora for SAE pre-training (Stage 1) and the reserved pool for Stage 2 / evaluation."""
+    """Build code corpora for SAE pre-training (Stage 1), with a reserved split for Stage 2 and evaluation."""
 
 
 @corpus_group.command("build")

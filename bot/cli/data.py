@@ -25,7 +25,7 @@ def _languages(value: str | None) -> set[str] | None:
 
 @click.group("data")
 def data() -> None:
-    """Make labeled data: mutants, HumanEval samples, bug fixes from git history."""
+    """Make labeled Stage 2 data (mutants, HumanEval samples, bug fixes from git history) and split it."""
 
 
 @data.command("mutate")
@@ -38,8 +38,10 @@ def data() -> None:
 @click.option("--operators", default=None, help="Comma-separated subset of the operators (default: all).")
 @click.option("--max-files", type=int, default=0, help="Use at most this many source files (0 = all).")
 def mutate_cmd(sources, out, per_file, per_function, seed, languages, operators, max_files):
-    """One realistic single-line bug per sample in function-sized snippets of SOURCES: files, directories,
-    or a `pttrust corpus build` directory (its `reserved` split only, never seen by the SAE)."""
+    """Write labeled mutants of SOURCES: function-sized snippets, each with one realistic one-line bug.
+
+    SOURCES are files, directories, or a `pttrust corpus build` directory (only its `reserved` split is
+    read, which the SAE never saw)."""
     from risk_core.data.jsonl import write_jsonl
     from risk_core.data.mutate import OPERATORS, load_sources, mutate_sources
 
@@ -64,8 +66,9 @@ def mutate_cmd(sources, out, per_file, per_function, seed, languages, operators,
 
 
 @data.command("humaneval")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output JSONL.")
+@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
+              help="Registry name or local model directory.")
 @click.option("--samples", "n_samples", type=int, default=4, show_default=True,
               help="Completions per problem: greedy + (N-1) at --temperature.")
 @click.option("--temperature", type=float, default=0.8, show_default=True)
@@ -95,14 +98,14 @@ def humaneval_cmd(out, model_name, n_samples, temperature, max_new_tokens, timeo
 
 @data.command("from-git")
 @click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output JSONL.")
 @click.option("--max-commits", type=int, default=2000, show_default=True, help="Commits to look at (newest first).")
 @click.option("--max-changed-lines", type=int, default=6, show_default=True,
               help="Skip fixes that change more lines of a file than this.")
 @click.option("--languages", default=None, help="Comma-separated languages (default: all supported).")
-@click.option("--rev", default="HEAD", show_default=True)
+@click.option("--rev", default="HEAD", show_default=True, help="Walk history back from this revision.")
 def from_git_cmd(repo, out, max_commits, max_changed_lines, languages, rev):
-    """Bug-fix commits of REPO, labeled at the lines each fix changed in the parent version."""
+    """Label bug-fix commits of REPO at the lines each fix changed (in the parent version)."""
     from risk_core.data.from_git import fix_samples
     from risk_core.data.jsonl import write_jsonl
 

@@ -26,7 +26,8 @@ def _load(bundle_dir: Path, model_name: str | None, device: str, quantize: str):
 
 @click.command("eval")
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Artifact bundle from `pttrust bind`.")
 @click.option("--model", "-m", "model_name", default=None, help=_MODEL_HELP)
 @click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="markdown", show_default=True)
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -38,12 +39,12 @@ def _load(bundle_dir: Path, model_name: str | None, device: str, quantize: str):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
 def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, seed, batch_size, device, quantize):
-    """Score DATA's lines with every method (random, surprise, entropy, raw-probe, pttrust) and report."""
+    """Score labeled DATA with every method (random, surprise, entropy, raw-probe, pttrust); report metrics."""
     from risk_core.data.jsonl import file_sha256, read_jsonl
     from risk_core.encode import EncodeConfig
     from risk_core.evaluate import evaluate, to_markdown
 
-    samples = read_jsonl(data)
+    samples, data_sha256 = read_jsonl(data), file_sha256(data)  # hashed as read, not after the run
     if languages:
         keep = {x.strip().lower() for x in languages.split(",")}
         samples = [s for s in samples if s.language in keep]
@@ -56,7 +57,7 @@ def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, see
     from bot.cli.bind import progress_printer
 
     report = evaluate(loaded, bundle, samples, enc, seed=seed, progress=progress_printer())
-    report["data"] = {"path": str(data), "sha256": file_sha256(data)}
+    report["data"] = {"path": str(data), "sha256": data_sha256, "max_samples": max_samples or None}
     text = json.dumps(report, indent=2) if fmt == "json" else to_markdown(report)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,8 @@ def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, see
 
 @click.command("explain")
 @click.argument("target")
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Artifact bundle from `pttrust bind`.")
 @click.option("--model", "-m", "model_name", default=None, help=_MODEL_HELP)
 @click.option("--language", default=None, help="Language of FILE [default: from its extension].")
 @click.option("--top", type=int, default=8, show_default=True, help="Latents to show.")

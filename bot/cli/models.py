@@ -9,12 +9,12 @@ from risk_core import models as registry
 
 @click.group("models")
 def models_group() -> None:
-    """The embedded code LLMs (shipped as PyPI part packages, converted once into the user cache)."""
+    """List and prepare the embedded code LLMs (PyPI part packages, converted once into the user cache)."""
 
 
 @models_group.command("list")
 def list_models() -> None:
-    """Name, size, whether it is prepared and whether its part packages are installed."""
+    """List the embedded models: size, whether prepared, whether their part packages are installed."""
     from rich.console import Console
     from rich.table import Table
 

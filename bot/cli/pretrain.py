@@ -1,7 +1,7 @@
 """`pttrust pretrain`: Stage 1 — harvest one layer's activations over a corpus, then train an SAE.
 
-Both subcommands run unchanged under ``torchrun --nproc-per-node N -m bot.cli pretrain ...`` (or the
-``pttrust`` script): each rank takes its share and rank 0 writes the shared files.
+Both subcommands run unchanged under ``torchrun --nproc-per-node N $(which pttrust) pretrain ...``:
+each rank takes its share and rank 0 writes the shared files.
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ def harvest_cmd(corpus_dir: Path, model_name: str, layer: int, tokens: int, val_
 @click.option("--acts", "acts_dir", required=True, type=click.Path(path_type=Path), help="Harvest directory.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output directory: cfg.json, sae.safetensors, metrics.json, checkpoints/.")
-@click.option("--expansion-factor", type=int, default=16, show_default=True)
+@click.option("--expansion-factor", type=int, default=16, show_default=True, help="Latents = this x d_model.")
 @click.option("--num-latents", type=int, default=0, show_default=True, help="Overrides --expansion-factor when > 0.")
 @click.option("--k", type=int, default=32, show_default=True, help="Latents active per token (TopK).")
 @click.option("--batch-size", type=int, default=4096, show_default=True, help="Tokens per step (global).")
-@click.option("--lr", type=float, default=0.0, show_default=True, help="0 = 2e-4 / sqrt(num_latents / 2**14).")
+@click.option("--lr", type=float, default=0.0, show_default=True, help="Learning rate after warm-up; 0 = 2e-4 / sqrt(num_latents / 2**14).")
 @click.option("--lr-warmup-steps", type=int, default=1000, show_default=True)
 @click.option("--auxk-alpha", type=float, default=1 / 32, show_default=True)
 @click.option("--dead-tokens", type=int, default=10_000_000, show_default=True,

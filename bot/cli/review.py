@@ -46,7 +46,7 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
               help="Working tree the diff applies to (new-side contents, git blame).")
 @click.option("--model", default=None, help="Model registry name or path (default: the embedded model).")
 @click.option("--bundle", default=None, type=click.Path(file_okay=False),
-              help="Artifact bundle (SAE + probe) for the model.")
+              help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N].")
 @click.option("--threshold", type=float, default=None, help="Risk above which a line is a finding.")
 @click.option("--max-comments", type=int, default=None, help="At most this many findings (0 = no limit).")
@@ -67,6 +67,13 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
 def review(diff_path, repo, model, bundle, device, threshold, max_comments, authored_by, fmt, out,
            fail_above, config_path, templates, github_spec, dry_run, quiet):
     """Flag the riskiest added lines of a diff, with the latents behind each score.
+
+    \b
+    Examples:
+      pttrust review --diff my.diff
+      git diff main | pttrust review --diff - --format html --out report.html
+      pttrust review --github OWNER/REPO#123 --dry-run
+      pttrust review --diff my.diff --bundle bundle/ --fail-above 0.9
 
     \b
     Exit status: 0 done, 1 --fail-above exceeded (or a failure), 2 usage error.

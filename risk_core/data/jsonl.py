@@ -48,6 +48,8 @@ class Sample:
 
     @classmethod
     def from_json(cls, obj: dict, where: str = "") -> "Sample":
+        if not isinstance(obj, dict):
+            raise UsageError(f"{where}: not a labeled sample (expected a JSON object, got {type(obj).__name__})")
         try:
             lines = [int(x) for x in obj.get("buggy_lines", [])]
             return cls(id=str(obj["id"]), language=str(obj["language"]).lower(), path=str(obj.get("path", "")),
@@ -74,7 +76,14 @@ def iter_jsonl(path: str | Path) -> Iterator[Sample]:
     if not path.is_file():
         raise UsageError(f"{path}: no such data file")
     with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+        lines = enumerate(f, 1)
+        while True:
+            try:
+                i, line = next(lines)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                raise UsageError(f"{path}: not UTF-8 text (JSONL must be UTF-8)") from None
             if not line.strip():
                 continue
             try:
