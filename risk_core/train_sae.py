@@ -352,7 +352,7 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
     ck = _latest_checkpoint(out) if resume else None
     if ck is not None:
         path, meta, tensors = ck
-        if meta.get("run") != run_fp:
+        if _weights_settings(meta.get("run")) != _weights_settings(run_fp):
             raise UsageError(f"{out} holds a training run with other settings; use another --out or --no-resume")
         since_fired = _restore(sae, opt, tensors).to(dev)
         start_step, history, tokens_seen = meta["step"], meta["history"], meta["tokens_seen"]
@@ -492,6 +492,17 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
         write_atomic_json(metrics, out / "metrics.json")
     dist.barrier(info)
     return final
+
+
+# How often to log, validate or checkpoint does not change the weights: a resumed run may differ there.
+_BOOKKEEPING = {"log_every", "val_every", "val_tokens", "delta_ce", "ce_chunks", "checkpoint_every", "save_dtype"}
+
+
+def _weights_settings(run: dict | None) -> dict | None:
+    """The part of a run's settings that must match for a checkpoint to be resumed."""
+    if run is None:
+        return None
+    return {**run, "train": {k: v for k, v in run.get("train", {}).items() if k not in _BOOKKEEPING}}
 
 
 def _harvest_fp(doc: dict) -> str:

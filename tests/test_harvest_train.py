@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from risk_core import harvest as hv
 from risk_core.corpus import CorpusConfig, build_corpus
-from risk_core.errors import PttrustError
+from risk_core.errors import PttrustError, UsageError
 from risk_core.sae import SaeConfig, SparseCoder
 from risk_core.train_sae import ShardData, TrainConfig, delta_ce, train
 
@@ -182,7 +182,11 @@ def test_train_end_to_end_and_resume_equals_uninterrupted(tmp_path, acts_dir, lo
     assert (tmp_path / "resumed" / "checkpoints" / "step_00000010").is_dir()
     # A damaged newest checkpoint falls back to the previous good one.
     (tmp_path / "resumed" / "checkpoints" / "step_00000010" / "state.safetensors").write_bytes(b"junk")
-    train(acts_dir, tmp_path / "resumed", SAE_CFG, _train_cfg(), loaded=loaded, device="cpu")
+    with pytest.raises(UsageError, match="other settings"):  # a setting that changes the weights
+        train(acts_dir, tmp_path / "resumed", SAE_CFG, _train_cfg(lr=1e-3), loaded=loaded, device="cpu")
+    # How often to log, validate or checkpoint may change on resume without changing the result.
+    train(acts_dir, tmp_path / "resumed", SAE_CFG, _train_cfg(val_every=6, log_every=3, checkpoint_every=4),
+          loaded=loaded, device="cpu")
     a = load_file(str(tmp_path / "full" / "sae.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "sae.safetensors"))
     for k in a:
