@@ -78,8 +78,9 @@ class Scorer:
         if not files:
             return []
         languages = [language_of(f.path) or "unknown" for f in files]
-        feats = compute_features(self.loaded, [f.text for f in files], languages, self.encode_cfg,
-                                 sae=self.bundle.sae, framing=self.bundle.cfg.framing, keep_raw=False)
+        feats = compute_features(self.loaded, [_through_last_target(f) for f in files], languages,
+                                 self.encode_cfg, sae=self.bundle.sae, framing=self.bundle.cfg.framing,
+                                 keep_raw=False)
         probe = self.bundle.probe
         out = []
         for f, lang, ff in zip(files, languages, feats):
@@ -106,3 +107,12 @@ class Scorer:
                 scored.append(LineRisk(f.path, n, float(risk[r]), lines[n - 1], latents))
             out.append(FileScores(f.path, scored))
         return out
+
+
+def _through_last_target(f: FileToScore) -> str:
+    """The text up to and including the last target line: the model is causal, so what follows the
+    last line scored cannot change any score, and a diff near the top of a long file skips the rest."""
+    if not f.target_lines:
+        return f.text
+    lines = f.text.splitlines(keepends=True)
+    return "".join(lines[: max(f.target_lines)])
