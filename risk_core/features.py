@@ -29,6 +29,20 @@ _PLACEHOLDER = "\u2063CODE\u2063"
 _PUNCT_ONLY = re.compile(r"^[\s{}()\[\];,]*$")
 
 
+def feature_matrix(feature_set: str, sae: Tensor | None, raw: Tensor | None, surprise: Tensor | None) -> Tensor:
+    """The probe input for a feature set: sae | sae+surprise | raw | raw+surprise. A line whose only
+    token is the file's first has no defined NLL: its surprise is 0."""
+    base, _, extra = feature_set.partition("+")
+    x = sae if base == "sae" else raw
+    if x is None:
+        raise UsageError(f"feature set {feature_set!r} needs {base} features that were not computed")
+    if extra == "surprise":
+        if surprise is None:
+            raise UsageError("feature set with surprise needs EncodeConfig.surprise=True")
+        x = torch.cat([x, torch.nan_to_num(surprise, nan=0.0)], dim=1)
+    return x
+
+
 @dataclass
 class FileFeatures:
     line_numbers: list[int]
@@ -42,16 +56,7 @@ class FileFeatures:
 
     def matrix(self, feature_set: str) -> Tensor:
         """The probe input for a feature set: sae | sae+surprise | raw | raw+surprise."""
-        base, _, extra = feature_set.partition("+")
-        x = self.latents if base == "sae" else self.raw
-        if x is None:
-            raise UsageError(f"feature set {feature_set!r} needs {base} features that were not computed")
-        if extra == "surprise":
-            if self.surprise is None:
-                raise UsageError("feature set with surprise needs EncodeConfig.surprise=True")
-            # A line whose only token is the file's first has no defined NLL: 0, as in LineTable.
-            x = torch.cat([x, torch.nan_to_num(self.surprise, nan=0.0)], dim=1)
-        return x
+        return feature_matrix(feature_set, self.latents, self.raw, self.surprise)
 
 
 def code_line_mask(code: str, language: str) -> list[bool]:
@@ -190,11 +195,7 @@ class LineTable:
     """[n, 3] mean NLL, max NLL, mean entropy (NaN-free: a line without a defined NLL gets 0)."""
 
     def matrix(self, feature_set: str) -> Tensor:
-        base, _, extra = feature_set.partition("+")
-        x = self.sae if base == "sae" else self.raw
-        if x is None:
-            raise UsageError(f"feature set {feature_set!r} needs {base} features that were not computed")
-        return torch.cat([x, self.surprise], dim=1) if extra == "surprise" else x
+        return feature_matrix(feature_set, self.sae, self.raw, self.surprise)
 
     def subset(self, rows: Tensor) -> "LineTable":
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
