@@ -66,6 +66,8 @@ def main(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Each retry of a failing GitHub call is logged by urllib3; the outcome is one `error:` line.
+    logging.getLogger("urllib3").setLevel(level if verbose else logging.ERROR)
 
 
 def _register() -> None:
