@@ -88,12 +88,21 @@ def humaneval_cmd(out, model_name, n_samples, temperature, max_new_tokens, timeo
 
     if n_samples < 1:
         raise UsageError("--samples must be at least 1")
+    from bot.cli.bind import progress_printer
+
     loaded = load_model(model_name, device=device, quantize=quantize)
-    samples = humaneval_samples(loaded, n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens,
-                                timeout=timeout, memory_mb=memory_mb, limit=limit, seed=seed)
-    write_jsonl(out, samples)
-    passed = sum(1 for s in samples if s.passed)
-    click.echo(f"{len(samples)} samples, {passed} passed -> {out}")
+    passed = []
+
+    def recorded(samples):
+        for sample in samples:
+            passed.append(bool(sample.passed))
+            yield sample
+
+    # Written as they come: generation is slow on a CPU, and a killed run keeps what it finished.
+    write_jsonl(out, recorded(humaneval_samples(
+        loaded, n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, timeout=timeout,
+        memory_mb=memory_mb, limit=limit, seed=seed, progress=progress_printer("problems done", steps=100))))
+    click.echo(f"{len(passed)} samples, {sum(passed)} passed -> {out}")
 
 
 @data.command("from-git")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Iterator
 
 from risk_core.data.jsonl import Sample
 from risk_core.errors import UsageError
@@ -153,10 +154,10 @@ def sample_completions(loaded, prompt: str, n_samples: int, temperature: float, 
 
 def humaneval_samples(loaded, n_samples: int = 4, temperature: float = 0.8, max_new_tokens: int = 384,
                       timeout: float = 10.0, memory_mb: int = 1024, limit: int = 0, seed: int = 0,
-                      progress=None) -> list[Sample]:
-    """Generate, run and label HumanEval samples (one JSONL record per completion)."""
+                      progress=None) -> Iterator[Sample]:
+    """Generate, run and label HumanEval samples (one JSONL record per completion), yielding each as
+    soon as its test has run, so that a caller writing them as they come keeps them if it is killed."""
     problems = load_problems(limit)
-    samples = []
     for i, p in enumerate(problems):
         seen = set()
         for how, completion in sample_completions(loaded, p["prompt"], n_samples, temperature, max_new_tokens,
@@ -165,9 +166,8 @@ def humaneval_samples(loaded, n_samples: int = 4, temperature: float = 0.8, max_
                 continue  # identical samples would double-count one program
             seen.add(completion)
             res = run_sandboxed(build_test_program(p, completion), timeout=timeout, memory_mb=memory_mb)
-            samples.append(Sample(id=f"{p['task_id']}:{how}", language="python", path=p["task_id"],
-                                  code=p["prompt"] + completion, buggy_lines=[], operator=f"humaneval-{res.status}",
-                                  passed=res.passed))
+            yield Sample(id=f"{p['task_id']}:{how}", language="python", path=p["task_id"],
+                         code=p["prompt"] + completion, buggy_lines=[], operator=f"humaneval-{res.status}",
+                         passed=res.passed)
         if progress:
             progress(i + 1, len(problems))
-    return samples

@@ -67,6 +67,7 @@ def write_jsonl(path: str | Path, samples: Iterable[Sample]) -> int:
     with path.open("w", encoding="utf-8") as f:
         for s in samples:
             f.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
+            f.flush()  # samples may come slowly (generation): a killed run keeps what it wrote
             n += 1
     return n
 
