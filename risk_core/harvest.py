@@ -346,6 +346,8 @@ def harvest(corpus_dir: str | Path, model: str, out: str | Path, cfg: HarvestCon
                "val_chunks": summary.get("val", {}).get("val_chunks")}
         write_atomic_json(doc, out / HARVEST_FILE)
     doc = dist.broadcast_object(doc, info)
+    # A gloo group left alive at interpreter exit can abort the process ("terminate called ...").
+    dist.shutdown(info)
     return doc
 
 

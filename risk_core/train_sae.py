@@ -491,6 +491,8 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
         sae.save(out, extra=extra, dtype=getattr(torch, cfg.save_dtype))
         write_atomic_json(metrics, out / "metrics.json")
     dist.barrier(info)
+    # A gloo group left alive at interpreter exit can abort the process ("terminate called ...").
+    dist.shutdown(info)
     return final
 
 
