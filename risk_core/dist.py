@@ -38,6 +38,12 @@ def init() -> DistInfo:
         return DistInfo()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
+        # These modules (transformers imports them) bind group.WORLD into defaults at import time.
+        # Imported after the group exists, they keep it and its gloo threads alive past
+        # destroy_process_group, and the process then aborts at exit ("terminate called ...").
+        import torch.distributed.checkpoint  # noqa: F401
+        import torch.distributed.fsdp  # noqa: F401
+
         use_cuda = torch.cuda.is_available() and os.environ.get("PTTRUST_DIST_BACKEND", "") != "gloo"
         if use_cuda:
             torch.cuda.set_device(local)
