@@ -9,7 +9,8 @@ import time
 import pytest
 
 from risk_core.data.from_git import changed_parent_lines, fix_samples, is_fix_message
-from risk_core.data.humaneval import load_problems, run_sandboxed, build_test_program, truncate_completion
+from risk_core.data.humaneval import (build_test_program, load_problems, locate_bug_lines, run_sandboxed,
+                                     truncate_completion)
 from risk_core.data.jsonl import Sample, read_jsonl, write_jsonl
 from risk_core.errors import UsageError
 
@@ -69,6 +70,21 @@ def test_humaneval_data_and_canonical_solutions():
     assert not run_sandboxed(build_test_program(problems[0], "    return None\n")).passed
 
 
+def test_locate_bug_lines_near_misses_only():
+    prompt = "def f(xs):\n    \"\"\"Sum.\"\"\"\n"  # 2 lines: completion line 1 is code line 3
+    ref = "    total = 0\n    for x in xs:\n        total += x\n    return total\n"
+    off_by = "    total = 0\n    for x in xs[1:]:\n        total += x\n    return total\n"
+    assert locate_bug_lines(prompt, off_by, [ref]) == [4]
+    missing = "    total = 0\n    for x in xs:\n        pass\n    return total\n"
+    assert locate_bug_lines(prompt, missing, [ref]) == [5]
+    dropped = "    total = 0\n    for x in xs:\n    return total\n"  # the loop body is missing
+    assert locate_bug_lines(prompt, dropped, [ref]) == [5]
+    other = "    return sum(xs[1:])\n"  # another way entirely: the edit is too big to blame a line
+    assert locate_bug_lines(prompt, other, [ref]) == []
+    # the closest of several references wins
+    assert locate_bug_lines(prompt, off_by, ["    return 0\n", ref]) == [4]
+
+
 def test_truncate_completion_stops_at_next_top_level_block():
     assert truncate_completion("    return x\n\ndef other():\n    pass\n") == "    return x\n"
 
@@ -116,17 +132,24 @@ def test_from_git_not_a_repo(tmp_path):
 
 
 def test_humaneval_samples_with_tiny_model(tiny_model_dir, tmp_path):
-    """Greedy + temperature samples are generated, run and recorded as sample-level labels."""
+    """Greedy + temperature samples are generated in one batch, run, and recorded; a failure is labeled
+    only at lines of its completion, and only when it is a small edit away from the canonical solution."""
     from click.testing import CliRunner
 
     from bot.cli import main
 
     out = tmp_path / "he.jsonl"
     r = CliRunner().invoke(main, ["data", "humaneval", "--out", str(out), "--model", str(tiny_model_dir),
-                                  "--samples", "2", "--max-new-tokens", "8", "--limit", "2", "--timeout", "5",
+                                  "--samples", "2", "--max-new-tokens", "8", "--limit", "3", "--batch-size", "2",
+                                  "--timeout", "5",
                                   "--device", "cpu"])
     assert r.exit_code == 0, r.output
     samples = read_jsonl(out)
-    assert 2 <= len(samples) <= 4 and {s.path for s in samples} == {"HumanEval/0", "HumanEval/1"}
+    assert 3 <= len(samples) <= 6 and {s.path for s in samples} == {"HumanEval/0", "HumanEval/1", "HumanEval/2"}
+    problems = {p["task_id"]: p for p in load_problems(limit=3)}
     for s in samples:
-        assert s.passed is False and s.buggy_lines == [] and s.code.startswith("from typing import List")
+        prompt = problems[s.path]["prompt"]
+        assert s.passed is False and s.code.startswith(prompt)
+        assert all(prompt.count("\n") < ln <= s.code.count("\n") for ln in s.buggy_lines) and len(s.buggy_lines) <= 3
+    # HumanEval/0's canonical body is 7 lines: 8 random tokens are never a 3-line edit of it
+    assert all(s.buggy_lines == [] for s in samples if s.path == "HumanEval/0")

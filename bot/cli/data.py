@@ -77,32 +77,41 @@ def mutate_cmd(sources, out, per_file, per_function, seed, languages, operators,
 @click.option("--memory-mb", type=int, default=1024, show_default=True, help="Address-space limit per test run.")
 @click.option("--limit", type=int, default=0, help="Only the first N problems (0 = all 164).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Problems generated together.")
+@click.option("--max-bug-lines", type=int, default=3, show_default=True,
+              help="Label a failing completion's lines only when it is this close to a passing one.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
 def humaneval_cmd(out, model_name, n_samples, temperature, max_new_tokens, timeout, memory_mb, limit, seed,
-                  device, quantize):
-    """Sample HumanEval completions from the model, run their tests in a sandbox, record `passed`."""
+                  batch_size, max_bug_lines, device, quantize):
+    """Sample HumanEval completions from the model, run their tests in a sandbox, record `passed`.
+
+    A failing completion within --max-bug-lines of a passing one (or of the canonical solution) is
+    labeled at the lines where they differ; other failures keep a sample-level label."""
     from risk_core.data.humaneval import humaneval_samples
     from risk_core.data.jsonl import write_jsonl
     from risk_core.models import load_model
 
-    if n_samples < 1:
-        raise UsageError("--samples must be at least 1")
+    if n_samples < 1 or batch_size < 1:
+        raise UsageError("--samples and --batch-size must be at least 1")
     from bot.cli.bind import progress_printer
 
     loaded = load_model(model_name, device=device, quantize=quantize)
-    passed = []
+    passed, located = [], []
 
     def recorded(samples):
         for sample in samples:
             passed.append(bool(sample.passed))
+            located.append(bool(sample.buggy_lines))
             yield sample
 
     # Written as they come: generation is slow on a CPU, and a killed run keeps what it finished.
     write_jsonl(out, recorded(humaneval_samples(
         loaded, n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, timeout=timeout,
-        memory_mb=memory_mb, limit=limit, seed=seed, progress=progress_printer("problems done", steps=100))))
-    click.echo(f"{len(passed)} samples, {sum(passed)} passed -> {out}")
+        memory_mb=memory_mb, limit=limit, seed=seed, batch_size=batch_size, max_bug_lines=max_bug_lines,
+        progress=progress_printer("problems done", steps=100))))
+    click.echo(f"{len(passed)} samples, {sum(passed)} passed, {sum(located)} failing ones labeled at "
+               f"their lines -> {out}")
 
 
 @data.command("from-git")

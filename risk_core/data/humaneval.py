@@ -1,8 +1,10 @@
 """HumanEval samples from the embedded model, labeled by running their tests in a sandbox.
 
 Each sample is the problem prompt plus the model's completion (greedy, then a few temperature samples);
-``passed`` says whether the tests passed. A failing sample's ``buggy_lines`` is [] (unknown): these are
-sample-level labels, used by ``eval``'s per-sample AUROC (max line risk vs failure).
+``passed`` says whether the tests passed. A failing sample that is a near miss of a passing completion
+(or of the canonical solution) is labeled at the lines where it departs from it; any other failing
+sample keeps ``buggy_lines == []`` (unknown line), a sample-level label that ``eval``'s per-sample AUROC
+(max line risk vs failure) uses.
 
 The sandbox is defence in depth for code we did not write, not a security boundary:
 a fresh temp dir as cwd, ``python -I`` with an empty environment, rlimits (address space, CPU time,
@@ -130,44 +132,94 @@ def build_test_program(problem: dict, completion: str) -> str:
     return problem["prompt"] + completion + "\n\n" + problem["test"] + f"\n\ncheck({problem['entry_point']})\n"
 
 
-def sample_completions(loaded, prompt: str, n_samples: int, temperature: float, max_new_tokens: int,
-                       seed: int) -> list[tuple[str, str]]:
-    """[(how, completion)]: greedy first, then ``n_samples - 1`` samples at ``temperature``."""
+def sample_completions(loaded, prompts: list[str], n_samples: int, temperature: float, max_new_tokens: int,
+                       seed: int) -> list[list[tuple[str, str]]]:
+    """Per prompt, [(how, completion)]: greedy first, then ``n_samples - 1`` samples at ``temperature``.
+
+    The prompts are generated as one left-padded batch, and generation stops at the end of the function
+    body (the stop sequences) rather than running to ``max_new_tokens``: on a CPU the two together are
+    most of the speed (bench/humaneval.py)."""
     import torch
 
     tok = loaded.tokenizer
-    ids = tok(prompt, return_tensors="pt").to(loaded.device)
-    out = []
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        batch = tok(prompts, return_tensors="pt", padding=True).to(loaded.device)
+    finally:
+        tok.padding_side = side
+    width = batch["input_ids"].shape[1]
+    common = dict(max_new_tokens=max_new_tokens, pad_token_id=pad, stop_strings=list(STOP_SEQUENCES), tokenizer=tok)
+    out: list[list[tuple[str, str]]] = [[] for _ in prompts]
     with torch.no_grad():
-        g = loaded.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
-        out.append(("greedy", tok.decode(g[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)))
+        g = loaded.model.generate(**batch, do_sample=False, **common)
+        for i in range(len(prompts)):
+            out[i].append(("greedy", tok.decode(g[i, width:], skip_special_tokens=True)))
         if n_samples > 1:
             torch.manual_seed(seed)
-            s = loaded.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                      top_p=0.95, num_return_sequences=n_samples - 1, pad_token_id=pad)
-            for k in range(n_samples - 1):
-                out.append((f"t{temperature:g}-{k}", tok.decode(s[k, ids["input_ids"].shape[1]:],
-                                                                 skip_special_tokens=True)))
-    return [(how, truncate_completion(c)) for how, c in out]
+            s = loaded.model.generate(**batch, do_sample=True, temperature=temperature, top_p=0.95,
+                                      num_return_sequences=n_samples - 1, **common)
+            for i in range(len(prompts)):
+                for k in range(n_samples - 1):
+                    text = tok.decode(s[i * (n_samples - 1) + k, width:], skip_special_tokens=True)
+                    out[i].append((f"t{temperature:g}-{k}", text))
+    return [[(how, truncate_completion(c)) for how, c in per] for per in out]
+
+
+def locate_bug_lines(prompt: str, failing: str, references: list[str], max_lines: int = 3) -> list[int]:
+    """Line numbers (1-based, in ``prompt + failing``) where a failing completion departs from the
+    closest passing one; [] when no reference is within ``max_lines`` changed lines.
+
+    A near-miss next to a passing reference localises the error; a completion that differs everywhere
+    (another algorithm) does not, and keeps its sample-level label only."""
+    import difflib
+
+    offset = prompt.count("\n") if prompt.endswith("\n") else prompt.count("\n") + 1
+    b = [ln.rstrip() for ln in failing.splitlines()]
+    best: list[int] = []
+    for ref in references:
+        a = [ln.rstrip() for ln in ref.splitlines()]
+        changed: set[int] = set()
+        removed = 0  # reference lines the failing completion lacks or rewrote: the size of the edit
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+            if op in ("replace", "insert"):
+                changed.update(range(j1, j2))
+            if op in ("replace", "delete"):
+                removed += sum(1 for ln in a[i1:i2] if ln.strip())
+            if op == "delete" and b:  # a line the failing one lacks: blame the line where it is missing
+                changed.add(min(j1, len(b) - 1))
+        lines = sorted(offset + j + 1 for j in changed if b[j].strip())
+        if lines and max(len(lines), removed) <= max_lines and (not best or len(lines) < len(best)):
+            best = lines
+    return best
 
 
 def humaneval_samples(loaded, n_samples: int = 4, temperature: float = 0.8, max_new_tokens: int = 384,
                       timeout: float = 10.0, memory_mb: int = 1024, limit: int = 0, seed: int = 0,
-                      progress=None) -> Iterator[Sample]:
-    """Generate, run and label HumanEval samples (one JSONL record per completion), yielding each as
-    soon as its test has run, so that a caller writing them as they come keeps them if it is killed."""
+                      batch_size: int = 8, max_bug_lines: int = 3, progress=None) -> Iterator[Sample]:
+    """Generate, run and label HumanEval samples (one JSONL record per distinct completion), yielding
+    each batch of problems as soon as its tests have run, so that a caller writing them as they come
+    keeps them if it is killed.
+
+    A failing completion gets line labels from ``locate_bug_lines`` against the problem's passing
+    completions and its canonical solution; otherwise its label is sample-level (``buggy_lines=[]``)."""
     problems = load_problems(limit)
-    for i, p in enumerate(problems):
-        seen = set()
-        for how, completion in sample_completions(loaded, p["prompt"], n_samples, temperature, max_new_tokens,
-                                                  seed + i):
-            if completion in seen:
-                continue  # identical samples would double-count one program
-            seen.add(completion)
-            res = run_sandboxed(build_test_program(p, completion), timeout=timeout, memory_mb=memory_mb)
-            yield Sample(id=f"{p['task_id']}:{how}", language="python", path=p["task_id"],
-                         code=p["prompt"] + completion, buggy_lines=[], operator=f"humaneval-{res.status}",
-                         passed=res.passed)
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start:start + batch_size]
+        generated = sample_completions(loaded, [p["prompt"] for p in chunk], n_samples, temperature,
+                                       max_new_tokens, seed + start)
+        for p, completions in zip(chunk, generated):
+            runs = []
+            for how, completion in completions:
+                if any(completion == c for _, c, _ in runs):
+                    continue  # identical samples would double-count one program
+                runs.append((how, completion, run_sandboxed(build_test_program(p, completion), timeout=timeout,
+                                                            memory_mb=memory_mb)))
+            references = [c for _, c, r in runs if r.passed] + [p["canonical_solution"]]
+            for how, completion, res in runs:
+                bug = [] if res.passed else locate_bug_lines(p["prompt"], completion, references, max_bug_lines)
+                yield Sample(id=f"{p['task_id']}:{how}", language="python", path=p["task_id"],
+                             code=p["prompt"] + completion, buggy_lines=bug,
+                             operator=f"humaneval-{res.status}", passed=res.passed)
         if progress:
-            progress(i + 1, len(problems))
+            progress(start + len(chunk), len(problems))
