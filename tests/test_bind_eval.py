@@ -48,7 +48,8 @@ def workdir(tmp_path_factory, tiny_model_dir):
                              "--per-file", "5", "--per-function", "5"])
     assert r.exit_code == 0, r.output
     (d / "all.jsonl").write_text((d / "py.jsonl").read_text() + (d / "java.jsonl").read_text())
-    r = runner.invoke(main, ["bind", "--data", str(d / "py.jsonl"), "--sae", str(d / "sae"), "--model",
+    # java.jsonl is read and then left out by --languages: combining files and filtering both run
+    r = runner.invoke(main, ["bind", "--data", str(d / "py.jsonl"), "--data", str(d / "java.jsonl"), "--sae", str(d / "sae"), "--model",
                              str(tiny_model_dir), "--layer", "2", "--out", str(d / "bundle"), "--epochs", "40",
                              "--label-latents", "4", "--languages", "python", "--device", "cpu"])
     assert r.exit_code == 0, r.output
@@ -64,6 +65,8 @@ def test_bundle_layout_and_metrics(workdir):
     assert cfg["d_model"] == 64 and cfg["layer"] == 2 and cfg["framing"] == "bare" and cfg["languages"] == ["python"]
     m = json.loads((b / "metrics.json").read_text())
     assert len(m["data_sha256"]) == 64 and m["seed"] == 0
+    assert [Path(x["path"]).name for x in m["data"]] == ["py.jsonl", "java.jsonl"]
+    assert all(len(x["sha256"]) == 64 and x["samples"] > 0 for x in m["data"])
     assert m["learning_curve"] and m["learning_curve"][0]["lines"] >= 100
     assert {"pttrust", "raw-probe"} <= set(m["val"])
     lat = json.loads((b / "latents.json").read_text())

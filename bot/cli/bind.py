@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -28,8 +29,8 @@ def _languages(value: str | None) -> list[str]:
 
 
 @click.command("bind")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Labeled JSONL (pttrust data ...).")
+@click.option("--data", "data_paths", type=click.Path(dir_okay=False, path_type=Path), required=True, multiple=True,
+              help="Labeled JSONL (pttrust data ...); repeat to combine sources.")
 @click.option("--sae", "sae_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Trained SAE directory (cfg.json + sae.safetensors).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle directory.")
@@ -51,17 +52,18 @@ def _languages(value: str | None) -> list[str]:
 @click.option("--no-raw-probe", is_flag=True, help="Skip the raw-state baseline probe.")
 @click.option("--label-latents", type=int, default=32, show_default=True,
               help="Label this many heavy latents into latents.json (0 = skip).")
-@click.option("--max-samples", type=int, default=0, help="Use at most this many samples (0 = all).")
+@click.option("--max-samples", type=int, default=0,
+              help="Use at most this many samples of each --data file (0 = all).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Windows per forward pass.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
-def bind_cmd(data_path, sae_dir, out, model_name, layer, pooling, framing, features, kind, l1, hidden, epochs, lr,
+def bind_cmd(data_paths, sae_dir, out, model_name, layer, pooling, framing, features, kind, l1, hidden, epochs, lr,
              seed, languages, val_fraction, no_raw_probe, label_latents, max_samples, batch_size, device, quantize):
     """Train the risk probe on --data's labeled lines through --sae and write the bundle to --out.
 
     \b
     Example:
-      pttrust bind --data bind_pool.jsonl --sae sae/ --layer 12 --out bundle/
+      pttrust bind --data mutants.jsonl --data humaneval.jsonl --sae sae/ --layer 12 --out bundle/
     """
     from risk_core.bind import BindConfig, bind
     from risk_core.data.jsonl import file_sha256, read_jsonl
@@ -72,9 +74,15 @@ def bind_cmd(data_path, sae_dir, out, model_name, layer, pooling, framing, featu
 
     if not 0 < val_fraction < 1:
         raise UsageError("--val-fraction must lie in (0, 1)")
-    samples = read_jsonl(data_path)
-    if max_samples:
-        samples = samples[:max_samples]
+    samples, sources = [], []
+    for path in data_paths:
+        sha = file_sha256(path)  # hashed before reading: what the run used, not what is there after it
+        part = read_jsonl(path)
+        part = part[:max_samples] if max_samples else part
+        samples += part
+        sources.append({"path": str(path), "sha256": sha, "samples": len(part)})
+    data_sha256 = sources[0]["sha256"] if len(sources) == 1 else hashlib.sha256(
+        "\n".join(s["sha256"] for s in sources).encode()).hexdigest()
     if layer is None:
         try:
             layer = int(json.loads((sae_dir / "cfg.json").read_text()).get("layer", 12))
@@ -89,10 +97,10 @@ def bind_cmd(data_path, sae_dir, out, model_name, layer, pooling, framing, featu
                      val_fraction=val_fraction, seed=seed, languages=_languages(languages),
                      raw_probe=not no_raw_probe, label_latents=label_latents)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    bundle = bind(loaded, sae, samples, cfg, data_sha256=file_sha256(data_path),
+    bundle = bind(loaded, sae, samples, cfg, data_sha256=data_sha256,
                   enc_cfg=EncodeConfig(layer=layer, pooling=pooling, batch_size=batch_size), log=log,
                   progress=progress_printer())
-    bundle.metrics["data"] = str(data_path)
+    bundle.metrics["data"] = sources
     bundle.sae_source = sae_dir
     bundle.save(out)
     val = bundle.metrics["val"]
