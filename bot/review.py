@@ -99,6 +99,9 @@ class Report:
     skipped: list[Skipped]
     warnings: list[str]
     summary: Summary
+    capped: list[Finding] = field(default_factory=list)
+    """Findings above the threshold left out by the caps: not shown, but still flagged (a comment an
+    earlier push posted on one is not marked resolved)."""
 
     def exceeds(self, fail_above: float | None) -> bool:
         """True when any scored line's risk is above ``fail_above`` (the gate)."""
@@ -241,4 +244,4 @@ def review(diff: bytes | str, read_file: SourceReader,
         model=model_name,
         bundle=bundle_name,
     )
-    return Report(files, ranking.findings, skipped, warnings, summary)
+    return Report(files, ranking.findings, skipped, warnings, summary, ranking.dropped)

@@ -52,3 +52,22 @@ def test_cli_bad_token_one_line(wired, monkeypatch):
     assert res.exit_code == 1
     assert res.stderr.strip().splitlines() == ["error: reading octo/demo#1: GitHub rejected the token (401 Bad credentials)"]
     assert "ghs_wrong" not in res.output and not wired.reviews
+
+
+
+def test_cli_github_capped_finding_keeps_its_comment_until_fixed(wired):
+    def push_and_review(text):
+        wired.push(1, {"p.py": "def page(items, page, per_page):\n" + text}, author_login="copilot[bot]")
+        res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q", "--max-comments", "1"],
+                                 catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return wired.review_comments
+
+    (first,) = push_and_review("    if page == 0:\n        return []\n    return items\n").values()
+    assert first["_line_text"] == "    if page == 0:"
+    # A riskier line takes the only slot; `page == 0` is still flagged, just over the cap.
+    comments = push_and_review("    if page == 0:\n        return []\n    start = page * per_page\n"
+                               "    return items[start:]\n")
+    assert len(comments) == 2 and not any("pttrust:resolved" in c["body"] for c in comments.values())
+    comments = push_and_review("    start = page * per_page\n    return items[start:]\n")
+    assert [c["id"] for c in comments.values() if "pttrust:resolved" in c["body"]] == [first["id"]]

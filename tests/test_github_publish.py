@@ -151,6 +151,54 @@ def test_rate_limits_and_5xx_are_retried(github_server):
     assert len(repo.reviews) == 1 and len(repo.issue_comments) == 1
 
 
+@pytest.mark.parametrize("acted", [True, False], ids=["502-after-acting", "502-before-acting"])
+def test_5xx_on_a_create_is_looked_up_not_repeated(github_server, acted):
+    repo = make_pr(github_server, n_risky=2)
+    # The 429 first: the Retry urllib3 builds for the second attempt must still refuse to re-POST on 5xx.
+    github_server.faults.too_many_requests("pulls/create-review", times=1)
+    for op in ("pulls/create-review", "issues/create-comment", "checks/create"):
+        github_server.faults.server_error(op, times=1, status=502, after_serving=acted)
+    res = run_once(github_server)
+    assert len(res.posted) == 2 and res.summary_action == "created" and res.check_action == "check-run"
+    (review,) = repo.reviews.values()
+    assert res.review_id == review["id"] and len(review_comments(repo)) == 2
+    (summary,) = repo.issue_comments.values()
+    assert res.summary_comment_id == summary["id"] and "<!-- pttrust:summary" in summary["body"]
+    statuses = lambda op: [c.status for c in github_server.calls_to(op)]
+    assert statuses("pulls/create-review") == [429, 502] + ([] if acted else [200])
+    assert statuses("issues/create-comment") == [502] + ([] if acted else [201])
+    # Check runs cannot be listed within the REST description: one made before the 502 is made again,
+    # and the result names the latest (the one GitHub shows).
+    assert len(repo.check_runs) == (2 if acted else 1) and res.check_run_id == max(repo.check_runs)
+
+    writes = [c for c in github_server.calls if c.method != "GET"]
+    res2 = run_once(github_server)  # the next run finds everything in place
+    assert (res2.posted, res2.summary_action, res2.check_action) == ([], "unchanged", "unchanged")
+    assert [c for c in github_server.calls if c.method != "GET"] == writes
+
+
+def test_a_create_failing_twice_is_a_one_line_error(github_server):
+    repo = make_pr(github_server, n_risky=1)
+    github_server.faults.server_error("issues/create-comment", times=2, status=502)
+    with pytest.raises(PttrustError) as err:
+        run_once(github_server)
+    assert str(err.value) == "publishing to octo/demo#1: GitHub answered 502: Bad Gateway"
+    assert len(github_server.calls_to("issues/create-comment")) == 2 and not repo.issue_comments
+
+
+def test_probe_answered_5xx_after_acting_counts_as_accepted(github_server):
+    repo = make_pr(github_server, n_risky=4)
+    on_line_4 = lambda body: any(c.get("line") == 4 for c in body.get("comments", []))
+    github_server.faults.unprocessable("pulls/create-review", times=100, when=on_line_4)
+    probe = github_server.faults.add("pulls/create-review", 502, times=1, after_serving=True,
+                                     when=lambda body: "event" not in body and not on_line_4(body))
+    res = run_once(github_server)
+    assert probe.hits == 1
+    assert [f.line for f, _ in res.rejected] == [4]
+    assert sorted(c["line"] for c in review_comments(repo)) == [3, 5, 6]
+    assert [r["state"] for r in repo.reviews.values()] == ["COMMENTED"]
+
+
 def test_rate_limit_reset_too_far_is_a_clean_error(github_server):
     make_pr(github_server)
     github_server.faults.rate_limit("repos/get", times=5, reset_in=3600)

@@ -9,8 +9,9 @@ Idempotence rests on hidden markers:
 - each inline comment carries ``<!-- pttrust:finding=<id> -->``, ``id`` = hash of path, the text of
   the finding's lines and the finding kind (plus an occurrence index for identical lines). A finding
   whose id is already commented is not posted again, even if its line number moved;
-- a bot comment whose id is no longer among the findings (a later push fixed or removed the code) is
-  *edited* to say it is resolved, not deleted: deleting would orphan replies in its thread;
+- a bot comment whose id is no longer flagged at all (a later push fixed or removed the code) is
+  *edited* to say it is resolved, not deleted: deleting would orphan replies in its thread. A finding
+  still flagged but left out by the comment caps (`Publication.capped`) keeps its comment as it is;
 - the summary issue comment carries ``<!-- pttrust:summary ... -->`` and is edited in place. Its marker
   also records the head sha and a hash of the last check/status sent, so re-running on an unchanged
   head posts nothing at all.
@@ -19,19 +20,25 @@ Faults: comments GitHub would reject (a line outside the diff) are caught before
 patches and listed in the summary instead; if GitHub still answers 422, the offending comments are
 found by bisection with *pending* reviews (visible only to the bot, deleted right away) and moved to
 the summary too. 403 rate limits, 429 and 5xx are retried by PyGithub's `GithubRetry` (urllib3), which
-honours Retry-After and x-ratelimit-reset. The token is read from the environment and never printed.
+honours Retry-After and x-ratelimit-reset, except a POST answered 5xx: GitHub may have carried the
+create out before failing, and sending it again would post a second review or comment. Each create is
+sent at most twice instead, looking first for what the first one may have made (`_create_once`): the
+review by its comments' markers, the summary by its marker. Check runs cannot be listed within the
+REST description the bot keeps to, so a check run (or commit status) is simply created again. The
+token is read from the environment and never printed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from risk_core.errors import PttrustError, UsageError
 
@@ -44,6 +51,7 @@ _FINDING_RE = re.compile(r"<!-- pttrust:finding=([0-9a-f]+) -->")
 _SUMMARY_RE = re.compile(r"<!-- pttrust:summary(?P<meta>[^>]*)-->")
 MAX_ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit per check-run create/update call
 MAX_BISECT_PROBES = 40
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -88,7 +96,7 @@ def parse_pr_spec(spec: str) -> tuple[str, int]:
 
 def connect(settings: GitHubSettings | None = None, env: dict | None = None):
     """A `github.Github` client authenticated from the environment, retrying rate limits and 5xx."""
-    from github import Auth, Github, GithubRetry
+    from github import Auth, Github
 
     settings = settings or DEFAULT_SETTINGS
     env = os.environ if env is None else env
@@ -96,12 +104,13 @@ def connect(settings: GitHubSettings | None = None, env: dict | None = None):
     if not token:
         raise UsageError(f"${settings.token_env} is not set: a token is needed to talk to GitHub")
     base_url = (settings.base_url or env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
-    retry = GithubRetry(
+    retry = _retry_class()(
         total=settings.retries,
         backoff_factor=settings.backoff_factor,
         secondary_rate_wait=settings.secondary_rate_wait,
         max_rate_limit_wait=settings.max_rate_limit_wait,
-        # 429 is GitHub's other rate-limit answer; PATCH/DELETE are idempotent edits we also retry.
+        # 429 is GitHub's other rate-limit answer; PATCH/DELETE are idempotent edits we also retry;
+        # POST is retried only where GitHub did not act (see _retry_class).
         status_forcelist=[429, 500, 502, 503, 504],
         allowed_methods={"GET", "POST", "PATCH", "PUT", "DELETE"},
         raise_on_status=False,
@@ -109,6 +118,39 @@ def connect(settings: GitHubSettings | None = None, env: dict | None = None):
     return Github(auth=Auth.Token(token), base_url=base_url, timeout=settings.timeout, retry=retry,
                   seconds_between_requests=settings.seconds_between_requests,
                   seconds_between_writes=settings.seconds_between_writes, per_page=100)
+
+
+@functools.cache
+def _retry_class() -> type:
+    """`GithubRetry` that never re-sends a POST answered 5xx (PyGithub is imported lazily, hence here)."""
+    from github import GithubRetry
+
+    class CreateOnceRetry(GithubRetry):
+        # urllib3's Retry.new() builds the next attempt's Retry with type(self), so this rule holds on
+        # every retry, not only the first.
+        def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+            # A create answered 5xx may have been carried out; 429 and rate-limit 403s were not.
+            if method.upper() == "POST" and status_code >= 500:
+                return False
+            return super().is_retry(method, status_code, has_retry_after)
+
+    return CreateOnceRetry
+
+
+def _create_once(create: Callable[[], T], find: Callable[[], T | None] | None, what: str) -> T:
+    """``create()``; after a 5xx, ``find()`` what it may have made before GitHub failed, and only if
+    nothing is there (or ``find`` is None: no way to look) ``create()`` once more. A second failure
+    propagates (to `github_errors`)."""
+    from github import GithubException
+
+    try:
+        return create()
+    except GithubException as err:
+        if not err.status or err.status < 500:
+            raise
+        log.info("GitHub answered %s to creating %s; looking for it before trying again", err.status, what)
+    found = find() if find is not None else None
+    return create() if found is None else found
 
 
 @contextlib.contextmanager
@@ -176,6 +218,9 @@ class Publication:
     check_text: str = ""
     review_body: str | None = None
     """Body of the review holding the new comments (None: a short table of them)."""
+    capped: list[InlineFinding] = field(default_factory=list)
+    """Findings flagged but left out by the comment caps. Only their identity (path, line, line text,
+    kind) is used: a comment already on one is neither posted, resolved nor reopened."""
 
 
 def finding_ids(findings: list[InlineFinding]) -> list[str]:
@@ -230,8 +275,10 @@ def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict
     settings = settings or DEFAULT_SETTINGS
     result = PublishResult(head_sha)
     with github_errors(f"publishing to {repo.full_name}#{pull.number}"):
-        ids = finding_ids(pub.findings)
-        by_id = dict(zip(ids, pub.findings))
+        # Ids over every flagged finding: a finding's id (its occurrence index among identical lines)
+        # must not depend on which of them made the cap.
+        ids = finding_ids(pub.findings + pub.capped)
+        by_id = dict(zip(ids[:len(pub.findings)], pub.findings))
         existing = _bot_review_comments(pull)
 
         new: list[tuple[str, InlineFinding]] = []
@@ -246,7 +293,8 @@ def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict
                 result.already_commented.append(finding)
             else:
                 result.already_commented.append(finding)
-        stale = [c for fid, c in existing.items() if fid not in by_id and RESOLVED_MARKER not in c.body]
+        flagged = set(ids)
+        stale = [c for fid, c in existing.items() if fid not in flagged and RESOLVED_MARKER not in c.body]
 
         postable = []
         for fid, finding in new:
@@ -287,7 +335,9 @@ def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict
             summary_comment.edit(body)
             result.summary_action, result.summary_comment_id = "edited", summary_comment.id
         else:
-            created = pull.create_issue_comment(body)
+            # No summary existed when this run started: one found now is the one this create made.
+            created = _create_once(lambda: pull.create_issue_comment(body), lambda: _find_summary(pull)[0],
+                                   "the summary comment")
             result.summary_action, result.summary_comment_id = "created", created.id
     return result
 
@@ -358,10 +408,8 @@ def _post_review(repo, pull, head_sha, postable, pub, result):
 
     commit = repo.get_commit(head_sha)
     comments = [_review_comment(fid, f) for fid, f in postable]
-    body = pub.review_body or _review_body([f for _, f in postable])
     try:
-        review = pull.create_review(commit=commit, body=body, event="COMMENT", comments=comments)
-        result.review_id = review.id
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in postable], comments)
         return postable, []
     except GithubException as err:
         if err.status != 422:
@@ -374,10 +422,24 @@ def _post_review(repo, pull, head_sha, postable, pub, result):
                 if id(c) in bad]
     if keep:
         kept_comments = [c for c in comments if id(c) not in bad]
-        review = pull.create_review(commit=commit, body=pub.review_body or _review_body([f for _, f in keep]),
-                                    event="COMMENT", comments=kept_comments)
-        result.review_id = review.id
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments)
     return keep, rejected
+
+
+def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding],
+                   comments: list[dict]) -> int:
+    """The review's id. A review is created whole or not at all, so after a 5xx it was made if every
+    comment's finding marker is on the PR now (none was there before: these are new findings)."""
+    body = pub.review_body or _review_body(findings)
+
+    def find():
+        markers = {_FINDING_RE.search(c["body"]).group(0) for c in comments}
+        found = {m.group(0): c.pull_request_review_id for c in pull.get_review_comments()
+                 if (m := _FINDING_RE.search(c.body or "")) and m.group(0) in markers}
+        return pull.get_review(next(iter(found.values()))) if found and len(found) == len(markers) else None
+
+    return _create_once(lambda: pull.create_review(commit=commit, body=body, event="COMMENT",
+                                                   comments=comments), find, "the review").id
 
 
 def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
@@ -389,6 +451,9 @@ def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
     """
     from github import GithubException
 
+    def pending():  # after a 5xx on a probe: the probe, if GitHub made it (one pending per user)
+        return next((r for r in pull.get_reviews() if r.state == "PENDING"), None)
+
     for review in pull.get_reviews():  # a stale probe would block ours (one pending per user)
         if review.state == "PENDING":
             review.delete()
@@ -399,7 +464,8 @@ def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
         nonlocal probes
         probes += 1
         try:
-            pull.create_review(commit=commit, comments=group).delete()
+            probe = _create_once(lambda: pull.create_review(commit=commit, comments=group), pending, "a probe")
+            probe.delete()
             return True
         except GithubException as err:
             if err.status != 422:
@@ -441,9 +507,12 @@ def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSetting
         return {"title": pub.check_title, "summary": pub.check_summary or pub.check_title,
                 "text": pub.check_text, "annotations": batch}
 
+    # The REST description the bot keeps to lists no commit's check runs or statuses, so after a 5xx
+    # neither can be looked for: it is created again (GitHub shows the latest of a name).
     try:
-        run = repo.create_check_run(name=settings.check_name, head_sha=head_sha, status="completed",
-                                    conclusion=pub.conclusion, output=output(batches[0]))
+        run = _create_once(lambda: repo.create_check_run(
+            name=settings.check_name, head_sha=head_sha, status="completed", conclusion=pub.conclusion,
+            output=output(batches[0])), None, "the check run")
     except GithubException as err:
         if err.status != 403:
             raise
@@ -451,8 +520,9 @@ def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSetting
         log.info("no permission for check runs (%s); setting a commit status", _error_text(err))
         state = "failure" if pub.conclusion == "failure" else "success"
         description = pub.check_title if len(pub.check_title) <= 140 else pub.check_title[:139] + "…"
-        repo.get_commit(head_sha).create_status(state=state, description=description,
-                                                context=settings.check_name)
+        commit = repo.get_commit(head_sha)
+        _create_once(lambda: commit.create_status(state=state, description=description,
+                                                  context=settings.check_name), None, "the commit status")
         result.check_action = "status"
         return
     result.check_run_id, result.check_action, result.annotation_requests = run.id, "check-run", 1
@@ -520,15 +590,18 @@ def publication_from_report(report: Any, env: Any, fail_above: float | None) -> 
     from bot.render import render_check, render_comment, render_summary
 
     check = render_check(env, report, fail_above)
-    findings = []
-    for f in report.findings:
+
+    def inline(f, body: str) -> InlineFinding:
         text = "\n".join(getattr(l, "text", "") for l in f.lines)
         level = "failure" if fail_above is not None and f.risk > fail_above else "warning"
-        findings.append(InlineFinding(
+        return InlineFinding(
             path=f.path, line=f.end_line, start_line=f.start_line if f.end_line > f.start_line else None,
-            risk=f.risk, line_text=text, body=render_comment(env, f, report), annotation_level=level))
+            risk=f.risk, line_text=text, body=body, annotation_level=level)
+
+    findings = [inline(f, render_comment(env, f, report)) for f in report.findings]
+    capped = [inline(f, "") for f in report.capped]  # never shown: only their ids are used
     return Publication(findings, render_summary(env, report), check.conclusion, check.title,
-                       check.summary, check.text)
+                       check.summary, check.text, capped=capped)
 
 
 class GitHubPublisher:

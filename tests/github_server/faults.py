@@ -1,4 +1,6 @@
-"""Fault injection: the next N calls of one operation answer with an error instead of being served."""
+"""Fault injection: the next N calls of one operation answer with an error instead of being served
+(or, with ``after_serving``, are served and *then* answered with the error, as when GitHub carries out
+a write but the answer is lost on the way back)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ class Fault:
     when: Callable[[dict], bool] | None = None
     """Optional predicate on the decoded JSON request body; the fault only fires where it is true."""
     errors: list | None = None
+    after_serving: bool = False
+    """Carry the request out first, then answer with the error (the write happened; the caller can't tell)."""
     hits: int = 0
 
 
@@ -32,9 +36,9 @@ class FaultQueue:
 
     def add(self, operation_id: str, status: int, times: int = 1, *, message: str | None = None,
             headers: dict | None = None, when: Callable[[dict], bool] | None = None,
-            errors: list | None = None) -> Fault:
+            errors: list | None = None, after_serving: bool = False) -> Fault:
         fault = Fault(operation_id, status, times, message or _DEFAULT_MESSAGES.get(status, "Error"),
-                      dict(headers or {}), when, errors)
+                      dict(headers or {}), when, errors, after_serving)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -54,8 +58,10 @@ class FaultQueue:
                         message="You have exceeded a secondary rate limit. Please retry your request again later.",
                         headers={"Retry-After": str(retry_after)})
 
-    def server_error(self, operation_id: str, times: int = 1, status: int = 500) -> Fault:
-        return self.add(operation_id, status, times)
+    def server_error(self, operation_id: str, times: int = 1, status: int = 500,
+                     after_serving: bool = False) -> Fault:
+        """A 5xx; ``after_serving``: the request is carried out first (e.g. a review is created)."""
+        return self.add(operation_id, status, times, after_serving=after_serving)
 
     def forbidden(self, operation_id: str, times: int = 1) -> Fault:
         """A permission 403 (not retry-able), e.g. a token without ``checks: write``."""

@@ -173,10 +173,12 @@ class GitHubServer:
                 request.method, spec_path, query, req_headers, raw, request.content_type or ""))
             user = self._authenticate(request)
             fault = self.faults.take(operation_id, body if isinstance(body, dict) else {})
-            if fault is not None:
+            if fault is not None and not fault.after_serving:
                 raise ApiError(fault.status, fault.message, fault.errors, fault.headers)
             with self.state.lock:
                 status, payload, headers = self._dispatch(operation_id, request, args, body, user)
+            if fault is not None:
+                raise ApiError(fault.status, fault.message, fault.errors, fault.headers)
         except ApiError as err:
             status, headers = err.status, dict(err.headers)
             payload = {"message": err.message,
