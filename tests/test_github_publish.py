@@ -59,9 +59,10 @@ def make_pr(server, n_risky=3, labels=("ai-generated",)):
     return repo
 
 
-def run_once(server, extra=None, dry_run=False, env=None):
+def run_once(server, extra=None, dry_run=False, env=None, timeout=None):
     env = {"GITHUB_TOKEN": server.token} if env is None else env
-    gh = gp.connect(gp.GitHubSettings(**{**FAST.__dict__, "base_url": server.base_url}), env)
+    gh = gp.connect(gp.GitHubSettings(**{**FAST.__dict__, "base_url": server.base_url,
+                                         "timeout": timeout or FAST.timeout}), env)
     with gp.github_errors("test"):
         repo = gh.get_repo("octo/demo")
         pull = repo.get_pull(1)
@@ -151,24 +152,35 @@ def test_rate_limits_and_5xx_are_retried(github_server):
     assert len(repo.reviews) == 1 and len(repo.issue_comments) == 1
 
 
-@pytest.mark.parametrize("acted", [True, False], ids=["502-after-acting", "502-before-acting"])
-def test_5xx_on_a_create_is_looked_up_not_repeated(github_server, acted):
-    repo = make_pr(github_server, n_risky=2)
-    # The 429 first: the Retry urllib3 builds for the second attempt must still refuse to re-POST on 5xx.
-    github_server.faults.too_many_requests("pulls/create-review", times=1)
+def _fail_creates(server, how: str, times: int = 1, acted: bool = True) -> None:
+    """``how``: 502 | dropped (connection closed, no answer) | timeout (no answer within the client's
+    1s timeout; the server holds the connection until teardown)."""
     for op in ("pulls/create-review", "issues/create-comment", "checks/create"):
-        github_server.faults.server_error(op, times=1, status=502, after_serving=acted)
-    res = run_once(github_server)
+        if how == "502":
+            server.faults.server_error(op, times=times, status=502, after_serving=acted)
+        else:
+            server.faults.no_answer(op, times=times, stall=60 if how == "timeout" else 0, after_serving=acted)
+
+
+@pytest.mark.parametrize("how", ["502", "dropped", "timeout"])
+@pytest.mark.parametrize("acted", [True, False], ids=["after-acting", "before-acting"])
+def test_5xx_or_no_answer_on_a_create_is_looked_up_not_repeated(github_server, how, acted):
+    repo = make_pr(github_server, n_risky=2)
+    # The 429 first: the Retry urllib3 builds for the second attempt must still refuse to re-POST.
+    github_server.faults.too_many_requests("pulls/create-review", times=1)
+    _fail_creates(github_server, how, acted=acted)
+    res = run_once(github_server, timeout=1)
     assert len(res.posted) == 2 and res.summary_action == "created" and res.check_action == "check-run"
     (review,) = repo.reviews.values()
     assert res.review_id == review["id"] and len(review_comments(repo)) == 2
     (summary,) = repo.issue_comments.values()
     assert res.summary_comment_id == summary["id"] and "<!-- pttrust:summary" in summary["body"]
+    failed = 502 if how == "502" else None  # None: no answer sent
     statuses = lambda op: [c.status for c in github_server.calls_to(op)]
-    assert statuses("pulls/create-review") == [429, 502] + ([] if acted else [200])
-    assert statuses("issues/create-comment") == [502] + ([] if acted else [201])
-    # Check runs cannot be listed within the REST description: one made before the 502 is made again,
-    # and the result names the latest (the one GitHub shows).
+    assert statuses("pulls/create-review") == [429, failed] + ([] if acted else [200])
+    assert statuses("issues/create-comment") == [failed] + ([] if acted else [201])
+    # Check runs cannot be listed within the REST description: one made before the failure is made
+    # again, and the result names the latest (the one GitHub shows).
     assert len(repo.check_runs) == (2 if acted else 1) and res.check_run_id == max(repo.check_runs)
 
     writes = [c for c in github_server.calls if c.method != "GET"]
@@ -177,13 +189,41 @@ def test_5xx_on_a_create_is_looked_up_not_repeated(github_server, acted):
     assert [c for c in github_server.calls if c.method != "GET"] == writes
 
 
-def test_a_create_failing_twice_is_a_one_line_error(github_server):
+@pytest.mark.parametrize("how, message", [("502", "GitHub answered 502: Bad Gateway"),
+                                          ("dropped", "cannot reach GitHub (ConnectionError)"),
+                                          ("timeout", "cannot reach GitHub (ReadTimeout)")])
+def test_a_create_failing_twice_is_a_one_line_error(github_server, how, message):
     repo = make_pr(github_server, n_risky=1)
-    github_server.faults.server_error("issues/create-comment", times=2, status=502)
+    _fail_creates(github_server, how, times=2, acted=False)
     with pytest.raises(PttrustError) as err:
-        run_once(github_server)
-    assert str(err.value) == "publishing to octo/demo#1: GitHub answered 502: Bad Gateway"
-    assert len(github_server.calls_to("issues/create-comment")) == 2 and not repo.issue_comments
+        run_once(github_server, timeout=1)
+    assert str(err.value) == f"publishing to octo/demo#1: {message}"
+    assert len(github_server.calls_to("pulls/create-review")) == 2 and not repo.reviews
+
+
+def test_a_post_is_not_resent_once_it_may_have_reached_github():
+    import requests
+    from urllib3.exceptions import (ConnectTimeoutError, MaxRetryError, NewConnectionError, ProtocolError,
+                                    ReadTimeoutError)
+
+    retry = gp._retry_class()(total=3, allowed_methods={"GET", "POST"})
+    timed_out = ReadTimeoutError(None, "/x", "Read timed out.")
+    dropped = ProtocolError("Connection aborted.", ConnectionResetError())
+    for err in (timed_out, dropped):  # after the request was sent: GET is retried, POST is not
+        with pytest.raises(type(err)):
+            retry.increment("POST", "/x", error=err)
+        assert type(retry.increment("GET", "/x", error=err)) is type(retry)
+    again = retry.increment("POST", "/x", error=ConnectTimeoutError())  # never sent: retried
+    assert type(again) is type(retry) and again.total == 2
+    with pytest.raises(ReadTimeoutError):
+        again.increment("POST", "/x", error=timed_out)
+
+    refused = NewConnectionError(None, "Connection refused")
+    assert not gp._may_have_acted(requests.exceptions.ConnectionError(MaxRetryError(None, "/x", refused)))
+    timeout = MaxRetryError(None, "/x", ConnectTimeoutError())
+    assert not gp._may_have_acted(requests.exceptions.ConnectTimeout(timeout))
+    assert gp._may_have_acted(requests.exceptions.ConnectionError(dropped))
+    assert gp._may_have_acted(requests.exceptions.ReadTimeout(timed_out))
 
 
 def test_probe_answered_5xx_after_acting_counts_as_accepted(github_server):

@@ -19,13 +19,15 @@ Idempotence rests on hidden markers:
 Faults: comments GitHub would reject (a line outside the diff) are caught beforehand against the PR's
 patches and listed in the summary instead; if GitHub still answers 422, the offending comments are
 found by bisection with *pending* reviews (visible only to the bot, deleted right away) and moved to
-the summary too. 403 rate limits, 429 and 5xx are retried by PyGithub's `GithubRetry` (urllib3), which
-honours Retry-After and x-ratelimit-reset, except a POST answered 5xx: GitHub may have carried the
-create out before failing, and sending it again would post a second review or comment. Each create is
-sent at most twice instead, looking first for what the first one may have made (`_create_once`): the
-review by its comments' markers, the summary by its marker. Check runs cannot be listed within the
-REST description the bot keeps to, so a check run (or commit status) is simply created again. The
-token is read from the environment and never printed.
+the summary too. 403 rate limits, 429, 5xx and network errors are retried by PyGithub's `GithubRetry`
+(urllib3), which honours Retry-After and x-ratelimit-reset, except where a POST may have reached
+GitHub: answered 5xx, or left without an answer once sent (read timeout, connection dropped). GitHub
+may have carried the create out, and sending it again would post a second review or comment; only a
+POST that never left (a connect error) is retried. Each create is sent at most twice instead, looking
+first for what the first one may have made (`_create_once`): the review by its comments' markers, the
+summary by its marker. Check runs cannot be listed within the REST description the bot keeps to, so a
+check run (or commit status) is simply created again. The token is read from the environment and
+never printed.
 """
 
 from __future__ import annotations
@@ -122,11 +124,14 @@ def connect(settings: GitHubSettings | None = None, env: dict | None = None):
 
 @functools.cache
 def _retry_class() -> type:
-    """`GithubRetry` that never re-sends a POST answered 5xx (PyGithub is imported lazily, hence here)."""
+    """`GithubRetry` that never re-sends a POST GitHub may have carried out: one answered 5xx, or one
+    that failed after it was sent (read timeout, dropped connection). PyGithub is imported lazily,
+    hence a function."""
     from github import GithubRetry
+    from urllib3.util.util import reraise
 
     class CreateOnceRetry(GithubRetry):
-        # urllib3's Retry.new() builds the next attempt's Retry with type(self), so this rule holds on
+        # urllib3's Retry.new() builds the next attempt's Retry with type(self), so these rules hold on
         # every retry, not only the first.
         def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
             # A create answered 5xx may have been carried out; 429 and rate-limit 403s were not.
@@ -134,23 +139,58 @@ def _retry_class() -> type:
                 return False
             return super().is_retry(method, status_code, has_retry_after)
 
+        def increment(self, method=None, url=None, response=None, error=None, _pool=None,
+                      _stacktrace=None):
+            # Only a connect error proves the request never left. Read errors (a timeout waiting for
+            # the answer, a connection closed without one) and urllib3's "other" errors may come after
+            # GitHub got the request: re-raise as urllib3 does for a method it may not retry, so
+            # _create_once can look before creating again.
+            if (error is not None and method is not None and method.upper() == "POST"
+                    and not self._is_connection_error(error)):
+                raise reraise(type(error), error, _stacktrace)
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
     return CreateOnceRetry
 
 
 def _create_once(create: Callable[[], T], find: Callable[[], T | None] | None, what: str) -> T:
-    """``create()``; after a 5xx, ``find()`` what it may have made before GitHub failed, and only if
-    nothing is there (or ``find`` is None: no way to look) ``create()`` once more. A second failure
-    propagates (to `github_errors`)."""
+    """``create()``; after a failure GitHub may have acted on (a 5xx, no answer: `_may_have_acted`),
+    ``find()`` what it may have made, and only if nothing is there (or ``find`` is None: no way to
+    look) ``create()`` once more. A second failure propagates (to `github_errors`)."""
     from github import GithubException
+    import requests
 
     try:
         return create()
-    except GithubException as err:
-        if not err.status or err.status < 500:
+    except (GithubException, requests.exceptions.RequestException) as err:
+        if not _may_have_acted(err):
             raise
-        log.info("GitHub answered %s to creating %s; looking for it before trying again", err.status, what)
+        how = (f"answered {err.status}" if isinstance(err, GithubException)
+               else f"gave no answer ({type(err).__name__})")
+        log.info("GitHub %s to creating %s; looking for it before trying again", how, what)
     found = find() if find is not None else None
     return create() if found is None else found
+
+
+def _may_have_acted(err: Exception) -> bool:
+    """Whether GitHub may have carried out a request that failed with ``err``: it answered 5xx, or the
+    request was sent and no (whole) answer came back. Not after a 4xx or a connect error."""
+    from github import GithubException
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError
+
+    if isinstance(err, GithubException):
+        return bool(err.status) and err.status >= 500
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(err, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError)):
+        return True
+    if isinstance(err, requests.exceptions.ConnectionError):
+        # requests wraps urllib3's error, or the MaxRetryError holding the last attempt's as .reason;
+        # ConnectTimeoutError covers NewConnectionError (refused, DNS): the request never left.
+        cause = err.args[0] if err.args else None
+        return not isinstance(getattr(cause, "reason", cause), ConnectTimeoutError)
+    return False
 
 
 @contextlib.contextmanager

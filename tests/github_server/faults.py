@@ -1,6 +1,7 @@
 """Fault injection: the next N calls of one operation answer with an error instead of being served
 (or, with ``after_serving``, are served and *then* answered with the error, as when GitHub carries out
-a write but the answer is lost on the way back)."""
+a write but the answer is lost on the way back). ``no_answer`` faults send no answer at all: the
+connection is closed, at once or after a stall past the client's timeout."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ class Fault:
     errors: list | None = None
     after_serving: bool = False
     """Carry the request out first, then answer with the error (the write happened; the caller can't tell)."""
+    no_answer: bool = False
+    """Answer nothing: close the connection without a response (``status`` is unused)."""
+    stall: float = 0.0
+    """With ``no_answer``: hold the connection this many seconds first (`GitHubServer.stop` cuts it
+    short). Past the client's timeout this is a read timeout; 0 is a connection dropped at once."""
     hits: int = 0
 
 
@@ -62,6 +68,15 @@ class FaultQueue:
                      after_serving: bool = False) -> Fault:
         """A 5xx; ``after_serving``: the request is carried out first (e.g. a review is created)."""
         return self.add(operation_id, status, times, after_serving=after_serving)
+
+    def no_answer(self, operation_id: str, times: int = 1, *, stall: float = 0.0,
+                  after_serving: bool = True) -> Fault:
+        """No response at all: the connection is closed (after ``stall`` seconds: a client with a
+        shorter timeout sees a read timeout). ``after_serving`` (the default): the request was carried
+        out first, as when GitHub acts but the answer is lost."""
+        fault = self.add(operation_id, 0, times, message="no answer", after_serving=after_serving)
+        fault.no_answer, fault.stall = True, stall
+        return fault
 
     def forbidden(self, operation_id: str, times: int = 1) -> Fault:
         """A permission 403 (not retry-able), e.g. a token without ``checks: write``."""

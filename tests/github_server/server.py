@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -68,8 +69,18 @@ class RecordedCall:
     method: str
     path: str
     operation_id: str | None
-    status: int
+    status: int | None
+    """None: no answer was sent (a ``no_answer`` fault)."""
     body: dict | list | None
+
+
+class _NoAnswer(ConnectionError):
+    """Raised out of the WSGI app to send nothing: werkzeug takes a ConnectionError for a connection the
+    client dropped and writes no response."""
+
+    def __init__(self, stall: float):
+        super().__init__("no answer (fault)")
+        self.stall = stall
 
 
 class ApiError(Exception):
@@ -96,6 +107,7 @@ class GitHubServer:
         self.state.tokens[self.token] = TokenInfo(bot_login)
         self._server = None
         self._thread = None
+        self._released = threading.Event()  # set by stop(): ends every stall at once
         self._url_map = Map([
             Rule(self.prefix + rule, endpoint=index, methods=list(methods))
             for index, (rule, template, methods) in enumerate(_ROUTES)
@@ -103,6 +115,7 @@ class GitHubServer:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "GitHubServer":
+        self._released.clear()
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True,
                                    request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -110,6 +123,7 @@ class GitHubServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._thread.join(5)
@@ -140,7 +154,15 @@ class GitHubServer:
     # -- request handling ---------------------------------------------------------------------------
     def _wsgi(self, environ, start_response):
         request = Request(environ)
-        response = self._handle(request)
+        try:
+            response = self._handle(request)
+        except _NoAnswer as no_answer:
+            self._released.wait(no_answer.stall)
+            try:
+                environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+            except OSError:  # the client already gave up and closed it
+                pass
+            raise
         return response(environ, start_response)
 
     def _handle(self, request: Request) -> Response:
@@ -174,11 +196,13 @@ class GitHubServer:
             user = self._authenticate(request)
             fault = self.faults.take(operation_id, body if isinstance(body, dict) else {})
             if fault is not None and not fault.after_serving:
-                raise ApiError(fault.status, fault.message, fault.errors, fault.headers)
+                self._fail(fault, request, api_path, operation_id, body)
             with self.state.lock:
                 status, payload, headers = self._dispatch(operation_id, request, args, body, user)
             if fault is not None:
-                raise ApiError(fault.status, fault.message, fault.errors, fault.headers)
+                self._fail(fault, request, api_path, operation_id, body)
+        except _NoAnswer:
+            raise
         except ApiError as err:
             status, headers = err.status, dict(err.headers)
             payload = {"message": err.message,
@@ -205,6 +229,12 @@ class GitHubServer:
         if data:
             response.content_type = content_type
         return response
+
+    def _fail(self, fault, request: Request, api_path: str, operation_id: str, body) -> None:
+        if fault.no_answer:  # nothing is sent, so there is no response to validate
+            self.calls.append(RecordedCall(request.method, api_path, operation_id, None, body))
+            raise _NoAnswer(fault.stall)
+        raise ApiError(fault.status, fault.message, fault.errors, fault.headers)
 
     def _violation(self, text: str) -> None:
         self.violations.append(text)
