@@ -67,7 +67,7 @@ class GitHubSettings:
     token_env: str = "GITHUB_TOKEN"
     """Environment variable holding the token (never printed or logged)."""
     retries: int = 6
-    """Retries per request for 403 rate limits, 429 and 5xx."""
+    """Retries per request for 403 rate limits, 429, 5xx (not for a POST) and connect errors."""
     backoff_factor: float = 1.0
     """Exponential backoff base in seconds between retries (0 in tests)."""
     secondary_rate_wait: float = 60.0
