@@ -81,6 +81,8 @@ def test_locate_bug_lines_near_misses_only():
     assert locate_bug_lines(prompt, dropped, [ref]) == [5]
     other = "    return sum(xs[1:])\n"  # another way entirely: the edit is too big to blame a line
     assert locate_bug_lines(prompt, other, [ref]) == []
+    # a prompt without a final newline: the completion's first line is the prompt's last line
+    assert locate_bug_lines(prompt.rstrip("\n"), off_by, [ref]) == [3]
     # the closest of several references wins
     assert locate_bug_lines(prompt, off_by, ["    return 0\n", ref]) == [4]
 

@@ -174,7 +174,8 @@ def locate_bug_lines(prompt: str, failing: str, references: list[str], max_lines
     (another algorithm) does not, and keeps its sample-level label only."""
     import difflib
 
-    offset = prompt.count("\n") if prompt.endswith("\n") else prompt.count("\n") + 1
+    offset = prompt.count("\n")  # the completion's first line is line offset + 1 (a prompt's own last
+    # line when the prompt does not end with a newline)
     b = [ln.rstrip() for ln in failing.splitlines()]
     best: list[int] = []
     for ref in references:
