@@ -473,10 +473,9 @@ def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding]
     body = pub.review_body or _review_body(findings)
 
     def find():
-        markers = {_FINDING_RE.search(c["body"]).group(0) for c in comments}
-        found = {m.group(0): c.pull_request_review_id for c in pull.get_review_comments()
-                 if (m := _FINDING_RE.search(c.body or "")) and m.group(0) in markers}
-        return pull.get_review(next(iter(found.values()))) if found and len(found) == len(markers) else None
+        fids = {_FINDING_RE.search(c["body"]).group(1) for c in comments}
+        on_pr = _bot_review_comments(pull)
+        return pull.get_review(on_pr[next(iter(fids))].pull_request_review_id) if fids <= on_pr.keys() else None
 
     return _create_once(lambda: pull.create_review(commit=commit, body=body, event="COMMENT",
                                                    comments=comments), find, "the review").id
