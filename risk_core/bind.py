@@ -16,7 +16,8 @@ import torch
 from risk_core.artifacts import ArtifactConfig, Bundle
 from risk_core.errors import UsageError
 from risk_core.evaluate import cell
-from risk_core.features import FEATURE_SETS, FRAMINGS, code_line_mask, line_table
+from risk_core.candidates import candidate_mask
+from risk_core.features import FEATURE_SETS, FRAMINGS, line_table
 from risk_core.probe import ProbeConfig, train_probe
 
 
@@ -204,7 +205,7 @@ def sweep_layers(loaded, samples, layers: list[int], pooling: str = "mean", prob
     for b in range(0, len(samples), batch_files):
         chunk = samples[b:b + batch_files]
         for k, (s, ts) in enumerate(zip(chunk, encode_tokens(loaded, [s.code for s in chunk], enc))):
-            mask = code_line_mask(s.code, s.language)
+            mask = candidate_mask(s.code, s.language)
             pooled = {layer: pool_lines(ts.extra.get(layer, ts.states), ts.token_lines, ts.n_lines, pooling)
                       for layer in layers}
             line_numbers = pooled[layers[0]][1]

@@ -257,7 +257,8 @@ def label_latents(loaded, bundle, codes: list[str], languages: list[str], enc_cf
     """For the probe's heaviest latents, the corpus lines that excite each most, and a short label made
     of the tokens it fires on most strongly. Returns {str(index): {"label", "weight", "examples"}}."""
     from risk_core.encode import encode_tokens
-    from risk_core.features import code_line_mask, frame_text
+    from risk_core.candidates import candidate_mask
+    from risk_core.features import frame_text
 
     w = bundle.probe.feature_weights().cpu()
     n_lat = bundle.sae.num_latents
@@ -278,7 +279,7 @@ def label_latents(loaded, bundle, codes: list[str], languages: list[str], enc_cf
             tl = ts.token_lines - off
             keep = (tl >= 0) & (tl < len(lines))
             # Only tokens of candidate code lines: the probe never sees comments or docstrings.
-            cand = torch.tensor(code_line_mask(code, lang) or [False], dtype=torch.bool)
+            cand = torch.tensor(candidate_mask(code, lang) or [False], dtype=torch.bool)
             keep &= cand[tl.clamp(0, max(len(lines) - 1, 0))]
             if not keep.any():
                 continue

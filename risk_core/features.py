@@ -11,22 +11,18 @@ i + offset and token line indices map back exactly; prompt tokens are dropped be
 
 from __future__ import annotations
 
-import ast
-import io
-import re
-import tokenize
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from risk_core.candidates import candidate_mask
 from risk_core.errors import UsageError
 
 FRAMINGS = ("bare", "review")
 FEATURE_SETS = ("sae", "sae+surprise", "raw", "raw+surprise")
 SURPRISE_NAMES = ("nll_mean", "nll_max", "entropy_mean")
 _PLACEHOLDER = "\u2063CODE\u2063"
-_PUNCT_ONLY = re.compile(r"^[\s{}()\[\];,]*$")
 
 
 def feature_matrix(feature_set: str, sae: Tensor | None, raw: Tensor | None, surprise: Tensor | None) -> Tensor:
@@ -57,61 +53,6 @@ class FileFeatures:
     def matrix(self, feature_set: str) -> Tensor:
         """The probe input for a feature set: sae | sae+surprise | raw | raw+surprise."""
         return feature_matrix(feature_set, self.latents, self.raw, self.surprise)
-
-
-def code_line_mask(code: str, language: str) -> list[bool]:
-    """True for each line of ``code.splitlines()`` that is a scoring candidate: a code line, not blank,
-    not comment-only, not part of a docstring, not just closing brackets/semicolons."""
-    lines = code.splitlines()
-    mask = [False] * len(lines)
-    if language == "python":
-        has_code = [False] * len(lines)
-        try:
-            for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-                if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-                                tokenize.DEDENT, tokenize.ENDMARKER):
-                    continue
-                if tok.type == tokenize.OP and tok.string in "()[]{},;:":
-                    continue  # a line of closing brackets alone is not a place a bug lives
-                for ln in range(tok.start[0], tok.end[0] + 1):
-                    if ln <= len(lines):
-                        has_code[ln - 1] = True
-        except (tokenize.TokenError, IndentationError, SyntaxError):
-            has_code = [bool(ln.strip()) and not ln.lstrip().startswith("#") and not _PUNCT_ONLY.match(ln)
-                        for ln in lines]
-        try:
-            tree = ast.parse(code)
-            for node in ast.walk(tree):
-                body = getattr(node, "body", None)
-                if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
-                        isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-                    for ln in range(body[0].lineno, body[0].end_lineno + 1):
-                        has_code[ln - 1] = False
-        except (SyntaxError, ValueError):
-            pass
-        return has_code
-    # C-like languages: strip // and /* */ comments (string contents are not parsed; good enough here).
-    in_block = False
-    for i, ln in enumerate(lines):
-        text, out = ln, []
-        j = 0
-        while j < len(text):
-            if in_block:
-                end = text.find("*/", j)
-                if end < 0:
-                    j = len(text)
-                else:
-                    in_block, j = False, end + 2
-            elif text.startswith("/*", j):
-                in_block, j = True, j + 2
-            elif text.startswith("//", j):
-                break
-            else:
-                out.append(text[j])
-                j += 1
-        rest = "".join(out)
-        mask[i] = bool(rest.strip()) and not _PUNCT_ONLY.match(rest)
-    return mask
 
 
 def frame_text(code: str, language: str, framing: str, tokenizer=None) -> tuple[str, int]:
@@ -205,7 +146,7 @@ class LineTable:
 
 def line_table(loaded, samples, enc_cfg, sae=None, framing: str = "bare", keep_raw: bool = True,
                batch_files: int = 16, progress=None) -> LineTable:
-    """Features of the candidate lines (``code_line_mask``) of every sample, in batches of files so
+    """Features of the candidate lines (``candidates.candidate_mask``) of every sample, in batches of files so
     that per-token SAE activations of the whole data set never sit in memory at once."""
     rows_si, rows_ln, rows_y, xs_sae, xs_raw, xs_sur = [], [], [], [], [], []
     for b in range(0, len(samples), batch_files):
@@ -215,7 +156,7 @@ def line_table(loaded, samples, enc_cfg, sae=None, framing: str = "bare", keep_r
         for k, (s, ff) in enumerate(zip(chunk, feats)):
             if not ff.line_numbers:
                 continue
-            mask = code_line_mask(s.code, s.language)
+            mask = candidate_mask(s.code, s.language)
             keep = [i for i, ln in enumerate(ff.line_numbers) if ln <= len(mask) and mask[ln - 1]]
             if not keep:
                 continue

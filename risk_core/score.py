@@ -13,7 +13,8 @@ import torch
 from risk_core.artifacts import Bundle
 from risk_core.corpus import language_of
 from risk_core.encode import EncodeConfig
-from risk_core.features import code_line_mask, compute_features
+from risk_core.candidates import candidate_mask
+from risk_core.features import compute_features
 from risk_core.models import LoadedModel
 
 
@@ -87,7 +88,7 @@ class Scorer:
             lines = f.text.splitlines()
             wanted = set(f.target_lines) if f.target_lines is not None else None
             # Blank, comment-only and docstring lines are not where the probe was trained to look.
-            candidate = code_line_mask(f.text, lang)
+            candidate = candidate_mask(f.text, lang)
             rows = [i for i, n in enumerate(ff.line_numbers)
                     if (wanted is None or n in wanted) and candidate[n - 1]]
             if not rows:

@@ -140,7 +140,7 @@ def test_review_framing_maps_back_to_the_same_lines(tiny_model_dir):
     assert text.splitlines()[off:off + 4] == code.splitlines()
     cfg = EncodeConfig(layer=2, surprise=True)
     bare, review = (compute_features(loaded, [code], ["python"], cfg, framing=f)[0] for f in ("bare", "review"))
-    # (a blank line may hold a newline token; candidates are filtered by code_line_mask later)
+    # (a blank line may hold a newline token; candidates are filtered by candidate_mask later)
     assert bare.line_numbers == review.line_numbers and {1, 3, 4} <= set(review.line_numbers)
     assert review.surprise.shape == (len(review.line_numbers), 3)
 

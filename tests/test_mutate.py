@@ -8,7 +8,7 @@ import pytest
 
 from risk_core.data.mutate import (OPERATORS, apply_edit, candidates_for, collect_sources, mutate_files,
                                    parses, snippets_for)
-from risk_core.features import code_line_mask
+from risk_core.candidates import candidate_mask
 
 PY = '''\
 def window_sum(values, lo, hi):
@@ -139,16 +139,9 @@ def test_snippets_and_sampling(language, tmp_path):
     assert [s.to_json() for s in a] == [s.to_json() for s in b]  # seeded
     assert len(a) == 4 and len({s.code for s in a}) == 4
     for s in a:
-        mask = code_line_mask(s.code, language)
+        mask = candidate_mask(s.code, language)
         assert s.buggy_lines and all(mask[ln - 1] for ln in s.buggy_lines)
         assert s.operator in OPERATORS and s.language == language
-
-
-def test_code_line_mask_skips_blank_comment_docstring_and_braces():
-    py = 'def f(x):\n    """Doc\n    more."""\n    # note\n\n    return x\n'
-    assert code_line_mask(py, "python") == [True, False, False, False, False, True]
-    java = "int f() {\n  // c\n  /* a\n   b */\n  return 1;\n}\n"
-    assert code_line_mask(java, "java") == [True, False, False, False, True, False]
 
 
 def test_collect_sources_manifest_reserved_split(tmp_path):

@@ -576,9 +576,9 @@ def parses(code: str, language: str) -> bool:
 
 def _relabel_to_code(code: str, language: str, lines: list[int]) -> list[int]:
     """Move a label that landed on a non-candidate line (blank, comment, lone brace) to the nearest code line."""
-    from risk_core.features import code_line_mask
+    from risk_core.candidates import candidate_mask
 
-    mask = code_line_mask(code, language)
+    mask = candidate_mask(code, language)
     out = []
     for ln in lines:
         if 1 <= ln <= len(mask) and mask[ln - 1]:
@@ -701,14 +701,14 @@ def mutate_sources(items: list[tuple[str, str, str]], per_file: int, seed: int, 
     """Mutants of the functions in (path, language, text) items: up to ``per_file`` per file,
     ``per_snippet`` per function. Deterministic for a seed: each file gets its own RNG seeded from
     (seed, path), so adding files does not reshuffle the others' mutants."""
-    from risk_core.features import code_line_mask
+    from risk_core.candidates import candidate_mask
 
     samples: list[Sample] = []
     for i, (path, lang, source) in enumerate(items):
         digest = hashlib.sha256(f"{seed}:{path}".encode()).hexdigest()
         rng = random.Random(int(digest[:16], 16))
         # A function that is mostly docstring has too few candidate lines to locate anything in.
-        snips = [sn for sn in snippets_for(source, lang) if sum(code_line_mask(sn.code, lang)) >= MIN_CODE_LINES]
+        snips = [sn for sn in snippets_for(source, lang) if sum(candidate_mask(sn.code, lang)) >= MIN_CODE_LINES]
         rng.shuffle(snips)
         made = 0
         for sn in snips:
