@@ -68,8 +68,14 @@ def code_line_mask(code: str, language: str) -> list[bool]:
         has_code = [False] * len(lines)
         try:
             for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-                if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-                                tokenize.DEDENT, tokenize.ENDMARKER):
+                if tok.type in (
+                    tokenize.COMMENT,
+                    tokenize.NL,
+                    tokenize.NEWLINE,
+                    tokenize.INDENT,
+                    tokenize.DEDENT,
+                    tokenize.ENDMARKER,
+                ):
                     continue
                 if tok.type == tokenize.OP and tok.string in "()[]{},;:":
                     continue  # a line of closing brackets alone is not a place a bug lives
@@ -77,14 +83,20 @@ def code_line_mask(code: str, language: str) -> list[bool]:
                     if ln <= len(lines):
                         has_code[ln - 1] = True
         except (tokenize.TokenError, IndentationError, SyntaxError):
-            has_code = [bool(ln.strip()) and not ln.lstrip().startswith("#") and not _PUNCT_ONLY.match(ln)
-                        for ln in lines]
+            has_code = [
+                bool(ln.strip()) and not ln.lstrip().startswith("#") and not _PUNCT_ONLY.match(ln) for ln in lines
+            ]
         try:
             tree = ast.parse(code)
             for node in ast.walk(tree):
                 body = getattr(node, "body", None)
-                if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
-                        isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                if (
+                    isinstance(body, list)
+                    and body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                ):
                     for ln in range(body[0].lineno, body[0].end_lineno + 1):
                         has_code[ln - 1] = False
         except (SyntaxError, ValueError):
@@ -124,8 +136,9 @@ def frame_text(code: str, language: str, framing: str, tokenizer=None) -> tuple[
     template = None
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         try:
-            template = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                                     add_generation_prompt=True)
+            template = tokenizer.apply_chat_template(
+                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+            )
         except Exception:  # a template that needs other roles/fields: fall back to the plain prompt
             template = None
     if not template or _PLACEHOLDER not in template:
@@ -136,8 +149,9 @@ def frame_text(code: str, language: str, framing: str, tokenizer=None) -> tuple[
     return pre + body + post.lstrip("\n"), pre.count("\n")
 
 
-def compute_features(loaded, codes: list[str], languages: list[str], enc_cfg, sae=None,
-                     framing: str = "bare", keep_raw: bool = True) -> list[FileFeatures]:
+def compute_features(
+    loaded, codes: list[str], languages: list[str], enc_cfg, sae=None, framing: str = "bare", keep_raw: bool = True
+) -> list[FileFeatures]:
     """Line features for each code text (see module doc). ``enc_cfg`` is an ``encode.EncodeConfig``;
     its ``pooling`` is used for raw states, latents and surprise alike (surprise max uses max)."""
     from risk_core.encode import encode_tokens, pool_lines
@@ -163,8 +177,10 @@ def compute_features(loaded, codes: list[str], languages: list[str], enc_cfg, sa
         if sae is not None:
             dev = next(sae.parameters()).device
             with torch.no_grad():
-                chunks = [sae.encode_dense(states[i:i + 1024].to(dev)).float().cpu()
-                          for i in range(0, states.shape[0], 1024)]
+                chunks = [
+                    sae.encode_dense(states[i : i + 1024].to(dev)).float().cpu()
+                    for i in range(0, states.shape[0], 1024)
+                ]
             latents, _ = pool_lines(torch.cat(chunks), tl, n_lines, enc_cfg.pooling)
         surprise = None
         if ts.nll is not None:
@@ -181,6 +197,7 @@ def compute_features(loaded, codes: list[str], languages: list[str], enc_cfg, sa
 @dataclass
 class LineTable:
     """Candidate lines of many samples, stacked: the rows bind trains on and eval scores."""
+
     sample_index: Tensor
     """[n] index of each row's sample in the input list."""
     line_numbers: Tensor
@@ -197,21 +214,42 @@ class LineTable:
     def matrix(self, feature_set: str) -> Tensor:
         return feature_matrix(feature_set, self.sae, self.raw, self.surprise)
 
-    def subset(self, rows: Tensor) -> "LineTable":
+    def subset(self, rows: Tensor) -> LineTable:
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
-        return LineTable(self.sample_index[rows], self.line_numbers[rows], self.labels[rows],
-                         pick(self.sae), pick(self.raw), pick(self.surprise))
+        return LineTable(
+            self.sample_index[rows],
+            self.line_numbers[rows],
+            self.labels[rows],
+            pick(self.sae),
+            pick(self.raw),
+            pick(self.surprise),
+        )
 
 
-def line_table(loaded, samples, enc_cfg, sae=None, framing: str = "bare", keep_raw: bool = True,
-               batch_files: int = 16, progress=None) -> LineTable:
+def line_table(
+    loaded,
+    samples,
+    enc_cfg,
+    sae=None,
+    framing: str = "bare",
+    keep_raw: bool = True,
+    batch_files: int = 16,
+    progress=None,
+) -> LineTable:
     """Features of the candidate lines (``code_line_mask``) of every sample, in batches of files so
     that per-token SAE activations of the whole data set never sit in memory at once."""
     rows_si, rows_ln, rows_y, xs_sae, xs_raw, xs_sur = [], [], [], [], [], []
     for b in range(0, len(samples), batch_files):
-        chunk = samples[b:b + batch_files]
-        feats = compute_features(loaded, [s.code for s in chunk], [s.language for s in chunk], enc_cfg,
-                                 sae=sae, framing=framing, keep_raw=keep_raw)
+        chunk = samples[b : b + batch_files]
+        feats = compute_features(
+            loaded,
+            [s.code for s in chunk],
+            [s.language for s in chunk],
+            enc_cfg,
+            sae=sae,
+            framing=framing,
+            keep_raw=keep_raw,
+        )
         for k, (s, ff) in enumerate(zip(chunk, feats)):
             if not ff.line_numbers:
                 continue
@@ -236,5 +274,4 @@ def line_table(loaded, samples, enc_cfg, sae=None, framing: str = "bare", keep_r
     if not rows_si:
         raise UsageError("no candidate code lines in the data")
     cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
-    return LineTable(torch.cat(rows_si), torch.cat(rows_ln), torch.cat(rows_y), cat(xs_sae), cat(xs_raw),
-                     cat(xs_sur))
+    return LineTable(torch.cat(rows_si), torch.cat(rows_ln), torch.cat(rows_y), cat(xs_sae), cat(xs_raw), cat(xs_sur))
