@@ -24,14 +24,14 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
-
-from risk_core.errors import PttrustError, UsageError
+from typing import Any, TextIO
 
 from action.event import REVIEW_ACTIONS, PullRequestEvent, load_event
 from bot.run import ScorerFactory
+from risk_core.errors import PttrustError, UsageError
 
 FORMATS = ("json", "markdown", "sarif", "html", "text")
 """Report formats (bot.formats); the extension of report-path follows the format."""
@@ -61,7 +61,7 @@ class Inputs:
     dry_run: bool
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Inputs":
+    def from_env(cls, env: Mapping[str, str]) -> Inputs:
         """Validate the action's inputs; an empty input means "not given" (config or default)."""
 
         def raw(name: str) -> str:
@@ -74,8 +74,9 @@ class Inputs:
             try:
                 value = kind(text)
             except ValueError:
-                raise UsageError(f"input {name} must be {'an integer' if kind is int else 'a number'}, "
-                                 f"got {text!r}") from None
+                raise UsageError(
+                    f"input {name} must be {'an integer' if kind is int else 'a number'}, got {text!r}"
+                ) from None
             if kind is float and not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise UsageError(f"input {name} must be between 0 and 1, got {text!r}")
             if kind is int and value < 0:
@@ -126,8 +127,15 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def annotation(level: str, message: str, *, file: str | None = None, line: int | None = None,
-               end_line: int | None = None, title: str | None = None) -> str:
+def annotation(
+    level: str,
+    message: str,
+    *,
+    file: str | None = None,
+    line: int | None = None,
+    end_line: int | None = None,
+    title: str | None = None,
+) -> str:
     """``::warning file=...,line=...,endLine=...,title=...::message`` with every part escaped."""
     props = []
     if file:
@@ -200,18 +208,30 @@ def _forbidden(err: BaseException) -> str | None:
 
     seen: BaseException | None = err
     while seen is not None:  # the publisher may wrap PyGithub's exception in a PttrustError
-        if isinstance(seen, GithubException) and not isinstance(seen, RateLimitExceededException) \
-                and seen.status == 403:
+        if (
+            isinstance(seen, GithubException)
+            and not isinstance(seen, RateLimitExceededException)
+            and seen.status == 403
+        ):
             message = seen.data.get("message") if isinstance(seen.data, dict) else None
             return f"HTTP 403: {message or 'forbidden'}"
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-def review_pull_request(ref: str, cfg: Any, *, publish: bool, fmt: str, out: Path,
-                        environ: Mapping[str, str] | None = None, device: str = "auto",
-                        scorer_factory: ScorerFactory | None = None, settings: Any = None,
-                        progress: Callable[[str], None] | None = None) -> GitHubRun:
+def review_pull_request(
+    ref: str,
+    cfg: Any,
+    *,
+    publish: bool,
+    fmt: str,
+    out: Path,
+    environ: Mapping[str, str] | None = None,
+    device: str = "auto",
+    scorer_factory: ScorerFactory | None = None,
+    settings: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> GitHubRun:
     """Fetch the PR through the API, score it, and post unless ``publish`` is False.
 
     ``environ`` holds ``GITHUB_TOKEN``/``GITHUB_API_URL`` (default: ``os.environ``, as for
@@ -223,10 +243,16 @@ def review_pull_request(ref: str, cfg: Any, *, publish: bool, fmt: str, out: Pat
     from bot.run import score_source
 
     env = make_environment(cfg.templates)
-    source, publisher = github.open_pull_request(ref, dry_run=not publish, cfg=cfg, env=env,
-                                                 fmt=fmt, out=str(out),
-                                                 environ=dict(environ) if environ is not None else None,
-                                                 settings=settings)
+    source, publisher = github.open_pull_request(
+        ref,
+        dry_run=not publish,
+        cfg=cfg,
+        env=env,
+        fmt=fmt,
+        out=str(out),
+        environ=dict(environ) if environ is not None else None,
+        settings=settings,
+    )
     # scorer_factory: tests pass a deterministic double here, never product code.
     report = score_source(source, cfg, device=device, scorer_factory=scorer_factory, progress=progress)
     try:
@@ -248,8 +274,9 @@ def flagged_lines(report: Any) -> int:
     return sum(len(f.lines) for f in report.findings)
 
 
-def summary_markdown(event: PullRequestEvent, report: Any, *, posted: bool, note: str | None,
-                     fail_above: float | None, report_path: Path) -> str:
+def summary_markdown(
+    event: PullRequestEvent, report: Any, *, posted: bool, note: str | None, fail_above: float | None, report_path: Path
+) -> str:
     """The job summary: headline figures, the findings table and where the full report is."""
     s = report.summary
     risk = "n/a" if s.max_risk is None else f"{s.max_risk:.2f}"
@@ -258,8 +285,11 @@ def summary_markdown(event: PullRequestEvent, report: Any, *, posted: bool, note
         lines += [f"> {note}", ""]
     gate = ""
     if fail_above is not None:
-        gate = (f" — **fails** (above {fail_above:.2f})" if report.exceeds(fail_above)
-                else f" — passes (fail-above {fail_above:.2f})")
+        gate = (
+            f" — **fails** (above {fail_above:.2f})"
+            if report.exceeds(fail_above)
+            else f" — passes (fail-above {fail_above:.2f})"
+        )
     lines += [
         f"**Max risk {risk}**{gate}. {s.findings} finding(s) over threshold {s.threshold:.2f} "
         f"({flagged_lines(report)} line(s)); {s.lines_scored} of {s.lines_added} added line(s) scored "
@@ -294,8 +324,16 @@ def annotations(report: Any) -> list[str]:
         message = f"Risk {f.risk:.2f} for this AI-written line" + ("s" if f.is_multiline else "")
         if latents:
             message += f" (driven by: {latents})"
-        out.append(annotation("warning", message, file=f.path, line=f.start_line, end_line=f.end_line,
-                              title=f"PtTrust risk {f.risk:.2f}"))
+        out.append(
+            annotation(
+                "warning",
+                message,
+                file=f.path,
+                line=f.start_line,
+                end_line=f.end_line,
+                title=f"PtTrust risk {f.risk:.2f}",
+            )
+        )
     return out
 
 
@@ -313,8 +351,9 @@ def write_report(report: Any, fmt: str, path: Path, templates: str | None = None
 # Config from the base commit
 
 
-def read_base_config(event: PullRequestEvent, path: str, environ: Mapping[str, str],
-                     settings: Any = None) -> str | None:
+def read_base_config(
+    event: PullRequestEvent, path: str, environ: Mapping[str, str], settings: Any = None
+) -> str | None:
     """The config file's text at the PR's base commit, read through the API (None: absent).
 
     Never from the PR's head: a PR must not be able to raise its own threshold, cut the comment
@@ -345,12 +384,16 @@ def _github_env(env: Mapping[str, str], inputs: Inputs) -> dict[str, str]:
     """What the GitHub half reads: the github-token input wins over an ambient GITHUB_TOKEN."""
     if not inputs.token:
         raise UsageError("no github-token: pass `github-token: ${{ github.token }}` (the default)")
-    return {"GITHUB_TOKEN": inputs.token,
-            "GITHUB_API_URL": env.get("GITHUB_API_URL") or "https://api.github.com"}
+    return {"GITHUB_TOKEN": inputs.token, "GITHUB_API_URL": env.get("GITHUB_API_URL") or "https://api.github.com"}
 
 
-def resolve_config(event: PullRequestEvent, inputs: Inputs, github_env: Mapping[str, str],
-                   settings: Any = None, out: TextIO = sys.stdout) -> Any:
+def resolve_config(
+    event: PullRequestEvent,
+    inputs: Inputs,
+    github_env: Mapping[str, str],
+    settings: Any = None,
+    out: TextIO = sys.stdout,
+) -> Any:
     """The review settings: defaults < the base commit's config file < the action's inputs."""
     import dataclasses
 
@@ -360,8 +403,7 @@ def resolve_config(event: PullRequestEvent, inputs: Inputs, github_env: Mapping[
     if inputs.config:
         config_text = read_base_config(event, inputs.config, github_env, settings)
         if config_text is None and inputs.config != ".pttrust.yml":
-            raise UsageError(f"input config {inputs.config!r} not found at the base commit "
-                             f"{event.base_sha[:7]}")
+            raise UsageError(f"input config {inputs.config!r} not found at the base commit {event.base_sha[:7]}")
     with tempfile.TemporaryDirectory(prefix="pttrust-cfg-") as tmp:
         cfg_path = None
         if config_text is not None:
@@ -371,16 +413,33 @@ def resolve_config(event: PullRequestEvent, inputs: Inputs, github_env: Mapping[
         cfg = load_config(cfg_path)
     if cfg.templates:
         # Only the config file is read from the base commit, not a templates directory beside it.
-        print(annotation("warning", "the config's `templates` is not used by the action; the "
-                         "packaged templates are", title="PtTrust"), file=out)
+        print(
+            annotation(
+                "warning",
+                "the config's `templates` is not used by the action; the packaged templates are",
+                title="PtTrust",
+            ),
+            file=out,
+        )
         cfg = dataclasses.replace(cfg, templates=None)
-    return cfg.replace(threshold=inputs.threshold, max_comments=inputs.max_comments,
-                       fail_above=inputs.fail_above, authored_by=inputs.authored_by,
-                       model=inputs.model, bundle=inputs.bundle)
+    return cfg.replace(
+        threshold=inputs.threshold,
+        max_comments=inputs.max_comments,
+        fail_above=inputs.fail_above,
+        authored_by=inputs.authored_by,
+        model=inputs.model,
+        bundle=inputs.bundle,
+    )
 
 
-def run(env: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stderr, *,
-        scorer_factory: ScorerFactory | None = None, github_settings: Any = None) -> int:
+def run(
+    env: Mapping[str, str],
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    *,
+    scorer_factory: ScorerFactory | None = None,
+    github_settings: Any = None,
+) -> int:
     """One Action run. Returns the exit code; raises PttrustError for failures (see main).
 
     ``scorer_factory`` and ``github_settings`` (bot.publish.github.GitHubSettings: pacing, retries,
@@ -389,8 +448,7 @@ def run(env: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stde
     event = load_event(env.get("GITHUB_EVENT_NAME", ""), env.get("GITHUB_EVENT_PATH"))
     inputs = Inputs.from_env(env)
     if event.action not in REVIEW_ACTIONS:
-        print(f"::notice title=PtTrust::nothing to review on a {event.event_name} "
-              f"'{event.action}' event", file=out)
+        print(f"::notice title=PtTrust::nothing to review on a {event.event_name} '{event.action}' event", file=out)
         return 0
     github_env = _github_env(env, inputs)
     cfg = resolve_config(event, inputs, github_env, github_settings, out)
@@ -398,9 +456,11 @@ def run(env: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stde
     publish = not inputs.dry_run and not event.read_only_token
     note = None
     if event.read_only_token:
-        note = (f"This PR comes from the fork {event.head_repo or '(deleted)'}: GitHub gives the "
-                f"`pull_request` run a read-only token, so the findings are shown as annotations "
-                f"and in this summary instead of a review.")
+        note = (
+            f"This PR comes from the fork {event.head_repo or '(deleted)'}: GitHub gives the "
+            f"`pull_request` run a read-only token, so the findings are shown as annotations "
+            f"and in this summary instead of a review."
+        )
     elif inputs.dry_run:
         note = "Dry run: nothing was posted to the PR."
 
@@ -412,13 +472,24 @@ def run(env: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stde
     def say(message: str) -> None:
         print(message, file=err, flush=True)
 
-    result = review_pull_request(event.ref, cfg, publish=publish, fmt=inputs.format, out=report_path,
-                                 environ=github_env, device=device, scorer_factory=scorer_factory,
-                                 settings=github_settings, progress=say)
+    result = review_pull_request(
+        event.ref,
+        cfg,
+        publish=publish,
+        fmt=inputs.format,
+        out=report_path,
+        environ=github_env,
+        device=device,
+        scorer_factory=scorer_factory,
+        settings=github_settings,
+        progress=say,
+    )
     report = result.report
     if result.forbidden:
-        note = (f"The token may not post to this PR ({result.forbidden}); grant "
-                f"`pull-requests: write` to get a review. Findings are shown as annotations instead.")
+        note = (
+            f"The token may not post to this PR ({result.forbidden}); grant "
+            f"`pull-requests: write` to get a review. Findings are shown as annotations instead."
+        )
 
     # Annotations only where nothing reached the PR, so a normal run does not show everything twice.
     if not result.posted:
@@ -441,12 +512,15 @@ def run(env: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stde
             write_report(report, "sarif", sarif_path, cfg.templates)
         outputs["sarif-path"] = str(sarif_path)
     write_outputs(env.get("GITHUB_OUTPUT"), outputs, out)
-    append_summary(env.get("GITHUB_STEP_SUMMARY"),
-                   summary_markdown(event, report, posted=result.posted, note=note,
-                                    fail_above=cfg.fail_above, report_path=report_path))
+    append_summary(
+        env.get("GITHUB_STEP_SUMMARY"),
+        summary_markdown(
+            event, report, posted=result.posted, note=note, fail_above=cfg.fail_above, report_path=report_path
+        ),
+    )
 
     if report.exceeds(cfg.fail_above):
-        message = (f"max risk {report.summary.max_risk:.2f} is above fail-above {cfg.fail_above:.2f}")
+        message = f"max risk {report.summary.max_risk:.2f} is above fail-above {cfg.fail_above:.2f}"
         print(annotation("error", message, title="PtTrust gate"), file=out)
         print(f"error: {message}", file=err)
         return 1
@@ -475,9 +549,9 @@ def model_info(env: Mapping[str, str], out: TextIO = sys.stdout, *, github_setti
         name = resolve_config(event, inputs, _github_env(env, inputs), github_settings, out).model or ""
     name = name or models.DEFAULT_MODEL
     cache_dir = env.get("INPUT_CACHE_DIR", "").strip() or str(
-        Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "pttrust-cache")
-    values = {"cache-dir": cache_dir, "name": name, "cacheable": "false", "key": "", "path": "",
-              "requirements": ""}
+        Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "pttrust-cache"
+    )
+    values = {"cache-dir": cache_dir, "name": name, "cacheable": "false", "key": "", "path": "", "requirements": ""}
     spec = models.REGISTRY.get(name)
     if spec is not None:
         # The same layout as models.model_dir(), under the cache dir the later steps will use.
@@ -490,8 +564,9 @@ def model_info(env: Mapping[str, str], out: TextIO = sys.stdout, *, github_setti
             requirements=" ".join(f"{p}=={spec.version}" for p in spec.parts),
         )
     elif not Path(name).is_dir():
-        raise UsageError(f"unknown model {name!r}: not a directory nor a registry name "
-                         f"(known: {', '.join(sorted(models.REGISTRY))})")
+        raise UsageError(
+            f"unknown model {name!r}: not a directory nor a registry name (known: {', '.join(sorted(models.REGISTRY))})"
+        )
     write_outputs(env.get("GITHUB_OUTPUT"), values, out)
     return 0
 

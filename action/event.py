@@ -9,9 +9,10 @@ instead of silently passing.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from risk_core.errors import UsageError
 
@@ -88,16 +89,26 @@ def _get(obj: Any, *keys: str) -> Any:
 def parse_event(event_name: str, payload: Mapping[str, Any]) -> PullRequestEvent:
     """The review-relevant facts of a pull-request payload; UsageError for anything else."""
     if event_name not in PR_EVENTS:
-        raise UsageError(f"the pttrust action reviews pull requests: run it on "
-                         f"{' or '.join(PR_EVENTS)}, not on {event_name or 'an unnamed event'!r}")
+        raise UsageError(
+            f"the pttrust action reviews pull requests: run it on "
+            f"{' or '.join(PR_EVENTS)}, not on {event_name or 'an unnamed event'!r}"
+        )
     pr = payload.get("pull_request") if isinstance(payload, Mapping) else None
     if not isinstance(pr, Mapping):
         raise UsageError(f"the {event_name} payload has no pull_request object")
     base_full = _get(pr, "base", "repo", "full_name") or _get(payload, "repository", "full_name")
     number = pr.get("number", payload.get("number"))
     base_sha, head_sha = _get(pr, "base", "sha"), _get(pr, "head", "sha")
-    missing = [name for name, value in (("base.repo.full_name", base_full), ("number", number),
-                                        ("base.sha", base_sha), ("head.sha", head_sha)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("base.repo.full_name", base_full),
+            ("number", number),
+            ("base.sha", base_sha),
+            ("head.sha", head_sha),
+        )
+        if not value
+    ]
     if missing:
         raise UsageError(f"the {event_name} payload lacks pull_request {', '.join(missing)}")
     if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
@@ -123,8 +134,10 @@ def parse_event(event_name: str, payload: Mapping[str, Any]) -> PullRequestEvent
 def load_event(event_name: str, path: str | None) -> PullRequestEvent:
     """Read and parse ``$GITHUB_EVENT_PATH``; every failure is a one-line UsageError."""
     if not path:
-        raise UsageError("GITHUB_EVENT_PATH is not set: run the action inside a GitHub workflow "
-                         "(or use `pttrust review --github OWNER/REPO#N` locally)")
+        raise UsageError(
+            "GITHUB_EVENT_PATH is not set: run the action inside a GitHub workflow "
+            "(or use `pttrust review --github OWNER/REPO#N` locally)"
+        )
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

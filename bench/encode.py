@@ -68,7 +68,7 @@ def corpus_texts(tokenizer, n_files: int, tokens_per_file: int) -> list[str]:
     ids = tokenizer(text, add_special_tokens=False).input_ids
     while len(ids) < n_files * tokens_per_file:
         ids = ids + ids
-    return [tokenizer.decode(ids[i * tokens_per_file:(i + 1) * tokens_per_file]) for i in range(n_files)]
+    return [tokenizer.decode(ids[i * tokens_per_file : (i + 1) * tokens_per_file]) for i in range(n_files)]
 
 
 @torch.inference_mode()
@@ -108,19 +108,27 @@ def main():
     loaded = models.load_model(name)
     cold = time.perf_counter() - t
     dev = loaded.device
-    print(f"device: {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else f'{torch.get_num_threads()} threads'})")
+    where = torch.cuda.get_device_name() if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device: {dev} ({where})")
 
     cfg = EncodeConfig(layer=LAYER, window=2048, batch_size=8)
     encode_lines(loaded, ["def warm_up():\n    pass\n"], cfg)
     naive(loaded, ["def warm_up():\n    pass\n"])
-    cases = {"one 2,048-token file": corpus_texts(loaded.tokenizer, 1, 2048),
-             "8 files x 512 tokens": corpus_texts(loaded.tokenizer, 8, 512)}
+    cases = {
+        "one 2,048-token file": corpus_texts(loaded.tokenizer, 1, 2048),
+        "8 files x 512 tokens": corpus_texts(loaded.tokenizer, 8, 512),
+    }
     for label, texts in cases.items():
         n_tok = sum(len(loaded.tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
         (t_enc, m_enc), (t_nai, m_nai) = measure(
-            [lambda: encode_lines(loaded, texts, cfg), lambda: naive(loaded, texts)], dev, args.reps)
-        print(f"{label:22s} encode_lines {n_tok / t_enc:8.0f} tok/s peak {m_enc / 2**20:7.0f} MiB | "
-              f"naive {n_tok / t_nai:8.0f} tok/s peak {m_nai / 2**20:7.0f} MiB | speed-up {t_nai / t_enc:.2f}x")
+            [lambda texts=texts: encode_lines(loaded, texts, cfg), lambda texts=texts: naive(loaded, texts)],
+            dev,
+            args.reps,
+        )
+        print(
+            f"{label:22s} encode_lines {n_tok / t_enc:8.0f} tok/s peak {m_enc / 2**20:7.0f} MiB | "
+            f"naive {n_tok / t_nai:8.0f} tok/s peak {m_nai / 2**20:7.0f} MiB | speed-up {t_nai / t_enc:.2f}x"
+        )
 
     print(f"cold start from the prepared cache: {cold:.1f} s")
     if not args.skip_gguf:

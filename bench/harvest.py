@@ -42,11 +42,20 @@ def main() -> None:
     if corpus_dir is None:
         stdlib = Path(sysconfig.get_paths()["stdlib"])
         corpus_dir = tmp / "corpus"
-        build_corpus([str(stdlib / "email"), str(stdlib / "json"), str(stdlib / "asyncio")], corpus_dir,
-                     CorpusConfig(validation_fraction=0.0, reserved_fraction=0.0))
+        build_corpus(
+            [str(stdlib / "email"), str(stdlib / "json"), str(stdlib / "asyncio")],
+            corpus_dir,
+            CorpusConfig(validation_fraction=0.0, reserved_fraction=0.0),
+        )
     loaded = load_model(args.model, device=args.device, quantize=args.quantize)
-    cfg = hv.HarvestConfig(layer=args.layer, tokens=args.tokens, val_tokens=0, ctx_len=args.ctx_len,
-                           batch_size=args.batch_size, shard_tokens=max(args.tokens // 4, 1))
+    cfg = hv.HarvestConfig(
+        layer=args.layer,
+        tokens=args.tokens,
+        val_tokens=0,
+        ctx_len=args.ctx_len,
+        batch_size=args.batch_size,
+        shard_tokens=max(args.tokens // 4, 1),
+    )
     sync = torch.cuda.synchronize if loaded.device.type == "cuda" else (lambda: None)
 
     # The same chunks, tokenized up front, for the bare forward.
@@ -59,7 +68,7 @@ def main() -> None:
     sync()
     t0 = time.perf_counter()
     for b in range(0, len(chunks), cfg.batch_size):
-        h = hv.layer_states(loaded, torch.stack(chunks[b:b + cfg.batch_size]), args.layer)
+        h = hv.layer_states(loaded, torch.stack(chunks[b : b + cfg.batch_size]), args.layer)
     sync()
     bare_s = time.perf_counter() - t0
     n_tok = len(chunks) * cfg.acts_per_chunk
@@ -71,11 +80,15 @@ def main() -> None:
     n_h = doc["n_tokens"]["train"]
 
     bare, full = n_tok / bare_s, n_h / harvest_s
-    print(f"device {loaded.device}, layer {args.layer}/{loaded.num_layers}, d={loaded.d_model}, "
-          f"ctx {args.ctx_len} x batch {args.batch_size}, {n_h:,} tokens")
+    print(
+        f"device {loaded.device}, layer {args.layer}/{loaded.num_layers}, d={loaded.d_model}, "
+        f"ctx {args.ctx_len} x batch {args.batch_size}, {n_h:,} tokens"
+    )
     print(f"bare truncated forward: {bare:,.0f} tokens/s")
-    print(f"harvest pipeline:       {full:,.0f} tokens/s (includes model fingerprint hashing: "
-          f"{'yes' if loaded.sha256 is None else 'no'})")
+    print(
+        f"harvest pipeline:       {full:,.0f} tokens/s (includes model fingerprint hashing: "
+        f"{'yes' if loaded.sha256 is None else 'no'})"
+    )
     print(f"ratio harvest/bare:     {full / bare:.2f}")
     del h
 

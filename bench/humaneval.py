@@ -33,7 +33,7 @@ def naive(loaded, prompts: list[str], max_new_tokens: int) -> list[str]:
         for prompt in prompts:
             ids = tok(prompt, return_tensors="pt").to(loaded.device)
             g = loaded.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
-            out.append(truncate_completion(tok.decode(g[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)))
+            out.append(truncate_completion(tok.decode(g[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)))
     return out
 
 
@@ -56,7 +56,7 @@ def main() -> int:
     t0 = time.perf_counter()
     batched = []
     for i in range(0, len(prompts), args.batch_size):
-        chunk = prompts[i:i + args.batch_size]
+        chunk = prompts[i : i + args.batch_size]
         batched += [per[0][1] for per in sample_completions(loaded, chunk, 1, 1.0, args.max_new_tokens, 0)]
     t_batched = time.perf_counter() - t0
 
@@ -65,14 +65,21 @@ def main() -> int:
     t_naive = time.perf_counter() - t0
 
     same = sum(a == b for a, b in zip(batched, one_by_one))
-    print(json.dumps({
-        "device": str(loaded.device), "problems": len(prompts), "batch_size": args.batch_size,
-        "max_new_tokens": args.max_new_tokens,
-        "batched_s_per_problem": round(t_batched / len(prompts), 2),
-        "naive_s_per_problem": round(t_naive / len(prompts), 2),
-        "speedup": round(t_naive / t_batched, 2),
-        "same_completion": f"{same}/{len(prompts)}",
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "device": str(loaded.device),
+                "problems": len(prompts),
+                "batch_size": args.batch_size,
+                "max_new_tokens": args.max_new_tokens,
+                "batched_s_per_problem": round(t_batched / len(prompts), 2),
+                "naive_s_per_problem": round(t_naive / len(prompts), 2),
+                "speedup": round(t_naive / t_batched, 2),
+                "same_completion": f"{same}/{len(prompts)}",
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -25,13 +25,26 @@ sys.path.insert(0, str(ROOT))
 # A realistic mix of Python lines; the generated files are ~4x longer than their added part, as a
 # PR usually touches a small part of each file (that is what targeted scoring saves on).
 SNIPPETS = [
-    "def {f}(items, limit=10):", "    total = 0", "    for i, item in enumerate(items):",
-    "        if i >= limit:", "            break", "        total += item.get('value', 0)",
-    "    return total / max(len(items), 1)", "", "class {C}:", "    def __init__(self, path):",
-    "        self.path = path", "        self.cache = {{}}", "    def load(self, key):",
-    "        if key in self.cache:", "            return self.cache[key]",
-    "        with open(self.path) as fh:", "            data = json.load(fh)",
-    "        self.cache[key] = data.get(key)", "        return self.cache[key]", "",
+    "def {f}(items, limit=10):",
+    "    total = 0",
+    "    for i, item in enumerate(items):",
+    "        if i >= limit:",
+    "            break",
+    "        total += item.get('value', 0)",
+    "    return total / max(len(items), 1)",
+    "",
+    "class {C}:",
+    "    def __init__(self, path):",
+    "        self.path = path",
+    "        self.cache = {{}}",
+    "    def load(self, key):",
+    "        if key in self.cache:",
+    "            return self.cache[key]",
+    "        with open(self.path) as fh:",
+    "            data = json.load(fh)",
+    "        self.cache[key] = data.get(key)",
+    "        return self.cache[key]",
+    "",
 ]
 
 
@@ -41,16 +54,19 @@ def make_change(n_files: int, n_added: int, context_factor: int, seed: int = 0):
     files, diff = {}, []
     per_file = [n_added // n_files + (1 if i < n_added % n_files else 0) for i in range(n_files)]
     for i, n in enumerate(per_file):
-        def line(k):
+
+        def line(k, i=i):
             return SNIPPETS[k % len(SNIPPETS)].format(f=f"fn_{i}_{k}", C=f"Thing{i}_{k}")
+
         before = [line(k) for k in range(n * context_factor)]
         at = rng.randrange(len(before) + 1)
         added = [line(k + 7) for k in range(n)]
         new = before[:at] + added + before[at:]
         path = f"pkg/mod_{i}.py"
         files[path] = "\n".join(new) + "\n"
-        diff += [f"diff --git a/{path} b/{path}", f"--- a/{path}", f"+++ b/{path}",
-                 f"@@ -{at},0 +{at + 1},{n} @@"] + [f"+{t}" for t in added]
+        diff += [f"diff --git a/{path} b/{path}", f"--- a/{path}", f"+++ b/{path}", f"@@ -{at},0 +{at + 1},{n} @@"] + [
+            f"+{t}" for t in added
+        ]
     return files, "\n".join(diff) + "\n"
 
 
@@ -64,12 +80,12 @@ def main() -> int:
     ap.add_argument("--context-factor", type=int, default=4, help="file length / added lines")
     args = ap.parse_args()
 
-    from bot.run import load_scorer
     from bot.config import ReviewConfig
     from bot.context import file_to_score, working_tree_reader
     from bot.formats import format_report
     from bot.render import make_environment, render_comment, render_summary
     from bot.review import review
+    from bot.run import load_scorer
 
     files, diff = make_change(args.files, args.lines, args.context_factor)
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,14 +120,20 @@ def main() -> int:
     result = {
         "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
         "threads": torch.get_num_threads(),
-        "files": args.files, "added_lines": args.lines,
+        "files": args.files,
+        "added_lines": args.lines,
         "file_lines_total": sum(t.count("\n") for t in files.values()),
         "lines_scored": report.summary.lines_scored,
         "naive_lines_scored": sum(len(fs.lines) for fs in naive),
-        "load_s": round(t_load, 3), "review_s": round(t_review, 3), "end_to_end_s": round(end_to_end, 3),
-        "naive_s": round(t_naive, 3), "naive_over_targeted": round(t_naive / max(t_review, 1e-9), 2),
-        "target_s": target, "met": end_to_end <= target,
-        "model": model_name, "bundle": bundle_name,
+        "load_s": round(t_load, 3),
+        "review_s": round(t_review, 3),
+        "end_to_end_s": round(end_to_end, 3),
+        "naive_s": round(t_naive, 3),
+        "naive_over_targeted": round(t_naive / max(t_review, 1e-9), 2),
+        "target_s": target,
+        "met": end_to_end <= target,
+        "model": model_name,
+        "bundle": bundle_name,
     }
     print(json.dumps(result, indent=2))
     return 0 if result["met"] else 1

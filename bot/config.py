@@ -16,13 +16,39 @@ import yaml
 from risk_core.errors import UsageError
 
 DEFAULT_AI_AUTHOR_GLOBS = [
-    "*[bot]", "copilot*", "devin-ai-integration*", "claude*", "cursor*", "codex*", "openai-codex*", "sweep-ai*", "aider*", "gemini-code-assist*", "jules*",
-    "amazon-q-developer*", "codegen-sh*",
+    "*[bot]",
+    "copilot*",
+    "devin-ai-integration*",
+    "claude*",
+    "cursor*",
+    "codex*",
+    "openai-codex*",
+    "sweep-ai*",
+    "aider*",
+    "gemini-code-assist*",
+    "jules*",
+    "amazon-q-developer*",
+    "codegen-sh*",
 ]
 DEFAULT_SKIP_PATHS = [
-    "vendor/**", "third_party/**", "node_modules/**", "dist/**", "build/**", "*.min.js",
-    "*.min.css", "*.map", "*_pb2.py", "*_pb2_grpc.py", "*.pb.go", "*.generated.*",
-    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock", "go.sum",
+    "vendor/**",
+    "third_party/**",
+    "node_modules/**",
+    "dist/**",
+    "build/**",
+    "*.min.js",
+    "*.min.css",
+    "*.map",
+    "*_pb2.py",
+    "*_pb2_grpc.py",
+    "*.pb.go",
+    "*.generated.*",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "poetry.lock",
+    "Cargo.lock",
+    "go.sum",
 ]
 
 
@@ -65,7 +91,7 @@ class ReviewConfig:
     templates: str | None = None
     """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
 
-    def replace(self, **overrides: Any) -> "ReviewConfig":
+    def replace(self, **overrides: Any) -> ReviewConfig:
         """A copy with the given fields replaced; None values (flags not given) are ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
         cfg = dataclasses.replace(self, **given)
@@ -86,8 +112,15 @@ class ReviewConfig:
                 raise bad(name, f"must be between 0 and 1, got {v}")
         if self.fail_above is not None and not 0.0 <= self.fail_above <= 1.0:
             raise bad("fail_above", f"must be between 0 and 1, got {self.fail_above}")
-        for name in ("max_comments", "max_comments_per_file", "max_files", "max_added_lines",
-                     "max_file_bytes", "merge_gap", "top_latents"):
+        for name in (
+            "max_comments",
+            "max_comments_per_file",
+            "max_files",
+            "max_added_lines",
+            "max_file_bytes",
+            "merge_gap",
+            "top_latents",
+        ):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}")
         if self.authored_by not in (None, "all", "ai"):

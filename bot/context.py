@@ -8,9 +8,9 @@ its target lines: one encoding per file, however many lines it has.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from bot.diff import FileChange, decode
 
@@ -78,7 +78,7 @@ class GitAttributes:
     rules: list[tuple[str, str, bool]]  # (pattern, attribute, set?)
 
     @classmethod
-    def parse(cls, text: str) -> "GitAttributes":
+    def parse(cls, text: str) -> GitAttributes:
         rules = []
         for line in text.splitlines():
             line = line.strip()
@@ -128,8 +128,9 @@ class Context:
     """path -> new-side lines, for reports that show the code around a finding."""
 
 
-def build_requests(changes: list[FileChange], selected: dict[str, list[int]], read: SourceReader,
-                   max_file_bytes: int = 0) -> Context:
+def build_requests(
+    changes: list[FileChange], selected: dict[str, list[int]], read: SourceReader, max_file_bytes: int = 0
+) -> Context:
     """Read each file that has selected lines once and build one scoring request for it.
 
     A file is skipped with a reason, never dropped silently, when it is missing, too large, or its
@@ -146,8 +147,7 @@ def build_requests(changes: list[FileChange], selected: dict[str, list[int]], re
             ctx.skipped.append((change.path, "new-side file not found (is the diff applied to --repo?)"))
             continue
         if max_file_bytes and len(data) > max_file_bytes:
-            ctx.skipped.append((change.path, f"file is {len(data)} bytes, over the limit of "
-                                             f"{max_file_bytes} bytes"))
+            ctx.skipped.append((change.path, f"file is {len(data)} bytes, over the limit of {max_file_bytes} bytes"))
             continue
         if b"\0" in data[:8000]:
             ctx.skipped.append((change.path, "binary content in the working tree"))
@@ -157,11 +157,18 @@ def build_requests(changes: list[FileChange], selected: dict[str, list[int]], re
         file_lines = [l.rstrip("\r") for l in text.split("\n")]
         if file_lines and file_lines[-1] == "" and text.endswith("\n"):
             file_lines.pop()
-        mismatch = next((n for n in lines if n > len(file_lines)
-                         or file_lines[n - 1] != change.added_text.get(n, file_lines[n - 1])), None)
+        mismatch = next(
+            (
+                n
+                for n in lines
+                if n > len(file_lines) or file_lines[n - 1] != change.added_text.get(n, file_lines[n - 1])
+            ),
+            None,
+        )
         if mismatch is not None:
-            ctx.skipped.append((change.path, f"file content differs from the diff at line {mismatch} "
-                                             "(is the diff applied to --repo?)"))
+            ctx.skipped.append(
+                (change.path, f"file content differs from the diff at line {mismatch} (is the diff applied to --repo?)")
+            )
             continue
         ctx.texts[change.path] = file_lines
         ctx.requests.append(file_to_score(change.path, text, sorted(lines)))

@@ -160,8 +160,7 @@ def _file_change(pf) -> FileChange:
             elif value.endswith("\n"):
                 value = value[:-1]
             lines.append((ln.line_type, ln.target_line_no if ln.line_type != "-" else None, value))
-        hunk = Hunk(h.source_start, h.source_length, h.target_start, h.target_length,
-                    h.section_header or "", lines)
+        hunk = Hunk(h.source_start, h.source_length, h.target_start, h.target_length, h.section_header or "", lines)
         change.hunks.append(hunk)
         for kind, n, value in lines:
             if kind == "+" and n is not None:
@@ -199,7 +198,9 @@ def _submodule_commit(change: FileChange) -> str | None:
     return m.group(1) if m else ""
 
 
-def apply_limits(diff: ParsedDiff, max_files: int, max_added_lines: int) -> tuple[list[FileChange], list[tuple[str, str]]]:
+def apply_limits(
+    diff: ParsedDiff, max_files: int, max_added_lines: int
+) -> tuple[list[FileChange], list[tuple[str, str]]]:
     """Keep files in diff order until a limit is hit; the rest get a "skipped: why" entry.
 
     Returns (kept files, [(path, reason)]). A limit of 0 means no limit. The added-line budget is
@@ -215,10 +216,10 @@ def apply_limits(diff: ParsedDiff, max_files: int, max_added_lines: int) -> tupl
             continue
         n = len(change.added_lines)
         if max_added_lines and n > budget:
-            skipped.append((change.path, f"{n} added lines would exceed the limit of "
-                                         f"{max_added_lines} added lines per review"))
+            skipped.append(
+                (change.path, f"{n} added lines would exceed the limit of {max_added_lines} added lines per review")
+            )
             continue
         budget -= n
         kept.append(change)
     return kept, skipped
-

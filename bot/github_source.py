@@ -60,8 +60,11 @@ class PullRequestReader:
         self.repo = repo  # github.Repository.Repository
         self.pull = pull  # github.PullRequest.PullRequest
         self.data = PullRequestData(
-            full_name=repo.full_name, number=pull.number, title=pull.title or "",
-            head_sha=pull.head.sha, base_sha=pull.base.sha,
+            full_name=repo.full_name,
+            number=pull.number,
+            title=pull.title or "",
+            head_sha=pull.head.sha,
+            base_sha=pull.base.sha,
             labels=tuple(label.name for label in pull.labels),
             files=[_pull_file(f) for f in pull.get_files()],
             commits=[_commit_info(c) for c in pull.get_commits()],

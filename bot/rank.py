@@ -60,9 +60,14 @@ def group_lines(lines: list[Any], threshold: float, merge_gap: int) -> list[list
     return groups
 
 
-def rank(file_scores: list[Any], threshold: float, max_comments: int = 0,
-         max_comments_per_file: int = 0, merge_gap: int = 1,
-         rules: dict[tuple[str, int], str] | None = None) -> Ranking:
+def rank(
+    file_scores: list[Any],
+    threshold: float,
+    max_comments: int = 0,
+    max_comments_per_file: int = 0,
+    merge_gap: int = 1,
+    rules: dict[tuple[str, int], str] | None = None,
+) -> Ranking:
     """Findings from `FileScores`; caps of 0 mean no limit. Ties break by path and line so the
     output is stable from run to run."""
     rules = rules or {}
@@ -72,8 +77,9 @@ def rank(file_scores: list[Any], threshold: float, max_comments: int = 0,
         found = []
         for group in group_lines(fs.lines, threshold, merge_gap):
             peak = max(group, key=lambda l: l.risk)
-            found.append(Finding(fs.path, group[0].line, group[-1].line, peak.risk, group, peak,
-                                 rules.get((fs.path, peak.line))))
+            found.append(
+                Finding(fs.path, group[0].line, group[-1].line, peak.risk, group, peak, rules.get((fs.path, peak.line)))
+            )
         found.sort(key=lambda f: (-f.risk, f.start_line))
         result.candidates += len(found)
         if max_comments_per_file and len(found) > max_comments_per_file:

@@ -113,7 +113,6 @@ def render_check(env: jinja2.Environment, report: Any, fail_above: float | None)
     body = render(env, "check.md.j2", report=report, fail_above=fail_above, failed=failed)
     summary, _, text = body.partition("\n---8<---\n")
     s = report.summary
-    title = (f"{s.findings} risky finding(s), max risk {risk_pct(s.max_risk)}"
-             if s.lines_scored else "no lines scored")
+    title = f"{s.findings} risky finding(s), max risk {risk_pct(s.max_risk)}" if s.lines_scored else "no lines scored"
     conclusion = "failure" if failed else ("neutral" if s.findings else "success")
     return CheckOutput(title, summary.strip(), text.strip(), conclusion)

@@ -17,8 +17,9 @@ The `Report` is then rendered (`bot.render`, `bot.formats`) and published (`bot.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from bot.config import ReviewConfig
 from bot.context import GitAttributes, SourceReader, build_requests, skip_reason
@@ -136,30 +137,50 @@ def local_source(diff: bytes | str, repo: str, name: str = "", with_blame: bool 
     from bot.context import working_tree_reader
     from bot.select import GitBlame
 
-    return ReviewSource(diff, working_tree_reader(repo), GitBlame(repo) if with_blame else None,
-                        (), "all", name)
+    return ReviewSource(diff, working_tree_reader(repo), GitBlame(repo) if with_blame else None, (), "all", name)
 
 
-def review_source(source: ReviewSource, scorer: RiskScorer | Callable[[], RiskScorer],
-                  cfg: ReviewConfig, *,
-                  progress: Progress | None = None, model_name: str | None = None,
-                  bundle_name: str | None = None) -> Report:
+def review_source(
+    source: ReviewSource,
+    scorer: RiskScorer | Callable[[], RiskScorer],
+    cfg: ReviewConfig,
+    *,
+    progress: Progress | None = None,
+    model_name: str | None = None,
+    bundle_name: str | None = None,
+) -> Report:
     """`review()` on a ReviewSource, with authored_by from cfg or the source's default."""
-    return review(source.diff, source.read_file, scorer, cfg,
-                  authored_by=cfg.authored_by or source.default_authored_by,
-                  authorship=source.authorship, pr_labels=source.pr_labels, progress=progress,
-                  model_name=model_name, bundle_name=bundle_name)
+    return review(
+        source.diff,
+        source.read_file,
+        scorer,
+        cfg,
+        authored_by=cfg.authored_by or source.default_authored_by,
+        authorship=source.authorship,
+        pr_labels=source.pr_labels,
+        progress=progress,
+        model_name=model_name,
+        bundle_name=bundle_name,
+    )
 
 
 def _silent(_: str) -> None:
     pass
 
 
-def review(diff: bytes | str, read_file: SourceReader,
-           scorer: RiskScorer | Callable[[], RiskScorer], cfg: ReviewConfig, *,
-           authored_by: str = "all", authorship: LineAuthorship | None = None,
-           pr_labels: Iterable[str] = (), progress: Progress | None = None,
-           model_name: str | None = None, bundle_name: str | None = None) -> Report:
+def review(
+    diff: bytes | str,
+    read_file: SourceReader,
+    scorer: RiskScorer | Callable[[], RiskScorer],
+    cfg: ReviewConfig,
+    *,
+    authored_by: str = "all",
+    authorship: LineAuthorship | None = None,
+    pr_labels: Iterable[str] = (),
+    progress: Progress | None = None,
+    model_name: str | None = None,
+    bundle_name: str | None = None,
+) -> Report:
     """Run the whole pipeline on one diff. Raises PttrustError/UsageError for bad input.
 
     ``scorer`` may be a zero-argument factory: it is called only when there is something to score,
@@ -170,8 +191,7 @@ def review(diff: bytes | str, read_file: SourceReader,
     parsed = parse_diff(diff)
     warnings = list(parsed.warnings)
     skipped: list[Skipped] = []
-    reports = {c.path: FileReport(c.path, c.old_path, c.status, len(c.added_lines), c.hunks)
-               for c in parsed.files}
+    reports = {c.path: FileReport(c.path, c.old_path, c.status, len(c.added_lines), c.hunks) for c in parsed.files}
 
     def skip(path: str, reason: str) -> None:
         skipped.append(Skipped(path, reason))
@@ -220,8 +240,14 @@ def review(diff: bytes | str, read_file: SourceReader,
             continue
         reports[fs.path].lines = sorted(fs.lines, key=lambda l: l.line)
 
-    ranking = rank([fs for fs in scores if not getattr(fs, "skipped", None)], cfg.threshold,
-                   cfg.max_comments, cfg.max_comments_per_file, cfg.merge_gap, sel.rules)
+    ranking = rank(
+        [fs for fs in scores if not getattr(fs, "skipped", None)],
+        cfg.threshold,
+        cfg.max_comments,
+        cfg.max_comments_per_file,
+        cfg.merge_gap,
+        sel.rules,
+    )
     for finding in ranking.findings:
         reports[finding.path].findings.append(finding)
 

@@ -3,8 +3,8 @@ and the GitHub Action's entry, so that both run the same pieces in the same orde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from risk_core.errors import PttrustError, UsageError
 
@@ -36,8 +36,7 @@ def load_scorer(model: str | None, bundle: str | None, device: str = "auto", pro
     name = model or DEFAULT_MODEL
     bundle_path = Path(bundle) if bundle else default_bundle(name)
     if bundle_path is None:
-        raise UsageError(f"no artifact bundle for model {name!r}: pass --bundle DIR "
-                         "(made by `pttrust bind`)")
+        raise UsageError(f"no artifact bundle for model {name!r}: pass --bundle DIR (made by `pttrust bind`)")
     say(f"loading bundle {bundle_path}")
     loaded_bundle = Bundle.load(bundle_path)
     say(f"loading model {name}")
@@ -46,8 +45,7 @@ def load_scorer(model: str | None, bundle: str | None, device: str = "auto", pro
     return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
 
 
-def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFactory | None = None,
-                 progress=None):
+def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFactory | None = None, progress=None):
     """Run the review pipeline on ``source`` (a ``bot.review.ReviewSource``) and return its Report.
 
     The model is loaded only once the input has been checked and holds lines to score, so a bad

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Protocol
-
-from risk_core.errors import PttrustError
+from typing import Protocol
 
 from bot.config import ReviewConfig
 from bot.diff import FileChange
+from risk_core.errors import PttrustError
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,10 @@ class AiRules:
     pr_labels: tuple[str, ...]
 
     @classmethod
-    def from_config(cls, cfg: ReviewConfig) -> "AiRules":
-        return cls(tuple(cfg.ai_author_globs), tuple(cfg.ai_coauthor_globs),
-                   tuple(cfg.ai_trailers), tuple(cfg.ai_pr_labels))
+    def from_config(cls, cfg: ReviewConfig) -> AiRules:
+        return cls(
+            tuple(cfg.ai_author_globs), tuple(cfg.ai_coauthor_globs), tuple(cfg.ai_trailers), tuple(cfg.ai_pr_labels)
+        )
 
 
 _TRAILER = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):[ \t]*(.+?)\s*$")
@@ -137,8 +138,13 @@ class Selection:
     """path -> number of added lines left out because no AI rule matched."""
 
 
-def select_lines(changes: list[FileChange], authored_by: str, rules: AiRules,
-                 authorship: LineAuthorship | None = None, pr_labels: Iterable[str] = ()) -> Selection:
+def select_lines(
+    changes: list[FileChange],
+    authored_by: str,
+    rules: AiRules,
+    authorship: LineAuthorship | None = None,
+    pr_labels: Iterable[str] = (),
+) -> Selection:
     """Choose the added lines to score.
 
     ``authored_by="all"`` takes every added line. ``"ai"`` takes a line when the PR carries an AI
@@ -157,8 +163,11 @@ def select_lines(changes: list[FileChange], authored_by: str, rules: AiRules,
                 sel.rules.update({(change.path, n): label_rule for n in change.added_lines})
             continue
         if authorship is None:
-            raise PttrustError("--authored-by ai needs commit information (a git repository "
-                               "via --repo, or a pull request); use --authored-by all", 2)
+            raise PttrustError(
+                "--authored-by ai needs commit information (a git repository "
+                "via --repo, or a pull request); use --authored-by all",
+                2,
+            )
         commits = authorship.commits_for(change.path, change.added_lines)
         verdicts: dict[str, str | None] = {}
         chosen = []
@@ -192,8 +201,9 @@ class GitBlame:
 
     def _git(self, *args: str) -> str:
         try:
-            proc = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True,
-                                  text=True, errors="replace", check=False)
+            proc = subprocess.run(
+                ["git", "-C", str(self.repo), *args], capture_output=True, text=True, errors="replace", check=False
+            )
         except FileNotFoundError:
             raise PttrustError("git is not installed; --authored-by ai needs it for local diffs") from None
         if proc.returncode != 0:

@@ -58,8 +58,8 @@ def _optional_json(path: Path):
 @dataclass
 class Bundle:
     cfg: ArtifactConfig
-    sae: object               # risk_core.sae.SparseCoder
-    probe: object             # risk_core.probe.RiskProbe
+    sae: object  # risk_core.sae.SparseCoder
+    probe: object  # risk_core.probe.RiskProbe
     raw_probe: object | None = None
     latents: dict | None = None
     metrics: dict | None = None
@@ -91,7 +91,7 @@ class Bundle:
         self.path = path
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "Bundle":
+    def load(cls, path: str | Path, device: str = "cpu") -> Bundle:
         from risk_core.probe import RiskProbe
         from risk_core.sae import SparseCoder
 
@@ -109,10 +109,15 @@ class Bundle:
         raw_probe = RiskProbe.load(path / "raw_probe", device=device) if (path / "raw_probe").is_dir() else None
         # A probe bound on another SAE would only fail deep in a matmul at scoring time.
         extra = 3 if cfg.features.endswith("+surprise") else 0  # features.SURPRISE_NAMES
-        for name, p, width in (("probe", probe, sae.num_latents + extra), ("raw_probe", raw_probe, cfg.d_model + extra)):
+        for name, p, width in (
+            ("probe", probe, sae.num_latents + extra),
+            ("raw_probe", raw_probe, cfg.d_model + extra),
+        ):
             if p is not None and p.cfg.n_features != width:
-                raise UsageError(f"{path / name} reads {p.cfg.n_features} features but this bundle's "
-                                 f"{cfg.features} features are {width} wide (bound on another SAE?)")
+                raise UsageError(
+                    f"{path / name} reads {p.cfg.n_features} features but this bundle's "
+                    f"{cfg.features} features are {width} wide (bound on another SAE?)"
+                )
         latents, metrics = _optional_json(path / "latents.json"), _optional_json(path / "metrics.json")
         return cls(cfg, sae, probe, raw_probe, latents, metrics, path, sae_source=path / "sae")
 
@@ -120,11 +125,14 @@ class Bundle:
         """Refuse (one line) a model other than the one the bundle was bound on."""
         c = self.cfg
         if loaded.d_model != c.d_model:
-            raise UsageError(f"bundle was bound on a model with d_model={c.d_model}, "
-                             f"but {loaded.name} has d_model={loaded.d_model}")
+            raise UsageError(
+                f"bundle was bound on a model with d_model={c.d_model}, but {loaded.name} has d_model={loaded.d_model}"
+            )
         if c.model_sha256 and loaded.sha256 and loaded.sha256 != c.model_sha256:
-            raise UsageError(f"bundle was bound on model sha256 {c.model_sha256[:12]}…, "
-                             f"but {loaded.name} has sha256 {loaded.sha256[:12]}…")
+            raise UsageError(
+                f"bundle was bound on model sha256 {c.model_sha256[:12]}…, "
+                f"but {loaded.name} has sha256 {loaded.sha256[:12]}…"
+            )
         if c.layer > loaded.num_layers:
             raise UsageError(f"bundle reads layer {c.layer} but {loaded.name} has {loaded.num_layers} layers")
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from risk_core.artifacts import ArtifactConfig, Bundle
+from risk_core.candidates import candidate_mask
 from risk_core.errors import UsageError
 from risk_core.evaluate import cell
-from risk_core.candidates import candidate_mask
 from risk_core.features import FEATURE_SETS, FRAMINGS, line_table
 from risk_core.probe import ProbeConfig, train_probe
 
@@ -52,8 +52,10 @@ class BindConfig:
 def split_by_source(samples, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Deterministic split of sample indices by ``path`` (all mutants of a file fall on one side)."""
     paths = sorted({s.path for s in samples})
+
     def bucket(p):
         return int(hashlib.sha256(f"{seed}:{p}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
     val_paths = {p for p in paths if bucket(p) < val_fraction}
     if not val_paths or len(val_paths) == len(paths):
         # Too few sources for a by-path split: fall back to a by-sample split (noted in metrics).
@@ -87,8 +89,16 @@ def _fit_eval(table, tr, va, feature_set, pcfg, device="cpu"):
     return probe, metrics
 
 
-def bind(loaded, sae, samples, cfg: BindConfig, data_sha256: str | None = None, enc_cfg=None,
-         progress=None, log=lambda msg: None) -> Bundle:
+def bind(
+    loaded,
+    sae,
+    samples,
+    cfg: BindConfig,
+    data_sha256: str | None = None,
+    enc_cfg=None,
+    progress=None,
+    log=lambda msg: None,
+) -> Bundle:
     """Train the probe (and raw-state baseline) on ``samples``; return the bundle (not yet saved)."""
     from risk_core.encode import EncodeConfig
 
@@ -115,8 +125,9 @@ def bind(loaded, sae, samples, cfg: BindConfig, data_sha256: str | None = None, 
     best = None
     for framing in framings:
         log(f"encoding {len(samples)} samples ({framing} framing)")
-        table = line_table(loaded, samples, enc_cfg, sae=sae, framing=framing, keep_raw=cfg.raw_probe,
-                           progress=progress)
+        table = line_table(
+            loaded, samples, enc_cfg, sae=sae, framing=framing, keep_raw=cfg.raw_probe, progress=progress
+        )
         tr, va = _rows(table, train_ids), _rows(table, val_ids)
         if table.labels[tr].sum() == 0 or table.labels[va].sum() == 0:
             raise UsageError("binding needs buggy lines in both the training and the validation split")
@@ -125,11 +136,20 @@ def bind(loaded, sae, samples, cfg: BindConfig, data_sha256: str | None = None, 
         if best is None or (val["auroc"] or 0) > (tried[best[0]]["auroc"] or 0):
             best = (framing, table, tr, va, probe)
     framing, table, tr, va, probe = best
-    metrics: dict = {"data_sha256": data_sha256, "seed": cfg.seed, "config": asdict(cfg),
-                     "n_samples": len(samples), "n_train_samples": len(train_ids), "n_val_samples": len(val_ids),
-                     "n_train_lines": int(len(tr)), "n_val_lines": int(len(va)),
-                     "train_buggy_lines": int(table.labels[tr].sum()), "framing": framing,
-                     "framing_tried": tried, "val": {"pttrust": tried[framing]}}
+    metrics: dict = {
+        "data_sha256": data_sha256,
+        "seed": cfg.seed,
+        "config": asdict(cfg),
+        "n_samples": len(samples),
+        "n_train_samples": len(train_ids),
+        "n_val_samples": len(val_ids),
+        "n_train_lines": int(len(tr)),
+        "n_val_lines": int(len(va)),
+        "train_buggy_lines": int(table.labels[tr].sum()),
+        "framing": framing,
+        "framing_tried": tried,
+        "val": {"pttrust": tried[framing]},
+    }
     raw_probe = None
     raw_set = cfg.features.replace("sae", "raw")
     if cfg.raw_probe:
@@ -156,7 +176,9 @@ def bind(loaded, sae, samples, cfg: BindConfig, data_sha256: str | None = None, 
         if table.labels[sub].sum() == 0:
             continue
         point = {"lines": int(len(sub)), "programs": len(chosen)}
-        for name, fs in (("pttrust", cfg.features), ("raw-probe", raw_set)) if cfg.raw_probe else (("pttrust", cfg.features),):
+        for name, fs in (
+            (("pttrust", cfg.features), ("raw-probe", raw_set)) if cfg.raw_probe else (("pttrust", cfg.features),)
+        ):
             x = table.matrix(fs)
             xv = x[va].to(loaded.device)
             p = train_probe(x[sub].to(loaded.device), table.labels[sub], cfg.probe, xv, table.labels[va])
@@ -169,9 +191,16 @@ def bind(loaded, sae, samples, cfg: BindConfig, data_sha256: str | None = None, 
     metrics["seconds"] = round(time.time() - t0, 1)
 
     langs = sorted({s.language for s in samples})
-    acfg = ArtifactConfig(model_name=loaded.name, model_sha256=loaded.sha256, d_model=loaded.d_model,
-                          layer=cfg.layer, pooling=cfg.pooling, framing=framing, features=cfg.features,
-                          languages=langs)
+    acfg = ArtifactConfig(
+        model_name=loaded.name,
+        model_sha256=loaded.sha256,
+        d_model=loaded.d_model,
+        layer=cfg.layer,
+        pooling=cfg.pooling,
+        framing=framing,
+        features=cfg.features,
+        languages=langs,
+    )
     probe, raw_probe = probe.cpu(), raw_probe.cpu() if raw_probe is not None else None
     bundle = Bundle(acfg, sae, probe, raw_probe, None, metrics)
     if cfg.label_latents > 0:
@@ -180,13 +209,23 @@ def bind(loaded, sae, samples, cfg: BindConfig, data_sha256: str | None = None, 
         log("labelling the probe's heaviest latents")
         lab_enc = EncodeConfig(**{**asdict(enc_cfg), "surprise": False})
         pick = [samples[i] for i in train_ids[: cfg.label_files]]
-        bundle.latents = label_latents(loaded, bundle, [s.code for s in pick], [s.language for s in pick], lab_enc,
-                                       n_latents=cfg.label_latents)
+        bundle.latents = label_latents(
+            loaded, bundle, [s.code for s in pick], [s.language for s in pick], lab_enc, n_latents=cfg.label_latents
+        )
     return bundle
 
 
-def sweep_layers(loaded, samples, layers: list[int], pooling: str = "mean", probe_cfg: ProbeConfig | None = None,
-                 val_fraction: float = 0.2, seed: int = 0, batch_files: int = 16, progress=None) -> dict:
+def sweep_layers(
+    loaded,
+    samples,
+    layers: list[int],
+    pooling: str = "mean",
+    probe_cfg: ProbeConfig | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    batch_files: int = 16,
+    progress=None,
+) -> dict:
     """Validation metrics of the raw-state probe at each of ``layers``, all read in one forward pass.
 
     The cheap way to choose the layer the SAE is trained on: the layer whose plain states separate
@@ -203,11 +242,13 @@ def sweep_layers(loaded, samples, layers: list[int], pooling: str = "mean", prob
     rows_si, rows_ln, rows_y = [], [], []
     xs: dict[int, list] = {layer: [] for layer in layers}
     for b in range(0, len(samples), batch_files):
-        chunk = samples[b:b + batch_files]
+        chunk = samples[b : b + batch_files]
         for k, (s, ts) in enumerate(zip(chunk, encode_tokens(loaded, [s.code for s in chunk], enc))):
             mask = candidate_mask(s.code, s.language)
-            pooled = {layer: pool_lines(ts.extra.get(layer, ts.states), ts.token_lines, ts.n_lines, pooling)
-                      for layer in layers}
+            pooled = {
+                layer: pool_lines(ts.extra.get(layer, ts.states), ts.token_lines, ts.n_lines, pooling)
+                for layer in layers
+            }
             line_numbers = pooled[layers[0]][1]
             keep = [i for i, ln in enumerate(line_numbers) if ln <= len(mask) and mask[ln - 1]]
             if not keep:
@@ -225,8 +266,14 @@ def sweep_layers(loaded, samples, layers: list[int], pooling: str = "mean", prob
         raise UsageError("no candidate code lines in the data")
     train_ids, val_ids = split_by_source(samples, val_fraction, seed)
     si, ln, y = torch.cat(rows_si), torch.cat(rows_ln), torch.cat(rows_y)
-    report = {"layers": {}, "n_samples": len(samples), "n_lines": int(len(y)), "seed": seed,
-              "pooling": pooling, "probe": asdict(probe_cfg or ProbeConfig())}
+    report = {
+        "layers": {},
+        "n_samples": len(samples),
+        "n_lines": int(len(y)),
+        "seed": seed,
+        "pooling": pooling,
+        "probe": asdict(probe_cfg or ProbeConfig()),
+    }
     for layer in layers:
         table = LineTable(si, ln, y, None, torch.cat(xs[layer]), None)
         tr, va = _rows(table, train_ids), _rows(table, val_ids)

@@ -36,8 +36,17 @@ SUPPORTED_LANGUAGES = tuple(_GRAMMARS)
 # Punctuation that cannot hold a bug on its own: a line of only these is structure, not logic.
 _PUNCTUATION = frozenset("()[]{},;:")
 # Node types (besides any type containing "string" or "comment") whose text is literal content.
-_LITERAL_TYPES = frozenset({"text_block", "char_literal", "character_literal", "rune_literal",
-                            "escape_sequence", "raw_string_literal", "heredoc_body"})
+_LITERAL_TYPES = frozenset(
+    {
+        "text_block",
+        "char_literal",
+        "character_literal",
+        "rune_literal",
+        "escape_sequence",
+        "raw_string_literal",
+        "heredoc_body",
+    }
+)
 # Code inside a literal: template substitutions (JS/TS), f-string interpolations (Python).
 _CODE_IN_LITERAL = ("substitution", "interpolation")
 
@@ -54,11 +63,16 @@ _DEFINITIONS = {
     "cpp": {"function_definition"},
 }
 _NAMED_BY_PARENT = {"arrow_function", "function_expression", "function"}
-_NAMING_PARENTS = {"variable_declarator", "assignment_expression", "pair", "public_field_definition",
-                   "field_definition"}
+_NAMING_PARENTS = {
+    "variable_declarator",
+    "assignment_expression",
+    "pair",
+    "public_field_definition",
+    "field_definition",
+}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parser(language: str) -> Any:
     """A tree-sitter parser for ``language`` (None when the grammar is not installed)."""
     spec = _GRAMMARS.get(language)
@@ -102,12 +116,21 @@ def candidate_mask(code: str, language: str) -> list[bool]:
 
 def _python_token_mask(code: str, n_lines: int) -> list[bool] | None:
     """The candidate mask from Python's tokenizer; None when the text does not tokenize."""
-    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-            tokenize.ENDMARKER, tokenize.STRING}
+    skip = {
+        tokenize.COMMENT,
+        tokenize.NL,
+        tokenize.NEWLINE,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+        tokenize.ENDMARKER,
+        tokenize.STRING,
+    }
     # 3.12+: f-strings come as START/MIDDLE/END around ordinary tokens for their expressions.
-    skip |= {getattr(tokenize, name) for name in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END",
-                                                   "TSTRING_START", "TSTRING_MIDDLE", "TSTRING_END")
-             if hasattr(tokenize, name)}
+    skip |= {
+        getattr(tokenize, name)
+        for name in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END", "TSTRING_START", "TSTRING_MIDDLE", "TSTRING_END")
+        if hasattr(tokenize, name)
+    }
     mask = [False] * n_lines
     try:
         for tok in tokenize.generate_tokens(io.StringIO(code).readline):
@@ -141,8 +164,11 @@ def _code_leaves(root: Any) -> Iterator[Any]:
             continue
         if kind in ("preproc_if", "preproc_elif") and _is_false_condition(node):
             # keep the directive lines and the #else branch; the dead body is text, not code
-            keep = {(c.start_byte, c.end_byte) for c in (node.child_by_field_name("condition"),
-                                                          node.child_by_field_name("alternative")) if c}
+            keep = {
+                (c.start_byte, c.end_byte)
+                for c in (node.child_by_field_name("condition"), node.child_by_field_name("alternative"))
+                if c
+            }
             children = [c for c in children if c.type.startswith("#") or (c.start_byte, c.end_byte) in keep]
         stack.extend((c, in_literal) for c in reversed(children))
 

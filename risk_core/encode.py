@@ -136,8 +136,9 @@ def pool_lines(features: Tensor, token_lines: Tensor, n_lines: int, mode: str) -
 
 
 def _any_valid(valid: Tensor, row: Tensor, n_rows: int) -> Tensor:
-    return torch.zeros(n_rows, valid.shape[-1], dtype=torch.long, device=valid.device).index_add_(
-        0, row, valid.long()) > 0
+    return (
+        torch.zeros(n_rows, valid.shape[-1], dtype=torch.long, device=valid.device).index_add_(0, row, valid.long()) > 0
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,8 +197,9 @@ def _register_capture(loaded: LoadedModel, layer: int, store: dict, stop: bool):
             raise _StopForward
 
     if layer == 0:  # hidden_states[0] is whatever enters the first block
-        return layers[0].register_forward_pre_hook(lambda m, args, kwargs: record(
-            args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+        return layers[0].register_forward_pre_hook(
+            lambda m, args, kwargs: record(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+        )
     if layer == loaded.num_layers:  # HF's last hidden state is taken after the final norm
         return loaded.model.base_model.norm.register_forward_hook(lambda m, i, o: record(o))
     return layers[layer - 1].register_forward_hook(lambda m, i, o: record(o))
@@ -206,8 +208,9 @@ def _register_capture(loaded: LoadedModel, layer: int, store: dict, stop: bool):
 def _check(loaded: LoadedModel, cfg: EncodeConfig) -> None:
     for layer in (cfg.layer, *cfg.extra_layers):
         if not 0 <= layer <= loaded.num_layers:
-            raise UsageError(f"layer {layer} is out of range: {loaded.name} has layers 0..{loaded.num_layers} "
-                             f"(0 = embeddings)")
+            raise UsageError(
+                f"layer {layer} is out of range: {loaded.name} has layers 0..{loaded.num_layers} (0 = embeddings)"
+            )
     if cfg.pooling not in POOLING_MODES:
         raise UsageError(f"unknown pooling {cfg.pooling!r}; choose one of {', '.join(POOLING_MODES)}")
     if cfg.window < 1 or not 0 <= cfg.min_context < cfg.window:
@@ -239,29 +242,35 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
     # Longest first, so that a batch groups windows of similar length and wastes little on padding.
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i].ids))
     for b in range(0, len(order), cfg.batch_size):
-        batch = [windows[i] for i in order[b:b + cfg.batch_size]]
+        batch = [windows[i] for i in order[b : b + cfg.batch_size]]
         width = max(len(w.ids) for w in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for r, w in enumerate(batch):
-            ids[r, :len(w.ids)] = torch.tensor(w.ids)
-            mask[r, :len(w.ids)] = 1
+            ids[r, : len(w.ids)] = torch.tensor(w.ids)
+            mask[r, : len(w.ids)] = 1
         positions = torch.arange(width).expand(len(batch), -1)
         hidden, stats = forward_states(loaded, ids, mask, positions, cfg)
         for r, w in enumerate(batch):
             n = len(w.ids)
             lo, hi = w.start + w.keep, w.start + n
-            states[w.file][lo:hi] = hidden[cfg.layer][r, w.keep:n].float().cpu()
+            states[w.file][lo:hi] = hidden[cfg.layer][r, w.keep : n].float().cpu()
             for layer in cfg.extra_layers:
-                extra[w.file][layer][lo:hi] = hidden[layer][r, w.keep:n].float().cpu()
+                extra[w.file][layer][lo:hi] = hidden[layer][r, w.keep : n].float().cpu()
             if stats is not None:
                 # stats[:, t] is about the prediction of token t from positions < t of the row
-                nll[w.file][max(lo, 1):hi] = stats[0][r, max(w.keep, 1):n]
-                ent[w.file][max(lo, 1):hi] = stats[1][r, max(w.keep, 1):n]
+                nll[w.file][max(lo, 1) : hi] = stats[0][r, max(w.keep, 1) : n]
+                ent[w.file][max(lo, 1) : hi] = stats[1][r, max(w.keep, 1) : n]
 
     return [
-        TokenStates(states=states[f], token_lines=lines[f][0], n_lines=lines[f][1],
-                    nll=nll[f] if nll else None, entropy=ent[f] if ent else None, extra=extra[f])
+        TokenStates(
+            states=states[f],
+            token_lines=lines[f][0],
+            n_lines=lines[f][1],
+            nll=nll[f] if nll else None,
+            entropy=ent[f] if ent else None,
+            extra=extra[f],
+        )
         for f in range(len(texts))
     ]
 
@@ -276,8 +285,7 @@ def forward_states(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Te
     store: dict = {}
     layers = sorted({cfg.layer, *cfg.extra_layers})
     # Only the deepest capture may stop the pass, and none when the logits are needed.
-    hooks = [_register_capture(loaded, layer, store, stop=not cfg.surprise and layer == layers[-1])
-             for layer in layers]
+    hooks = [_register_capture(loaded, layer, store, stop=not cfg.surprise and layer == layers[-1]) for layer in layers]
     try:
         if not cfg.surprise:
             try:
@@ -285,8 +293,9 @@ def forward_states(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Te
             except _StopForward:
                 pass
             return store, None
-        final = model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                 use_cache=False).last_hidden_state
+        final = model.base_model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+        ).last_hidden_state
     finally:
         for hook in hooks:
             hook.remove()
@@ -302,9 +311,9 @@ def _surprise(head, final: Tensor, ids: Tensor, chunk: int = 256) -> tuple[Tenso
     for a in range(0, T - 1, chunk):
         b = min(a + chunk, T - 1)
         logp = torch.log_softmax(head(final[:, a:b]).float(), dim=-1)
-        target = ids[:, a + 1:b + 1].unsqueeze(-1)
-        nll[:, a + 1:b + 1] = -logp.gather(-1, target).squeeze(-1).cpu()
-        ent[:, a + 1:b + 1] = -(logp.exp() * logp).sum(-1).cpu()
+        target = ids[:, a + 1 : b + 1].unsqueeze(-1)
+        nll[:, a + 1 : b + 1] = -logp.gather(-1, target).squeeze(-1).cpu()
+        ent[:, a + 1 : b + 1] = -(logp.exp() * logp).sum(-1).cpu()
     return nll, ent
 
 
@@ -314,8 +323,9 @@ def encode_lines(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> li
     for ts in encode_tokens(loaded, texts, cfg):
         states, numbers = pool_lines(ts.states, ts.token_lines, ts.n_lines, cfg.pooling)
         held = set(numbers)
-        result = LineStates(states=states, line_numbers=numbers,
-                            blank_lines=[n for n in range(1, ts.n_lines + 1) if n not in held])
+        result = LineStates(
+            states=states, line_numbers=numbers, blank_lines=[n for n in range(1, ts.n_lines + 1) if n not in held]
+        )
         if ts.nll is not None:
             result.surprise_mean = pool_lines(ts.nll, ts.token_lines, ts.n_lines, "mean")[0]
             result.surprise_max = pool_lines(ts.nll, ts.token_lines, ts.n_lines, "max")[0]

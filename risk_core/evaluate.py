@@ -27,6 +27,7 @@ PROBABILISTIC = {"raw-probe", "pttrust"}
 # ---------------------------------------------------------------------------------------------------
 # metrics
 
+
 def auroc(scores, labels) -> float | None:
     """Area under the ROC curve with ties counted half (Mann-Whitney U); None if one class is absent."""
     s = np.asarray(scores, dtype=np.float64)
@@ -43,7 +44,7 @@ def auroc(scores, labels) -> float | None:
         j = i
         while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
         i = j + 1
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
@@ -100,13 +101,19 @@ def _r(x):
 def cell(scores, labels, groups, probabilistic: bool) -> dict:
     h1, n = topk_hits(scores, labels, groups, 1)
     h3, _ = topk_hits(scores, labels, groups, 3)
-    return {"top1": _r(h1 / n) if n else None, "top3": _r(h3 / n) if n else None,
-            "auroc": _r(auroc(scores, labels)), "auprc": _r(auprc(scores, labels)),
-            "ece": _r(ece(scores, labels)) if probabilistic else None, "n": int(n)}
+    return {
+        "top1": _r(h1 / n) if n else None,
+        "top3": _r(h3 / n) if n else None,
+        "auroc": _r(auroc(scores, labels)),
+        "auprc": _r(auprc(scores, labels)),
+        "ece": _r(ece(scores, labels)) if probabilistic else None,
+        "n": int(n),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
 # scoring the methods
+
 
 def method_scores(table, bundle, seed: int = 0) -> dict[str, np.ndarray]:
     """Every method's score for every row of a features.LineTable."""
@@ -161,10 +168,16 @@ def evaluate_table(table, samples, scores: dict[str, np.ndarray]) -> dict:
         for i, v in sample_max.items():
             by_lang["all"].append((v, not samples[i].passed))
             by_lang[samples[i].language].append((v, not samples[i].passed))
-        report["by_sample"][m] = {lang: {"auroc": _r(auroc([a for a, _ in xs], [b for _, b in xs])),
-                                         "n": len(xs)} for lang, xs in by_lang.items()}
-    report["counts"] = {"samples": len(samples), "lines": int(len(y)), "buggy_lines": int(y.sum()),
-                        "by_language": dict(Counter(s.language for s in samples))}
+        report["by_sample"][m] = {
+            lang: {"auroc": _r(auroc([a for a, _ in xs], [b for _, b in xs])), "n": len(xs)}
+            for lang, xs in by_lang.items()
+        }
+    report["counts"] = {
+        "samples": len(samples),
+        "lines": int(len(y)),
+        "buggy_lines": int(y.sum()),
+        "by_language": dict(Counter(s.language for s in samples)),
+    }
     return report
 
 
@@ -175,12 +188,24 @@ def evaluate(loaded, bundle, samples, enc_cfg, seed: int = 0, progress=None) -> 
     if not samples:
         raise UsageError("no samples to evaluate")
     bundle.check_compatible(loaded)
-    table = line_table(loaded, samples, enc_cfg, sae=bundle.sae, framing=bundle.cfg.framing,
-                       keep_raw=bundle.raw_probe is not None, progress=progress)
+    table = line_table(
+        loaded,
+        samples,
+        enc_cfg,
+        sae=bundle.sae,
+        framing=bundle.cfg.framing,
+        keep_raw=bundle.raw_probe is not None,
+        progress=progress,
+    )
     report = evaluate_table(table, samples, method_scores(table, bundle, seed))
     bound = bundle.cfg.languages
-    report["bundle"] = {"model": bundle.cfg.model_name, "layer": bundle.cfg.layer, "framing": bundle.cfg.framing,
-                        "features": bundle.cfg.features, "bound_languages": bound}
+    report["bundle"] = {
+        "model": bundle.cfg.model_name,
+        "layer": bundle.cfg.layer,
+        "framing": bundle.cfg.framing,
+        "features": bundle.cfg.features,
+        "bound_languages": bound,
+    }
     # Languages the probe never saw in binding: their figures measure cross-language transfer.
     report["cross_language"] = sorted({s.language for s in samples} - set(bound)) if bound else []
     report["seed"] = seed
@@ -196,13 +221,19 @@ def to_markdown(report: dict) -> str:
         first = next(iter(methods.values())).get(lang, {})
         n_lines = report.get("n_lines", {}).get(lang, {}).get("lines", 0)
         cross = " (cross-language: not in binding)" if lang in report.get("cross_language", []) else ""
-        lines += [f"### {lang}{cross}: {first.get('n', 0)} programs, {n_lines} lines", "",
-                  "| method | top-1 | top-3 | AUROC | AUPRC | ECE |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"### {lang}{cross}: {first.get('n', 0)} programs, {n_lines} lines",
+            "",
+            "| method | top-1 | top-3 | AUROC | AUPRC | ECE |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for m, per in methods.items():
             c = per.get(lang)
             if c:
-                lines.append(f"| {m} | {fmt(c['top1'])} | {fmt(c['top3'])} | {fmt(c['auroc'])} | "
-                             f"{fmt(c['auprc'])} | {fmt(c['ece'])} |")
+                lines.append(
+                    f"| {m} | {fmt(c['top1'])} | {fmt(c['top3'])} | {fmt(c['auroc'])} | "
+                    f"{fmt(c['auprc'])} | {fmt(c['ece'])} |"
+                )
         lines.append("")
     ops = report.get("by_operator", {}).get("pttrust")
     if ops:
@@ -212,7 +243,12 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     bs = report.get("by_sample", {})
     if any(v for v in bs.values()):
-        lines += ["### per sample (max line score vs test failure)", "", "| method | n | AUROC |", "| --- | --- | --- |"]
+        lines += [
+            "### per sample (max line score vs test failure)",
+            "",
+            "| method | n | AUROC |",
+            "| --- | --- | --- |",
+        ]
         for m, per in bs.items():
             if "all" in per:
                 lines.append(f"| {m} | {per['all']['n']} | {fmt(per['all']['auroc'])} |")
@@ -223,17 +259,19 @@ def to_markdown(report: dict) -> str:
 # ---------------------------------------------------------------------------------------------------
 # interpretability
 
+
 def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, top: int = 8) -> dict:
     """The latents behind one line's score: activation, contribution to the logit, label."""
     from risk_core.features import compute_features
 
     bundle.check_compatible(loaded)
-    ff = compute_features(loaded, [code], [language], enc_cfg, sae=bundle.sae, framing=bundle.cfg.framing,
-                          keep_raw=False)[0]
+    ff = compute_features(
+        loaded, [code], [language], enc_cfg, sae=bundle.sae, framing=bundle.cfg.framing, keep_raw=False
+    )[0]
     if line not in ff.line_numbers:
         raise UsageError(f"line {line} holds no code token (file has {len(code.splitlines())} lines)")
     row = ff.line_numbers.index(line)
-    x = ff.matrix(bundle.cfg.features)[row:row + 1]
+    x = ff.matrix(bundle.cfg.features)[row : row + 1]
     if "surprise" in bundle.cfg.features:
         x = torch.nan_to_num(x, nan=0.0)
     with torch.no_grad():
@@ -246,18 +284,31 @@ def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, t
         if float(contrib[i]) == 0.0:
             continue
         name = i if i < n_lat else ["nll_mean", "nll_max", "entropy_mean"][i - n_lat]
-        latents.append({"index": name, "activation": round(float(x[0, i]), 4),
-                        "contribution": round(float(contrib[i]), 4),
-                        "label": bundle.latent_label(i) if i < n_lat else "surprise"})
+        latents.append(
+            {
+                "index": name,
+                "activation": round(float(x[0, i]), 4),
+                "contribution": round(float(contrib[i]), 4),
+                "label": bundle.latent_label(i) if i < n_lat else "surprise",
+            }
+        )
     return {"line": line, "text": code.splitlines()[line - 1], "risk": round(risk, 4), "latents": latents}
 
 
-def label_latents(loaded, bundle, codes: list[str], languages: list[str], enc_cfg, n_latents: int = 32,
-                  n_examples: int = 5, batch_files: int = 16) -> dict:
+def label_latents(
+    loaded,
+    bundle,
+    codes: list[str],
+    languages: list[str],
+    enc_cfg,
+    n_latents: int = 32,
+    n_examples: int = 5,
+    batch_files: int = 16,
+) -> dict:
     """For the probe's heaviest latents, the corpus lines that excite each most, and a short label made
     of the tokens it fires on most strongly. Returns {str(index): {"label", "weight", "examples"}}."""
-    from risk_core.encode import encode_tokens
     from risk_core.candidates import candidate_mask
+    from risk_core.encode import encode_tokens
     from risk_core.features import frame_text
 
     w = bundle.probe.feature_weights().cpu()
@@ -271,7 +322,7 @@ def label_latents(loaded, bundle, codes: list[str], languages: list[str], enc_cf
     tok_hits: dict[int, Counter] = {i: Counter() for i in heavy}
     tok = loaded.tokenizer
     for b in range(0, len(codes), batch_files):
-        chunk_codes, chunk_langs = codes[b:b + batch_files], languages[b:b + batch_files]
+        chunk_codes, chunk_langs = codes[b : b + batch_files], languages[b : b + batch_files]
         framed = [frame_text(c, lang, bundle.cfg.framing, tok) for c, lang in zip(chunk_codes, chunk_langs)]
         states = encode_tokens(loaded, [t for t, _ in framed], enc_cfg)
         for code, lang, (text, off), ts in zip(chunk_codes, chunk_langs, framed, states):
@@ -310,6 +361,9 @@ def label_latents(loaded, bundle, codes: list[str], languages: list[str], enc_cf
             if len(examples) >= n_examples:
                 break
         common = [t for t, _ in tok_hits[lat].most_common(3)]
-        out[str(lat)] = {"label": " / ".join(common) if common else "(inactive)",
-                         "weight": round(float(w[lat]), 5), "examples": examples}
+        out[str(lat)] = {
+            "label": " / ".join(common) if common else "(inactive)",
+            "weight": round(float(w[lat]), 5),
+            "examples": examples,
+        }
     return out

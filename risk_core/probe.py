@@ -109,11 +109,12 @@ class RiskProbe(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "cfg.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  str(path / "probe.safetensors"))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "probe.safetensors")
+        )
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "RiskProbe":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> RiskProbe:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -162,14 +163,21 @@ def _chunked_grad(lin: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, bs: int) ->
     loss = 0.0
     n = z.shape[0]
     for a in range(0, n, bs):
-        zc = z[a:a + bs]
+        zc = z[a : a + bs]
         out = zc @ lin.weight[0] + lin.bias[0]
         p = torch.sigmoid(out)
-        r = wts[a:a + bs] * (p - y[a:a + bs]) / n
+        r = wts[a : a + bs] * (p - y[a : a + bs]) / n
         gw[0] += zc.T @ r
         gb[0] += r.sum()
-        loss += float((wts[a:a + bs] * nn.functional.binary_cross_entropy_with_logits(
-            out, y[a:a + bs], reduction="none")).sum()) / n
+        loss += (
+            float(
+                (
+                    wts[a : a + bs]
+                    * nn.functional.binary_cross_entropy_with_logits(out, y[a : a + bs], reduction="none")
+                ).sum()
+            )
+            / n
+        )
     return gw, gb, loss
 
 
@@ -182,10 +190,10 @@ def _fit_logistic_fista(lin: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, cfg: 
     bs = max(1, cfg.batch_size)
     v = torch.randn(f, generator=torch.Generator().manual_seed(cfg.seed)).to(z.device)
     for _ in range(30):
-        u = torch.cat([z[a:a + bs] @ v for a in range(0, n, bs)])
-        v = sum(z[a:a + bs].T @ u[a:a + bs] for a in range(0, n, bs))
+        u = torch.cat([z[a : a + bs] @ v for a in range(0, n, bs)])
+        v = sum(z[a : a + bs].T @ u[a : a + bs] for a in range(0, n, bs))
         v = v / v.norm().clamp_min(1e-12)
-    u = torch.cat([z[a:a + bs] @ v for a in range(0, n, bs)])
+    u = torch.cat([z[a : a + bs] @ v for a in range(0, n, bs)])
     sigma2 = float(u.pow(2).sum())  # ~ largest eigenvalue of z^T z
     lipschitz = 0.25 * float(wts.max()) * (sigma2 + n) / n  # + n for the bias column
     step = 1.0 / max(lipschitz, 1e-8)
@@ -219,7 +227,7 @@ def _fit_mlp(net: nn.Module, z: Tensor, y: Tensor, wts: Tensor, cfg: ProbeConfig
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, bs):
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             out = net(z[idx]).squeeze(-1)
             loss = (wts[idx] * nn.functional.binary_cross_entropy_with_logits(out, y[idx], reduction="none")).mean()
             if cfg.l1 > 0:
@@ -229,8 +237,13 @@ def _fit_mlp(net: nn.Module, z: Tensor, y: Tensor, wts: Tensor, cfg: ProbeConfig
             opt.step()
 
 
-def train_probe(features: Tensor, labels: Tensor, cfg: ProbeConfig,
-                val_features: Tensor | None = None, val_labels: Tensor | None = None) -> RiskProbe:
+def train_probe(
+    features: Tensor,
+    labels: Tensor,
+    cfg: ProbeConfig,
+    val_features: Tensor | None = None,
+    val_labels: Tensor | None = None,
+) -> RiskProbe:
     """Train a probe on line features [N, F] with 0/1 labels [N]; Platt-calibrate on the validation split.
 
     Without a validation split, 20% of the lines (seeded) are held out for calibration. Callers that know

@@ -67,8 +67,9 @@ class ForwardOutput(NamedTuple):
 
 
 class SparseCoder(nn.Module):
-    def __init__(self, d_in: int, cfg: SaeConfig, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, d_in: int, cfg: SaeConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ):
         super().__init__()
         if d_in <= 0:
             raise UsageError(f"SAE input width must be positive, got {d_in}")
@@ -128,8 +129,9 @@ class SparseCoder(nn.Module):
         """[N, d_in] reconstruction in the original (unscaled) space."""
         return (self._decode_scaled(top_acts, top_indices) + self.b_dec) / self.input_scale
 
-    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None,
-                total_variance: Tensor | None = None) -> ForwardOutput:
+    def forward(
+        self, x: Tensor, *, dead_mask: Tensor | None = None, total_variance: Tensor | None = None
+    ) -> ForwardOutput:
         """Reconstruct ``x`` [N, d_in]. ``dead_mask`` [num_latents] bool enables the AuxK loss.
         ``total_variance`` overrides the batch's own (sum of squared deviations from the mean, in the
         scaled space), for data-parallel ranks that hold a slice of a larger batch."""
@@ -192,8 +194,9 @@ class SparseCoder(nn.Module):
         write_atomic(path / CFG_FILE, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu",
-             expected_d_in: int | None = None) -> "SparseCoder":
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", expected_d_in: int | None = None
+    ) -> SparseCoder:
         """Load a saved SAE. ``expected_d_in`` (the model's d_model) guards against pairing an SAE
         with the wrong model: a mismatch is a UsageError, not a shape error deep in a matmul."""
         from safetensors import SafetensorError
@@ -213,7 +216,8 @@ class SparseCoder(nn.Module):
             raise UsageError(f"{cfg_path} has no valid d_in")
         if expected_d_in is not None and cfg.d_in != expected_d_in:
             raise UsageError(
-                f"SAE at {path} was trained on d_in={cfg.d_in} states but the model has d_model={expected_d_in}")
+                f"SAE at {path} was trained on d_in={cfg.d_in} states but the model has d_model={expected_d_in}"
+            )
         try:
             state = load_file(str(w_path))
         except (SafetensorError, OSError) as err:

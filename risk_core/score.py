@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import torch
 
 from risk_core.artifacts import Bundle
+from risk_core.candidates import candidate_mask
 from risk_core.corpus import language_of
 from risk_core.encode import EncodeConfig
-from risk_core.candidates import candidate_mask
 from risk_core.features import compute_features
 from risk_core.models import LoadedModel
 
@@ -79,9 +79,15 @@ class Scorer:
         if not files:
             return []
         languages = [language_of(f.path) or "unknown" for f in files]
-        feats = compute_features(self.loaded, [_through_last_target(f) for f in files], languages,
-                                 self.encode_cfg, sae=self.bundle.sae, framing=self.bundle.cfg.framing,
-                                 keep_raw=False)
+        feats = compute_features(
+            self.loaded,
+            [_through_last_target(f) for f in files],
+            languages,
+            self.encode_cfg,
+            sae=self.bundle.sae,
+            framing=self.bundle.cfg.framing,
+            keep_raw=False,
+        )
         probe = self.bundle.probe
         out = []
         for f, lang, ff in zip(files, languages, feats):
@@ -89,8 +95,7 @@ class Scorer:
             wanted = set(f.target_lines) if f.target_lines is not None else None
             # Blank, comment-only and docstring lines are not where the probe was trained to look.
             candidate = candidate_mask(f.text, lang)
-            rows = [i for i, n in enumerate(ff.line_numbers)
-                    if (wanted is None or n in wanted) and candidate[n - 1]]
+            rows = [i for i, n in enumerate(ff.line_numbers) if (wanted is None or n in wanted) and candidate[n - 1]]
             if not rows:
                 out.append(FileScores(f.path, []))
                 continue
@@ -102,8 +107,10 @@ class Scorer:
             for r, row in enumerate(rows):
                 c = contrib[r, :n_latents]
                 top = torch.topk(c.abs(), k=min(top_latents, n_latents)).indices.tolist()
-                latents = [LatentContribution(i, float(ff.latents[row, i]), float(c[i]),
-                                              self.bundle.latent_label(i)) for i in top]
+                latents = [
+                    LatentContribution(i, float(ff.latents[row, i]), float(c[i]), self.bundle.latent_label(i))
+                    for i in top
+                ]
                 n = ff.line_numbers[row]
                 scored.append(LineRisk(f.path, n, float(risk[r]), lines[n - 1], latents))
             out.append(FileScores(f.path, scored))

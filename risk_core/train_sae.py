@@ -26,16 +26,16 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from risk_core import dist
-from risk_core.errors import PttrustError, UsageError
 from risk_core.atomic import write_atomic_json
+from risk_core.errors import PttrustError, UsageError
 from risk_core.harvest import HARVEST_FILE, load_shard, write_atomic_safetensors
 from risk_core.sae import SaeConfig, SparseCoder, default_lr
 
@@ -101,8 +101,10 @@ class ShardData:
         self.dir = acts_dir
         doc_path = acts_dir / HARVEST_FILE
         if not doc_path.is_file():
-            raise UsageError(f"{acts_dir} holds no finished harvest ({HARVEST_FILE} missing); "
-                             "run or resume `pttrust pretrain harvest` first")
+            raise UsageError(
+                f"{acts_dir} holds no finished harvest ({HARVEST_FILE} missing); "
+                "run or resume `pttrust pretrain harvest` first"
+            )
         try:
             self.doc = json.loads(doc_path.read_text())
         except (OSError, ValueError) as err:
@@ -130,7 +132,7 @@ class ShardData:
             order = [self.train[i] for i in torch.randperm(len(self.train), generator=g).tolist()]
             step_at_epoch_start = step
             for gi in range(0, len(order), cfg.shards_in_memory):
-                names = order[gi:gi + cfg.shards_in_memory]
+                names = order[gi : gi + cfg.shards_in_memory]
                 n = sum(self.shards[s]["n_tokens"] for s in names)
                 n_steps = n // B  # a group's remainder is dropped, so every batch is full
                 if budget_steps is not None:
@@ -143,8 +145,10 @@ class ShardData:
                 break
         if not groups:
             total = sum(self.shards[s]["n_tokens"] for s in self.train)
-            raise UsageError(f"batch size {B} is larger than the harvested data a group of --shards-in-memory "
-                             f"shards holds ({total} tokens in all); lower --batch-size")
+            raise UsageError(
+                f"batch size {B} is larger than the harvested data a group of --shards-in-memory "
+                f"shards holds ({total} tokens in all); lower --batch-size"
+            )
         return groups
 
     @property
@@ -161,7 +165,7 @@ class ShardData:
             g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 7919 * grp.epoch + grp.index + 1)
             perm = torch.randperm(acts.shape[0], generator=g)
             for i in range(max(0, start_step - grp.first_step), grp.n_steps):
-                yield grp.first_step + i, acts[perm[i * B:(i + 1) * B]]
+                yield grp.first_step + i, acts[perm[i * B : (i + 1) * B]]
             del acts
 
     def init_sample(self) -> Tensor:
@@ -170,7 +174,7 @@ class ShardData:
         acts = torch.cat([self.load(n)["acts"] for n in grp.shards])
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 7919 * grp.epoch + grp.index + 1)
         perm = torch.randperm(acts.shape[0], generator=g)
-        return acts[perm[:self.cfg.init_tokens]].float()
+        return acts[perm[: self.cfg.init_tokens]].float()
 
     def val_acts(self) -> Tensor | None:
         parts, n = [], 0
@@ -198,7 +202,7 @@ def evaluate_sae(sae: SparseCoder, acts: Tensor, batch: int = 4096) -> dict:
     y_mean = (x_all.mean(0) * float(sae.input_scale)).to(dev)
     tv = 0.0
     for a in range(0, x_all.shape[0], batch):
-        x = x_all[a:a + batch].to(dev)
+        x = x_all[a : a + batch].to(dev)
         out = sae(x)
         y = x * sae.input_scale
         sse += float((y - out.sae_out * sae.input_scale).pow(2).sum())
@@ -207,13 +211,18 @@ def evaluate_sae(sae: SparseCoder, acts: Tensor, batch: int = 4096) -> dict:
         l0 += float(active.sum())
         fired[out.latent_indices[active]] = True
     n = x_all.shape[0]
-    return {"fvu": sse / tv, "l0": l0 / n, "val_never_fired_fraction": 1.0 - float(fired.float().mean()),
-            "val_tokens": n}
+    return {
+        "fvu": sse / tv,
+        "l0": l0 / n,
+        "val_never_fired_fraction": 1.0 - float(fired.float().mean()),
+        "val_tokens": n,
+    }
 
 
 @torch.no_grad()
-def delta_ce(loaded, sae: SparseCoder, layer: int, input_ids: Tensor, skip_first: int = 1,
-             cache: dict | None = None) -> dict:
+def delta_ce(
+    loaded, sae: SparseCoder, layer: int, input_ids: Tensor, skip_first: int = 1, cache: dict | None = None
+) -> dict:
     """Mean next-token loss with the layer's output as is and with the SAE reconstruction spliced in
     (a forward hook replacing hidden_states[layer]) on the given chunks; positions < skip_first keep
     their original state (the SAE never saw them) and are not scored. ``cache`` keeps the clean loss
@@ -223,7 +232,7 @@ def delta_ce(loaded, sae: SparseCoder, layer: int, input_ids: Tensor, skip_first
     model = loaded.model
     if layer == 0:
         raise UsageError("dCE at layer 0 (embeddings) is not supported")
-    module = (model.base_model.norm if layer == loaded.num_layers else decoder_layers(model)[layer - 1])
+    module = model.base_model.norm if layer == loaded.num_layers else decoder_layers(model)[layer - 1]
     head = model.get_output_embeddings()
     dev = loaded.device
 
@@ -243,8 +252,11 @@ def delta_ce(loaded, sae: SparseCoder, layer: int, input_ids: Tensor, skip_first
             for a in range(max(skip_first, 0), ids.shape[1] - 1, 256):  # logits piecewise: V is large
                 b = min(a + 256, ids.shape[1] - 1)
                 logits = head(final[:, a:b]).float()
-                total += float(torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), ids[:, a + 1:b + 1].reshape(-1), reduction="sum"))
+                total += float(
+                    torch.nn.functional.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]), ids[:, a + 1 : b + 1].reshape(-1), reduction="sum"
+                    )
+                )
                 count += b - a
         return total / count
 
@@ -266,8 +278,9 @@ def delta_ce(loaded, sae: SparseCoder, layer: int, input_ids: Tensor, skip_first
 # Checkpoints
 
 
-def _save_checkpoint(out: Path, step: int, sae: SparseCoder, opt: torch.optim.Adam, since_fired: Tensor,
-                     meta: dict) -> None:
+def _save_checkpoint(
+    out: Path, step: int, sae: SparseCoder, opt: torch.optim.Adam, since_fired: Tensor, meta: dict
+) -> None:
     ckdir = out / "checkpoints"
     final = ckdir / f"step_{step:08d}"
     tmp = ckdir / f".step_{step:08d}.tmp"
@@ -324,9 +337,17 @@ def _restore(sae: SparseCoder, opt: torch.optim.Adam, tensors: dict[str, Tensor]
 LogFn = Callable[[dict], None]
 
 
-def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainConfig,
-          model: str | None = None, device: str = "auto", resume: bool = True,
-          log_fn: LogFn | None = None, loaded=None) -> dict:
+def train(
+    acts_dir: str | Path,
+    out: str | Path,
+    sae_cfg: SaeConfig,
+    cfg: TrainConfig,
+    model: str | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    log_fn: LogFn | None = None,
+    loaded=None,
+) -> dict:
     """Train an SAE on the harvest in ``acts_dir``; returns the final metrics document."""
     info = dist.init()
     acts_dir, out = Path(acts_dir), Path(out)
@@ -384,8 +405,9 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
 
             loaded_model = load_model(model or doc["model"], device=str(dev))
             if loaded_model.d_model != d_in:
-                raise UsageError(f"model {model or doc['model']} has d_model={loaded_model.d_model}, "
-                                 f"the harvest {d_in}")
+                raise UsageError(
+                    f"model {model or doc['model']} has d_model={loaded_model.d_model}, the harvest {d_in}"
+                )
 
     def emit(rec: dict) -> None:
         if not info.is_main:
@@ -402,8 +424,12 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
     ce_cache: dict = {}
 
     def validate(step: int) -> dict:
-        rec: dict = {"event": "val", "step": step, "tokens": tokens_seen,
-                     "dead_fraction": float((since_fired >= cfg.dead_feature_threshold).float().mean())}
+        rec: dict = {
+            "event": "val",
+            "step": step,
+            "tokens": tokens_seen,
+            "dead_fraction": float((since_fired >= cfg.dead_feature_threshold).float().mean()),
+        }
         if val is not None:
             rec.update(evaluate_sae(sae, val))
         if ce_ids is not None and loaded_model is not None:
@@ -420,7 +446,7 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
         x = batch.to(dev, torch.float32)
         y = x * sae.input_scale
         total_variance = (y - y.mean(0)).pow(2).sum()
-        x_local = x[R * B // W:(R + 1) * B // W]
+        x_local = x[R * B // W : (R + 1) * B // W]
 
         for g in opt.param_groups:  # linear warm-up, then constant (sparsify's schedule)
             g["lr"] = lr * min(1.0, (step + 1) / max(1, cfg.lr_warmup_steps))
@@ -447,19 +473,28 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
             stats = torch.stack([res.fvu.detach(), res.auxk_loss.detach()])
             dist.all_reduce(stats, info)  # per-rank shares of the global fvu / auxk sum up
             now = time.perf_counter()
-            emit({"event": "train", "step": done, "tokens": tokens_seen, "fvu": float(stats[0]),
-                  "auxk_loss": float(stats[1]), "lr": opt.param_groups[0]["lr"],
-                  "dead_fraction": float(dead_mask.float().mean()),
-                  "tokens_per_s": (done - last_step) * B / max(now - t_last, 1e-9),
-                  "total_steps": total_steps})
+            emit(
+                {
+                    "event": "train",
+                    "step": done,
+                    "tokens": tokens_seen,
+                    "fvu": float(stats[0]),
+                    "auxk_loss": float(stats[1]),
+                    "lr": opt.param_groups[0]["lr"],
+                    "dead_fraction": float(dead_mask.float().mean()),
+                    "tokens_per_s": (done - last_step) * B / max(now - t_last, 1e-9),
+                    "total_steps": total_steps,
+                }
+            )
             t_last, last_step = now, done
         if done % cfg.val_every == 0 and done != total_steps and info.is_main:
             emit(validate(done))
         if done % cfg.checkpoint_every == 0 and done != total_steps:
             if info.is_main:
                 try:
-                    _save_checkpoint(out, done, sae, opt, since_fired,
-                                     {**meta_base, "history": history, "tokens_seen": tokens_seen})
+                    _save_checkpoint(
+                        out, done, sae, opt, since_fired, {**meta_base, "history": history, "tokens_seen": tokens_seen}
+                    )
                 except OSError as err:
                     what = "out of disk space" if err.errno == 28 else f"cannot write ({err.strerror})"
                     raise PttrustError(f"{what} saving a checkpoint in {out / 'checkpoints'}") from None
@@ -471,9 +506,11 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
         emit(final)
         metrics = {
             "training_tokens": tokens_seen,
-            "statement": (f"trained on {tokens_seen:,} activation tokens ({total_steps:,} steps of {B:,}) "
-                          f"drawn from {sum(s['n_tokens'] for n, s in data.shards.items() if n.startswith('train/')):,} "
-                          f"harvested train tokens of layer {layer}"),
+            "statement": (
+                f"trained on {tokens_seen:,} activation tokens ({total_steps:,} steps of {B:,}) "
+                f"drawn from {sum(s['n_tokens'] for n, s in data.shards.items() if n.startswith('train/')):,} "
+                f"harvested train tokens of layer {layer}"
+            ),
             "steps": total_steps,
             "final": final,
             "history": history,
@@ -481,7 +518,9 @@ def train(acts_dir: str | Path, out: str | Path, sae_cfg: SaeConfig, cfg: TrainC
         }
         extra = {
             "layer": layer,
-            "hookpoint": f"layers.{layer - 1}" if 0 < layer < int(doc.get("num_layers", 10**9)) else f"hidden_states.{layer}",
+            "hookpoint": f"layers.{layer - 1}"
+            if 0 < layer < int(doc.get("num_layers", 10**9))
+            else f"hidden_states.{layer}",
             "training": asdict(cfg) | {"lr_effective": lr, "world_size": info.world},
             "model": {"name": doc["model"], "sha256": doc.get("model_sha256"), "d_model": d_in},
             "corpus_manifest_sha256": doc["corpus_manifest_sha256"],

@@ -10,10 +10,11 @@ import pytest
 TINY_CORPUS = [
     "def add(a, b):\n    return a + b\n",
     "for i in range(10):\n    if i % 2 == 0:\n        print(i)\n",
-    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        self.items.append(x)\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n"
+    "    def push(self, x):\n        self.items.append(x)\n",
     "public static int max(int a, int b) { return a > b ? a : b; }\n",
     "function f(x) { return x <= 0 ? -x : x; }\n",
-    "fn main() { let v: Vec<i32> = vec![1, 2, 3]; println!(\"{:?}\", v); }\n",
+    'fn main() { let v: Vec<i32> = vec![1, 2, 3]; println!("{:?}", v); }\n',
     "while (n > 0 && k < len) { n -= 1; k += 2; }\n",
 ]
 
@@ -21,7 +22,7 @@ TINY_CORPUS = [
 def build_tiny_model(out_dir: Path, num_layers: int = 4, hidden: int = 64, seed: int = 0) -> Path:
     """Write a tiny Qwen2ForCausalLM + byte-level BPE fast tokenizer to ``out_dir``."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     tok = Tokenizer(models.BPE())

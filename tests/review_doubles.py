@@ -51,8 +51,10 @@ class KeywordScorer:
                 if not text.strip():
                     continue  # like the real scorer: a blank line holds no token
                 risk = max([r for k, r in self.keywords.items() if k in text], default=self.base)
-                latents = [FakeLatent(7, 2.5, round(risk - 0.5, 3), "test-double keyword <b>"),
-                           FakeLatent(42, 0.5, -0.05, None)][:top_latents]
+                latents = [
+                    FakeLatent(7, 2.5, round(risk - 0.5, 3), "test-double keyword <b>"),
+                    FakeLatent(42, 0.5, -0.05, None),
+                ][:top_latents]
                 scored.append(FakeLineRisk(f.path, n, risk, text, latents))
             out.append(FakeFileScores(f.path, scored))
         return out

@@ -29,8 +29,15 @@ except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.pat
 from bot.publish.github import GitHubSettings  # noqa: E402
 
 # No pacing or backoff against the loopback server (the defaults are GitHub's etiquette).
-FAST = GitHubSettings(retries=2, backoff_factor=0, secondary_rate_wait=0, max_rate_limit_wait=30,
-                      seconds_between_requests=0, seconds_between_writes=0, timeout=10)
+FAST = GitHubSettings(
+    retries=2,
+    backoff_factor=0,
+    secondary_rate_wait=0,
+    max_rate_limit_wait=30,
+    seconds_between_requests=0,
+    seconds_between_writes=0,
+    timeout=10,
+)
 EVENTS = Path(__file__).parent / "data" / "events"
 BASE = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 H1 = "9f1c3a7e2b4d5c6f708192a3b4c5d6e7f8091a2b"
@@ -70,9 +77,18 @@ def _commit(repo, sha, parent, files, message, author_login="octocat"):
     tree = dict(repo.commits[parent].tree) if parent else {}
     tree.update(files)
     name = author_login or "Someone"
-    repo.commits[sha] = Commit(sha, [parent] if parent else [], tree, message, author_login,
-                               author_login, name, f"{name}@users.noreply.github.com", name,
-                               f"{name}@users.noreply.github.com")
+    repo.commits[sha] = Commit(
+        sha,
+        [parent] if parent else [],
+        tree,
+        message,
+        author_login,
+        author_login,
+        name,
+        f"{name}@users.noreply.github.com",
+        name,
+        f"{name}@users.noreply.github.com",
+    )
     return sha
 
 
@@ -82,18 +98,30 @@ def server(github_server):
     the payloads describe."""
     srv = github_server
     repo = srv.state.create_repo("octo", "demo")
-    _commit(repo, BASE, None, {"app/util.py": BASE_UTIL, ".pttrust.yml": "threshold: 0.5\n"},
-            "Initial commit")
-    _commit(repo, H1, BASE, {"app/util.py": H1_UTIL},
-            "Add retry helper\n\nCo-authored-by: Copilot <copilot@users.noreply.github.com>",
-            author_login="copilot-swe-agent[bot]")
-    _commit(repo, FORK_HEAD, BASE, {"parse.py": FORK_PARSE}, "Speed up parsing",
-            author_login="forker")
+    _commit(repo, BASE, None, {"app/util.py": BASE_UTIL, ".pttrust.yml": "threshold: 0.5\n"}, "Initial commit")
+    _commit(
+        repo,
+        H1,
+        BASE,
+        {"app/util.py": H1_UTIL},
+        "Add retry helper\n\nCo-authored-by: Copilot <copilot@users.noreply.github.com>",
+        author_login="copilot-swe-agent[bot]",
+    )
+    _commit(repo, FORK_HEAD, BASE, {"parse.py": FORK_PARSE}, "Speed up parsing", author_login="forker")
     repo.labels["ai-generated"] = ""
-    repo.pulls[42] = Pull(42, 2000000042, "Add retry helper", "Generated with an AI coding agent.",
-                          "main", "ai/retry-helper", BASE, H1, "octocat", ["ai-generated"])
-    repo.pulls[43] = Pull(43, 2000000043, "Speed up parsing", "", "main", "patch-1", BASE, FORK_HEAD,
-                          "forker", [])
+    repo.pulls[42] = Pull(
+        42,
+        2000000042,
+        "Add retry helper",
+        "Generated with an AI coding agent.",
+        "main",
+        "ai/retry-helper",
+        BASE,
+        H1,
+        "octocat",
+        ["ai-generated"],
+    )
+    repo.pulls[43] = Pull(43, 2000000043, "Speed up parsing", "", "main", "patch-1", BASE, FORK_HEAD, "forker", [])
     return srv
 
 
@@ -135,7 +163,7 @@ def read_outputs(path: Path) -> dict[str, str]:
         if "<<" in line:
             name, delim = line.split("<<", 1)
             end = lines.index(delim, i + 1)
-            values[name] = "\n".join(lines[i + 1:end])
+            values[name] = "\n".join(lines[i + 1 : end])
             i = end + 1
         elif "=" in line:
             name, value = line.split("=", 1)
@@ -199,8 +227,10 @@ def test_fork_pull_request_falls_back_to_annotations_and_posts_nothing(server, t
     assert code == 0, err
     assert _writes(server) == []
     warnings = [l for l in out.splitlines() if l.startswith("::warning ")]
-    assert warnings == ["::warning file=parse.py,line=2,title=PtTrust risk 0.97::"
-                        "Risk 0.97 for this AI-written line (driven by: test-double keyword <b>)"]
+    assert warnings == [
+        "::warning file=parse.py,line=2,title=PtTrust risk 0.97::"
+        "Risk 0.97 for this AI-written line (driven by: test-double keyword <b>)"
+    ]
     summary = (tmp_path / "summary.md").read_text()
     assert "fork forker/demo" in summary and "Posted to the PR: no" in summary
     outputs = read_outputs(tmp_path / "output.txt")
@@ -219,8 +249,7 @@ def test_ai_lines_found_from_commit_authors_without_the_label(server, tmp_path):
 
 
 def test_pull_request_target_from_a_fork_posts_with_the_base_token(server, tmp_path):
-    env = _env(server, tmp_path, "pull_request_target.opened.fork.json", "pull_request_target",
-               authored_by="all")
+    env = _env(server, tmp_path, "pull_request_target.opened.fork.json", "pull_request_target", authored_by="all")
     code, out, err = _run(env)
     assert code == 0, err
     assert len(server.calls_to("pulls/create-review")) == 1
@@ -266,8 +295,7 @@ def test_config_is_read_from_the_base_commit_not_the_head(server, tmp_path):
 
 
 def test_sarif_output_when_upload_requested(server, tmp_path):
-    code, _, _ = _run(_env(server, tmp_path, "pull_request.opened.json", upload_sarif="true",
-                           format="markdown"))
+    code, _, _ = _run(_env(server, tmp_path, "pull_request.opened.json", upload_sarif="true", format="markdown"))
     assert code == 0
     outputs = read_outputs(tmp_path / "output.txt")
     assert outputs["report-path"].endswith("report.md")
@@ -289,17 +317,24 @@ def test_non_pr_event_is_a_usage_error(tmp_path, capsys):
     assert "Traceback" not in captured.err + captured.out
 
 
-@pytest.mark.parametrize("name,value,message", [
-    ("THRESHOLD", "high", "input threshold must be a number"),
-    ("FAIL_ABOVE", "1.5", "input fail-above must be between 0 and 1"),
-    ("MAX_COMMENTS", "-1", "input max-comments must be >= 0"),
-    ("FORMAT", "pdf", "input format must be one of"),
-    ("DRY_RUN", "maybe", "input dry-run must be true or false"),
-    ("AUTHORED_BY", "humans", "input authored-by must be 'ai' or 'all'"),
-])
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("THRESHOLD", "high", "input threshold must be a number"),
+        ("FAIL_ABOVE", "1.5", "input fail-above must be between 0 and 1"),
+        ("MAX_COMMENTS", "-1", "input max-comments must be >= 0"),
+        ("FORMAT", "pdf", "input format must be one of"),
+        ("DRY_RUN", "maybe", "input dry-run must be true or false"),
+        ("AUTHORED_BY", "humans", "input authored-by must be 'ai' or 'all'"),
+    ],
+)
 def test_bad_inputs_are_usage_errors(name, value, message, capsys):
-    env = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(EVENTS / "pull_request.opened.json"),
-           "INPUT_GITHUB_TOKEN": "t", f"INPUT_{name}": value}
+    env = {
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(EVENTS / "pull_request.opened.json"),
+        "INPUT_GITHUB_TOKEN": "t",
+        f"INPUT_{name}": value,
+    }
     assert entry.main([], env) == 2
     assert message in capsys.readouterr().err
 
@@ -386,10 +421,12 @@ def test_payload_without_shas_is_a_usage_error():
 
 
 def test_annotation_escapes_properties_and_message():
-    line = entry.annotation("warning", "50% risky\nsee: a, b", file="dir/a,b:c.py", line=3,
-                            end_line=5, title="Risk: high, 0.9")
-    assert line == ("::warning file=dir/a%2Cb%3Ac.py,line=3,endLine=5,title=Risk%3A high%2C 0.9"
-                    "::50%25 risky%0Asee: a, b")
+    line = entry.annotation(
+        "warning", "50% risky\nsee: a, b", file="dir/a,b:c.py", line=3, end_line=5, title="Risk: high, 0.9"
+    )
+    assert line == (
+        "::warning file=dir/a%2Cb%3Ac.py,line=3,endLine=5,title=Risk%3A high%2C 0.9::50%25 risky%0Asee: a, b"
+    )
 
 
 def test_outputs_are_multiline_safe(tmp_path):

@@ -47,8 +47,9 @@ def actionlint() -> list[str]:
 
 
 def _lint(cmd: list[str], repo: Path, files: list[Path]) -> None:
-    result = subprocess.run(cmd + [str(f.relative_to(repo)) for f in files], cwd=repo,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        cmd + [str(f.relative_to(repo)) for f in files], cwd=repo, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, f"actionlint found problems:\n{result.stdout}{result.stderr}"
 
 
@@ -63,8 +64,14 @@ def _scratch_repo(tmp_path: Path) -> Path:
 
 def test_examples_exist():
     names = {p.name for p in EXAMPLES}
-    assert {"pttrust-hosted-cpu.yml", "pttrust-self-hosted-gpu.yml", "pttrust-fork-prs.yml",
-            "pttrust-sarif.yml", "pttrust-local-model.yml", "pttrust-train-bundle.yml"} <= names
+    assert {
+        "pttrust-hosted-cpu.yml",
+        "pttrust-self-hosted-gpu.yml",
+        "pttrust-fork-prs.yml",
+        "pttrust-sarif.yml",
+        "pttrust-local-model.yml",
+        "pttrust-train-bundle.yml",
+    } <= names
 
 
 def test_example_workflows_pass_actionlint_against_this_action(actionlint, tmp_path):
@@ -82,26 +89,37 @@ def test_a_wrong_input_name_is_caught(actionlint, tmp_path):
     """The check above really compares `with:` against action.yml (not a vacuous pass)."""
     repo = _scratch_repo(tmp_path)
     bad = repo / ".github" / "workflows" / "bad.yml"
-    bad.write_text("on: pull_request\njobs:\n  r:\n    runs-on: ubuntu-latest\n    steps:\n"
-                   "      - uses: ./\n        with:\n          treshold: '0.5'\n")
-    result = subprocess.run(actionlint + [str(bad.relative_to(repo))], cwd=repo, capture_output=True,
-                            text=True, timeout=120)
+    bad.write_text(
+        "on: pull_request\njobs:\n  r:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: ./\n        with:\n          treshold: '0.5'\n"
+    )
+    result = subprocess.run(
+        actionlint + [str(bad.relative_to(repo))], cwd=repo, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1 and "treshold" in result.stdout
 
 
 def _as_workflow(action: dict) -> dict:
     """The composite action as a reusable workflow with the same inputs, steps and outputs."""
-    inputs = {name: {"type": "string", "required": False, "default": spec.get("default", ""),
-                     "description": spec.get("description", "")}
-              for name, spec in action["inputs"].items()}
+    inputs = {
+        name: {
+            "type": "string",
+            "required": False,
+            "default": spec.get("default", ""),
+            "description": spec.get("description", ""),
+        }
+        for name, spec in action["inputs"].items()
+    }
     return {
         "name": action["name"],
         "on": {"workflow_call": {"inputs": inputs}},
-        "jobs": {"action": {
-            "runs-on": "ubuntu-latest",
-            "outputs": {name: spec["value"] for name, spec in action["outputs"].items()},
-            "steps": action["runs"]["steps"],
-        }},
+        "jobs": {
+            "action": {
+                "runs-on": "ubuntu-latest",
+                "outputs": {name: spec["value"] for name, spec in action["outputs"].items()},
+                "steps": action["runs"]["steps"],
+            }
+        },
     }
 
 
@@ -125,8 +143,18 @@ def test_composite_structure():
     action = _action()
     assert action["runs"]["using"] == "composite"
     assert {"max-risk", "flagged-lines", "report-path"} <= set(action["outputs"])
-    assert {"github-token", "model", "threshold", "max-comments", "fail-above", "authored-by",
-            "config", "format", "upload-sarif", "dry-run"} <= set(action["inputs"])
+    assert {
+        "github-token",
+        "model",
+        "threshold",
+        "max-comments",
+        "fail-above",
+        "authored-by",
+        "config",
+        "format",
+        "upload-sarif",
+        "dry-run",
+    } <= set(action["inputs"])
     ids = {s.get("id") for s in action["runs"]["steps"]}
     for name, spec in action["outputs"].items():
         step = re.fullmatch(r"\$\{\{ steps\.([\w-]+)\.outputs\.[\w-]+ \}\}", spec["value"])
@@ -142,7 +170,7 @@ def test_every_input_is_used_and_every_used_input_declared():
     text = ACTION.read_text()
     action = _action()
     used = set(re.findall(r"inputs\.([\w-]+)", yaml.safe_dump(action["runs"])))
-    assert used == set(action["inputs"]), (used ^ set(action["inputs"]))
+    assert used == set(action["inputs"]), used ^ set(action["inputs"])
     assert "github.event.pull_request.head" not in text
 
 

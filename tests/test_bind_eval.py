@@ -41,25 +41,82 @@ def workdir(tmp_path_factory, tiny_model_dir):
     SparseCoder(64, SaeConfig(expansion_factor=4, k=8)).save(d / "sae")
     runner = CliRunner()
     srcs = [str(STDLIB / "json"), str(STDLIB / "textwrap.py"), str(STDLIB / "shlex.py")]
-    r = runner.invoke(main, ["data", "mutate", *srcs, "--out", str(d / "py.jsonl"), "--per-file", "6",
-                             "--per-function", "2", "--seed", "0"])
+    r = runner.invoke(
+        main,
+        [
+            "data",
+            "mutate",
+            *srcs,
+            "--out",
+            str(d / "py.jsonl"),
+            "--per-file",
+            "6",
+            "--per-function",
+            "2",
+            "--seed",
+            "0",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(main, ["data", "mutate", str(d / "Acc.java"), "--out", str(d / "java.jsonl"),
-                             "--per-file", "5", "--per-function", "5"])
+    r = runner.invoke(
+        main,
+        [
+            "data",
+            "mutate",
+            str(d / "Acc.java"),
+            "--out",
+            str(d / "java.jsonl"),
+            "--per-file",
+            "5",
+            "--per-function",
+            "5",
+        ],
+    )
     assert r.exit_code == 0, r.output
     (d / "all.jsonl").write_text((d / "py.jsonl").read_text() + (d / "java.jsonl").read_text())
     # java.jsonl is read and then left out by --languages: combining files and filtering both run
-    r = runner.invoke(main, ["bind", "--data", str(d / "py.jsonl"), "--data", str(d / "java.jsonl"), "--sae", str(d / "sae"), "--model",
-                             str(tiny_model_dir), "--layer", "2", "--out", str(d / "bundle"), "--epochs", "40",
-                             "--label-latents", "4", "--languages", "python", "--device", "cpu"])
+    r = runner.invoke(
+        main,
+        [
+            "bind",
+            "--data",
+            str(d / "py.jsonl"),
+            "--data",
+            str(d / "java.jsonl"),
+            "--sae",
+            str(d / "sae"),
+            "--model",
+            str(tiny_model_dir),
+            "--layer",
+            "2",
+            "--out",
+            str(d / "bundle"),
+            "--epochs",
+            "40",
+            "--label-latents",
+            "4",
+            "--languages",
+            "python",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return d
 
 
 def test_bundle_layout_and_metrics(workdir):
     b = workdir / "bundle"
-    for f in ("cfg.json", "sae/cfg.json", "sae/sae.safetensors", "probe/cfg.json", "probe/probe.safetensors",
-              "raw_probe/probe.safetensors", "metrics.json", "latents.json"):
+    for f in (
+        "cfg.json",
+        "sae/cfg.json",
+        "sae/sae.safetensors",
+        "probe/cfg.json",
+        "probe/probe.safetensors",
+        "raw_probe/probe.safetensors",
+        "metrics.json",
+        "latents.json",
+    ):
         assert (b / f).is_file(), f
     cfg = json.loads((b / "cfg.json").read_text())
     assert cfg["d_model"] == 64 and cfg["layer"] == 2 and cfg["framing"] == "bare" and cfg["languages"] == ["python"]
@@ -74,8 +131,21 @@ def test_bundle_layout_and_metrics(workdir):
 
 
 def test_eval_json_shape_all_methods_and_cross_language(workdir, tiny_model_dir):
-    r = CliRunner().invoke(main, ["eval", str(workdir / "all.jsonl"), "--bundle", str(workdir / "bundle"),
-                                  "--model", str(tiny_model_dir), "--format", "json", "--device", "cpu"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            str(workdir / "all.jsonl"),
+            "--bundle",
+            str(workdir / "bundle"),
+            "--model",
+            str(tiny_model_dir),
+            "--format",
+            "json",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     assert set(rep["methods"]) == set(METHODS)
@@ -91,16 +161,42 @@ def test_eval_json_shape_all_methods_and_cross_language(workdir, tiny_model_dir)
 
 def test_eval_markdown_and_explain(workdir, tiny_model_dir):
     runner = CliRunner()
-    r = runner.invoke(main, ["eval", str(workdir / "java.jsonl"), "--bundle", str(workdir / "bundle"), "--model",
-                             str(tiny_model_dir), "--format", "markdown", "--device", "cpu"])
+    r = runner.invoke(
+        main,
+        [
+            "eval",
+            str(workdir / "java.jsonl"),
+            "--bundle",
+            str(workdir / "bundle"),
+            "--model",
+            str(tiny_model_dir),
+            "--format",
+            "markdown",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "| pttrust |" in r.stdout and "| random |" in r.stdout
-    r = runner.invoke(main, ["explain", f"{workdir / 'Acc.java'}:5", "--bundle", str(workdir / "bundle"),
-                             "--model", str(tiny_model_dir), "--device", "cpu"])
+    r = runner.invoke(
+        main,
+        [
+            "explain",
+            f"{workdir / 'Acc.java'}:5",
+            "--bundle",
+            str(workdir / "bundle"),
+            "--model",
+            str(tiny_model_dir),
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "risk" in r.output and "latent" in r.output
-    r = runner.invoke(main, ["explain", f"{workdir / 'Acc.java'}:99", "--bundle", str(workdir / "bundle"),
-                             "--model", str(tiny_model_dir)])
+    r = runner.invoke(
+        main,
+        ["explain", f"{workdir / 'Acc.java'}:99", "--bundle", str(workdir / "bundle"), "--model", str(tiny_model_dir)],
+    )
     assert r.exit_code == 2 and r.stderr.startswith("error:") and "Traceback" not in r.output
 
 
@@ -137,7 +233,7 @@ def test_review_framing_maps_back_to_the_same_lines(tiny_model_dir):
     loaded = load_model(str(tiny_model_dir), device="cpu")
     code = "def f(x):\n\n    y = x + 1\n    return y\n"
     text, off = frame_text(code, "python", "review", loaded.tokenizer)
-    assert text.splitlines()[off:off + 4] == code.splitlines()
+    assert text.splitlines()[off : off + 4] == code.splitlines()
     cfg = EncodeConfig(layer=2, surprise=True)
     bare, review = (compute_features(loaded, [code], ["python"], cfg, framing=f)[0] for f in ("bare", "review"))
     # (a blank line may hold a newline token; candidates are filtered by candidate_mask later)
@@ -147,8 +243,20 @@ def test_review_framing_maps_back_to_the_same_lines(tiny_model_dir):
 
 def test_bad_data_is_a_one_line_error(tmp_path, tiny_model_dir):
     (tmp_path / "d.jsonl").write_text("not json\n")
-    r = CliRunner().invoke(main, ["bind", "--data", str(tmp_path / "d.jsonl"), "--sae", str(tmp_path),
-                                  "--model", str(tiny_model_dir), "--out", str(tmp_path / "b")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "bind",
+            "--data",
+            str(tmp_path / "d.jsonl"),
+            "--sae",
+            str(tmp_path),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
     assert r.exit_code == 2 and r.stderr.startswith("error:") and "d.jsonl:1" in r.stderr
 
 
@@ -164,8 +272,22 @@ def test_metrics_against_hand_computed_values():
 
 def test_sweep_layers_reports_every_layer_from_one_pass(workdir, tiny_model_dir):
     out = workdir / "sweep.json"
-    r = CliRunner().invoke(main, ["sweep-layers", "--data", str(workdir / "py.jsonl"), "--model",
-                                  str(tiny_model_dir), "--layers", "1,2,4", "--out", str(out), "--device", "cpu"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "sweep-layers",
+            "--data",
+            str(workdir / "py.jsonl"),
+            "--model",
+            str(tiny_model_dir),
+            "--layers",
+            "1,2,4",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     report = json.loads(out.read_text())
     assert sorted(report["layers"]) == ["1", "2", "4"]

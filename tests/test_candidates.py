@@ -26,8 +26,10 @@ def test_python_bare_trailing_string_and_docstrings_are_prose():
 
 
 def test_python_multiline_string_argument_and_fstrings():
-    code = ('raise ValueError(\n    "first part "\n    f"value {x} "\n    "end"\n)\nmsg = f"{a}"\n'
-            'y = call(\n    """\n    text\n    """,\n    z,\n)\n')
+    code = (
+        'raise ValueError(\n    "first part "\n    f"value {x} "\n    "end"\n)\nmsg = f"{a}"\n'
+        'y = call(\n    """\n    text\n    """,\n    z,\n)\n'
+    )
     assert marked(code, "python") == ["raise ValueError(", 'msg = f"{a}"', "y = call(", "z,"]
 
 
@@ -52,8 +54,10 @@ def test_typescript_types_and_template():
 
 
 def test_java_text_block_and_javadoc():
-    code = ('class A {\n  /**\n   * Docs.\n   */\n  String s = """\n      Output:\n      text\n      """;\n'
-            '  int f() { return 1; }\n}\n')
+    code = (
+        'class A {\n  /**\n   * Docs.\n   */\n  String s = """\n      Output:\n      text\n      """;\n'
+        "  int f() { return 1; }\n}\n"
+    )
     assert marked(code, "java") == ["class A {", 'String s = """', "int f() { return 1; }"]
 
 
@@ -72,14 +76,17 @@ def test_language_without_grammar_has_no_candidates():
     assert candidate_mask("", "python") == []
 
 
-@pytest.mark.parametrize("language,code,line,span", [
-    ("python", "class A:\n    @dec\n    def f(self):\n        return 1\n\nx = 1\n", 4, (2, 4)),
-    ("python", "def f():\n    def g():\n        return 1\n    return g\n", 3, (2, 3)),
-    ("java", "class A {\n  int f() {\n    return 1;\n  }\n}\n", 3, (2, 4)),
-    ("javascript", "const f = (a) => {\n  return a;\n};\nfoo(() => 1);\n", 2, (1, 3)),
-    ("typescript", "class A {\n  m(): number {\n    return 1;\n  }\n}\n", 3, (2, 4)),
-    ("go", "package m\nfunc (r *R) F() int {\n\treturn 1\n}\n", 3, (2, 4)),
-])
+@pytest.mark.parametrize(
+    "language,code,line,span",
+    [
+        ("python", "class A:\n    @dec\n    def f(self):\n        return 1\n\nx = 1\n", 4, (2, 4)),
+        ("python", "def f():\n    def g():\n        return 1\n    return g\n", 3, (2, 3)),
+        ("java", "class A {\n  int f() {\n    return 1;\n  }\n}\n", 3, (2, 4)),
+        ("javascript", "const f = (a) => {\n  return a;\n};\nfoo(() => 1);\n", 2, (1, 3)),
+        ("typescript", "class A {\n  m(): number {\n    return 1;\n  }\n}\n", 3, (2, 4)),
+        ("go", "package m\nfunc (r *R) F() int {\n\treturn 1\n}\n", 3, (2, 4)),
+    ],
+)
 def test_enclosing_definition(language, code, line, span):
     assert enclosing_definition(code, language, line) == span
 

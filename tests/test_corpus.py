@@ -10,8 +10,7 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from risk_core.corpus import (Corpus, CorpusConfig, build_corpus, classify_licence, language_of,
-                              recipe_sources, split_of)
+from risk_core.corpus import Corpus, CorpusConfig, build_corpus, classify_licence, language_of, recipe_sources, split_of
 from risk_core.errors import UsageError
 
 MIT = "MIT License\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\n"
@@ -97,7 +96,9 @@ def test_glob_and_archives(tmp_path, src):
     build_corpus([str(tmp_path / "src.zip"), str(tmp_path / "pkg.tgz")], tmp_path / "z")
     rows = [json.loads(line) for line in (tmp_path / "z" / "manifest.jsonl").read_text().splitlines()]
     assert [(r["path"], r["licence"]) for r in rows] == [
-        ("src.zip!java.base/java/lang/B.java", "MIT"), ("pkg.tgz!package/src/c.ts", "ISC")]
+        ("src.zip!java.base/java/lang/B.java", "MIT"),
+        ("pkg.tgz!package/src/c.ts", "ISC"),
+    ]
 
 
 def test_licence_classifier():

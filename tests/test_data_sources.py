@@ -9,8 +9,13 @@ import time
 import pytest
 
 from risk_core.data.from_git import changed_parent_lines, fix_samples, is_fix_message
-from risk_core.data.humaneval import (build_test_program, load_problems, locate_bug_lines, run_sandboxed,
-                                     truncate_completion)
+from risk_core.data.humaneval import (
+    build_test_program,
+    load_problems,
+    locate_bug_lines,
+    run_sandboxed,
+    truncate_completion,
+)
 from risk_core.data.jsonl import Sample, read_jsonl, write_jsonl
 from risk_core.errors import UsageError
 
@@ -27,6 +32,7 @@ def test_jsonl_round_trip_and_errors(tmp_path):
 
 
 # --- sandbox ----------------------------------------------------------------------------------------
+
 
 def test_sandbox_pass_and_fail():
     assert run_sandboxed("assert sum([1, 2]) == 3\n").status == "passed"
@@ -71,7 +77,7 @@ def test_humaneval_data_and_canonical_solutions():
 
 
 def test_locate_bug_lines_near_misses_only():
-    prompt = "def f(xs):\n    \"\"\"Sum.\"\"\"\n"  # 2 lines: completion line 1 is code line 3
+    prompt = 'def f(xs):\n    """Sum."""\n'  # 2 lines: completion line 1 is code line 3
     ref = "    total = 0\n    for x in xs:\n        total += x\n    return total\n"
     off_by = "    total = 0\n    for x in xs[1:]:\n        total += x\n    return total\n"
     assert locate_bug_lines(prompt, off_by, [ref]) == [4]
@@ -93,17 +99,30 @@ def test_truncate_completion_stops_at_next_top_level_block():
 
 # --- git ---------------------------------------------------------------------------------------------
 
+
 def _git(repo, *args):
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-                        "GIT_COMMITTER_EMAIL": "t@x", "PATH": "/usr/bin:/bin", "HOME": str(repo)})
+    subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@x",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@x",
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(repo),
+        },
+    )
 
 
 def test_from_git_labels_the_lines_each_fix_changed(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q")
-    buggy = "def clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x >= hi:\n        return lo\n    return x\n"
+    buggy = (
+        "def clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x >= hi:\n        return lo\n    return x\n"
+    )
     (repo / "m.py").write_text(buggy)
     (repo / "README").write_text("hi\n")
     _git(repo, "add", ".")
@@ -141,10 +160,29 @@ def test_humaneval_samples_with_tiny_model(tiny_model_dir, tmp_path):
     from bot.cli import main
 
     out = tmp_path / "he.jsonl"
-    r = CliRunner().invoke(main, ["data", "humaneval", "--out", str(out), "--model", str(tiny_model_dir),
-                                  "--samples", "2", "--max-new-tokens", "8", "--limit", "3", "--batch-size", "2",
-                                  "--timeout", "5",
-                                  "--device", "cpu"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "humaneval",
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--limit",
+            "3",
+            "--batch-size",
+            "2",
+            "--timeout",
+            "5",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     samples = read_jsonl(out)
     assert 3 <= len(samples) <= 6 and {s.path for s in samples} == {"HumanEval/0", "HumanEval/1", "HumanEval/2"}

@@ -89,10 +89,13 @@ def test_modified_file_and_hunk_lines():
     assert change.hunks[0].lines == [(" ", 1, "a"), ("-", None, "b"), ("+", 2, "B"), (" ", 3, "c")]
 
 
-@pytest.mark.parametrize("bad", [
-    "--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n-x\n",   # hunk shorter than its header says
-    "hello, this is not a diff\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n-x\n",  # hunk shorter than its header says
+        "hello, this is not a diff\n",
+    ],
+)
 def test_malformed_diff_is_one_line_usage_error(bad):
     with pytest.raises(UsageError) as info:
         parse_diff(bad)
@@ -104,8 +107,7 @@ def test_empty_diff_is_no_files():
 
 
 def test_limits_skip_with_reasons_never_silently():
-    diff = "".join(f"--- a/f{i}.py\n+++ b/f{i}.py\n@@ -0,0 +1,{i + 1} @@\n" + "+x\n" * (i + 1)
-                   for i in range(4))
+    diff = "".join(f"--- a/f{i}.py\n+++ b/f{i}.py\n@@ -0,0 +1,{i + 1} @@\n" + "+x\n" * (i + 1) for i in range(4))
     parsed = parse_diff(diff)
     kept, skipped = apply_limits(parsed, max_files=3, max_added_lines=4)
     assert [c.path for c in kept] == ["f0.py", "f1.py"]  # 1 + 2 lines; f2 (3 lines) would exceed 4

@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import TINY_CORPUS
-from risk_core.encode import (EncodeConfig, encode_lines, encode_tokens, plan_windows, pool_lines,
-                              token_line_indices)
+
+from risk_core.encode import EncodeConfig, encode_lines, encode_tokens, plan_windows, pool_lines, token_line_indices
 from risk_core.errors import UsageError
 from risk_core.models import LoadedModel, load_model
 
@@ -82,8 +81,9 @@ def test_layer_out_of_range_names_the_valid_range(tiny):
 @pytest.mark.parametrize("window,min_context", [(64, 16), (40, 12), (33, 20)])
 def test_window_boundaries_do_not_matter(tiny_local_attention, window, min_context):
     full = encode_tokens(tiny_local_attention, [LONG_TEXT], EncodeConfig(layer=4, window=4096))[0]
-    windowed = encode_tokens(tiny_local_attention, [LONG_TEXT],
-                             EncodeConfig(layer=4, window=window, min_context=min_context))[0]
+    windowed = encode_tokens(
+        tiny_local_attention, [LONG_TEXT], EncodeConfig(layer=4, window=window, min_context=min_context)
+    )[0]
     assert full.states.shape[0] > 3 * window  # several windows were needed
     torch.testing.assert_close(windowed.states, full.states, rtol=0, atol=1e-4)
 
@@ -187,12 +187,15 @@ def test_cli_encode_writes_line_states(tiny_model_dir, tmp_path):
         assert f.metadata()["layer"] == "2"
 
 
-@pytest.mark.parametrize("case,args,message", [
-    ("layer", ["--layer", "7"], "layers 0..4"),
-    ("model", ["--model", "no-such-model"], "known: qwen2.5-coder-0.5b"),
-    ("big", ["--max-bytes", "3"], "over the limit"),
-    ("empty", [], "empty file"),
-])
+@pytest.mark.parametrize(
+    "case,args,message",
+    [
+        ("layer", ["--layer", "7"], "layers 0..4"),
+        ("model", ["--model", "no-such-model"], "known: qwen2.5-coder-0.5b"),
+        ("big", ["--max-bytes", "3"], "over the limit"),
+        ("empty", [], "empty file"),
+    ],
+)
 def test_cli_encode_errors_are_one_line(tiny_model_dir, tmp_path, case, args, message):
     src = tmp_path / "a.py"
     src.write_text("" if case == "empty" else "x = 1\n")
@@ -206,6 +209,7 @@ def test_cli_encode_errors_are_one_line(tiny_model_dir, tmp_path, case, args, me
 def test_cli_encode_warns_once_on_invalid_utf8(tiny_model_dir, tmp_path):
     src = tmp_path / "a.py"
     src.write_bytes(b"x = '\xff\xfe'\ny = 2\n")
-    res = _cli(["encode", str(src), "--layer", "1", "--out", str(tmp_path / "o.safetensors"),
-                "--model", str(tiny_model_dir)])
+    res = _cli(
+        ["encode", str(src), "--layer", "1", "--out", str(tmp_path / "o.safetensors"), "--model", str(tiny_model_dir)]
+    )
     assert res.exit_code == 0 and res.output.count("not valid UTF-8") == 1

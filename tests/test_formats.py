@@ -8,13 +8,13 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from review_doubles import KeywordScorer
 
 from bot.config import ReviewConfig
 from bot.context import working_tree_reader
 from bot.formats import format_report
 from bot.render import make_environment, render_check, render_comment, render_summary
 from bot.review import review
-from review_doubles import KeywordScorer
 from risk_core.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +25,13 @@ SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json")
 def report():
     diff = (ROOT / "examples" / "example.diff").read_bytes()
     # A binary file and a vendored one ride along so "skipped" shows up in every format.
-    diff += (b"diff --git a/examples/logo.png b/examples/logo.png\nnew file mode 100644\n"
-             b"index 0000000..1111111\nBinary files /dev/null and b/examples/logo.png differ\n")
-    return review(diff, working_tree_reader(ROOT), KeywordScorer(), ReviewConfig(threshold=0.5),
-                  model_name="keyword-test-double")
+    diff += (
+        b"diff --git a/examples/logo.png b/examples/logo.png\nnew file mode 100644\n"
+        b"index 0000000..1111111\nBinary files /dev/null and b/examples/logo.png differ\n"
+    )
+    return review(
+        diff, working_tree_reader(ROOT), KeywordScorer(), ReviewConfig(threshold=0.5), model_name="keyword-test-double"
+    )
 
 
 def test_pipeline_report(report):

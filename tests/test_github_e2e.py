@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 from click.testing import CliRunner
+from review_doubles import KeywordScorer
 
 import bot.run as bot_run
 from bot.cli import main
 from bot.publish import github as gp
-from review_doubles import KeywordScorer
 
 try:
     from tests.github_server import github_server, make_github_server  # noqa: F401
@@ -21,18 +21,32 @@ except ModuleNotFoundError:
 
 @pytest.fixture()
 def wired(github_server, monkeypatch):
-    monkeypatch.setattr(bot_run, "load_scorer",
-                        lambda model, bundle, device="auto", progress=None: (KeywordScorer(), "double", None))
-    monkeypatch.setattr(gp, "DEFAULT_SETTINGS", dataclasses.replace(
-        gp.DEFAULT_SETTINGS, backoff_factor=0, secondary_rate_wait=0, seconds_between_requests=0,
-        seconds_between_writes=0))
+    monkeypatch.setattr(
+        bot_run, "load_scorer", lambda model, bundle, device="auto", progress=None: (KeywordScorer(), "double", None)
+    )
+    monkeypatch.setattr(
+        gp,
+        "DEFAULT_SETTINGS",
+        dataclasses.replace(
+            gp.DEFAULT_SETTINGS,
+            backoff_factor=0,
+            secondary_rate_wait=0,
+            seconds_between_requests=0,
+            seconds_between_writes=0,
+        ),
+    )
     monkeypatch.setenv("GITHUB_API_URL", github_server.base_url)
     monkeypatch.setenv("GITHUB_TOKEN", github_server.token)
     repo = github_server.state.create_repo("octo", "demo")
     base = repo.commit({"p.py": "def page(items, page, per_page):\n    return items\n"})
-    head = repo.commit({"p.py": "def page(items, page, per_page):\n    start = page * per_page\n"
-                                "    return items[start:start + per_page]\n"},
-                       parent=base, author_login="copilot[bot]")
+    head = repo.commit(
+        {
+            "p.py": "def page(items, page, per_page):\n    start = page * per_page\n"
+            "    return items[start:start + per_page]\n"
+        },
+        parent=base,
+        author_login="copilot[bot]",
+    )
     repo.open_pull(base, head)
     return repo
 
@@ -50,24 +64,27 @@ def test_cli_bad_token_one_line(wired, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_wrongwrongwrong")
     res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q"])
     assert res.exit_code == 1
-    assert res.stderr.strip().splitlines() == ["error: reading octo/demo#1: GitHub rejected the token (401 Bad credentials)"]
+    assert res.stderr.strip().splitlines() == [
+        "error: reading octo/demo#1: GitHub rejected the token (401 Bad credentials)"
+    ]
     assert "ghs_wrong" not in res.output and not wired.reviews
-
 
 
 def test_cli_github_capped_finding_keeps_its_comment_until_fixed(wired):
     def push_and_review(text):
         wired.push(1, {"p.py": "def page(items, page, per_page):\n" + text}, author_login="copilot[bot]")
-        res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q", "--max-comments", "1"],
-                                 catch_exceptions=False)
+        res = CliRunner().invoke(
+            main, ["review", "--github", "octo/demo#1", "-q", "--max-comments", "1"], catch_exceptions=False
+        )
         assert res.exit_code == 0, res.output
         return wired.review_comments
 
     (first,) = push_and_review("    if page == 0:\n        return []\n    return items\n").values()
     assert first["_line_text"] == "    if page == 0:"
     # A riskier line takes the only slot; `page == 0` is still flagged, just over the cap.
-    comments = push_and_review("    if page == 0:\n        return []\n    start = page * per_page\n"
-                               "    return items[start:]\n")
+    comments = push_and_review(
+        "    if page == 0:\n        return []\n    start = page * per_page\n    return items[start:]\n"
+    )
     assert len(comments) == 2 and not any("pttrust:resolved" in c["body"] for c in comments.values())
     comments = push_and_review("    start = page * per_page\n    return items[start:]\n")
     assert [c["id"] for c in comments.values() if "pttrust:resolved" in c["body"]] == [first["id"]]

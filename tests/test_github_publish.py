@@ -20,8 +20,15 @@ try:
 except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.path
     from github_server import github_server, make_github_server  # noqa: F401
 
-FAST = gp.GitHubSettings(retries=4, backoff_factor=0, secondary_rate_wait=0, max_rate_limit_wait=30,
-                         seconds_between_requests=0, seconds_between_writes=0, timeout=10)
+FAST = gp.GitHubSettings(
+    retries=4,
+    backoff_factor=0,
+    secondary_rate_wait=0,
+    max_rate_limit_wait=30,
+    seconds_between_requests=0,
+    seconds_between_writes=0,
+    timeout=10,
+)
 
 
 class DeterministicTestScorer:
@@ -38,31 +45,38 @@ class DeterministicTestScorer:
                     line = int(text.split("+")[1].split(",")[0].split(" ")[0])
                 elif text.startswith("+"):
                     if "RISKY" in text:
-                        found.append(gp.InlineFinding(f.path, line, None, 0.9, text[1:],
-                                                      f"risky: `{text[1:].strip()}`"))
+                        found.append(
+                            gp.InlineFinding(f.path, line, None, 0.9, text[1:], f"risky: `{text[1:].strip()}`")
+                        )
                     line += 1
                 elif text.startswith(" "):
                     line += 1
         found += extra or []
         conclusion = "failure" if found else "success"
-        return gp.Publication(found, f"## PtTrust\n{len(found)} finding(s)", conclusion,
-                              f"{len(found)} finding(s)", "summary")
+        return gp.Publication(
+            found, f"## PtTrust\n{len(found)} finding(s)", conclusion, f"{len(found)} finding(s)", "summary"
+        )
 
 
 def make_pr(server, n_risky=3, labels=("ai-generated",)):
     repo = server.state.create_repo("octo", "demo")
     base = repo.commit({"app.py": "def f():\n    return 1\n", "README.md": "hi\n"})
     body = "".join(f"x{i} = eval('RISKY {i}')\n" for i in range(n_risky))
-    head = repo.commit({"app.py": "def f():\n    return 1\n" + body + "y = 2\n"}, parent=base,
-                       author_login="copilot[bot]", message="feat: add\n\nCo-authored-by: Claude <c@x>")
+    head = repo.commit(
+        {"app.py": "def f():\n    return 1\n" + body + "y = 2\n"},
+        parent=base,
+        author_login="copilot[bot]",
+        message="feat: add\n\nCo-authored-by: Claude <c@x>",
+    )
     repo.open_pull(base, head, labels=list(labels))
     return repo
 
 
 def run_once(server, extra=None, dry_run=False, env=None, timeout=None):
     env = {"GITHUB_TOKEN": server.token} if env is None else env
-    gh = gp.connect(gp.GitHubSettings(**{**FAST.__dict__, "base_url": server.base_url,
-                                         "timeout": timeout or FAST.timeout}), env)
+    gh = gp.connect(
+        gp.GitHubSettings(**{**FAST.__dict__, "base_url": server.base_url, "timeout": timeout or FAST.timeout}), env
+    )
     with gp.github_errors("test"):
         repo = gh.get_repo("octo/demo")
         pull = repo.get_pull(1)
@@ -129,7 +143,10 @@ def test_line_outside_diff_goes_to_summary(github_server):
 
 def test_422_on_one_comment_moves_it_to_the_summary(github_server):
     repo = make_pr(github_server, n_risky=4)
-    on_line_4 = lambda body: any(c.get("line") == 4 for c in body.get("comments", []))
+
+    def on_line_4(body):
+        return any(c.get("line") == 4 for c in body.get("comments", []))
+
     github_server.faults.unprocessable("pulls/create-review", times=100, when=on_line_4)
     res = run_once(github_server)
     assert [f.line for f, _ in res.rejected] == [4] and "Line could not be resolved" in res.rejected[0][1]
@@ -176,7 +193,10 @@ def test_5xx_or_no_answer_on_a_create_is_looked_up_not_repeated(github_server, h
     (summary,) = repo.issue_comments.values()
     assert res.summary_comment_id == summary["id"] and "<!-- pttrust:summary" in summary["body"]
     failed = 502 if how == "502" else None  # None: no answer sent
-    statuses = lambda op: [c.status for c in github_server.calls_to(op)]
+
+    def statuses(op):
+        return [c.status for c in github_server.calls_to(op)]
+
     assert statuses("pulls/create-review") == [429, failed] + ([] if acted else [200])
     assert statuses("issues/create-comment") == [failed] + ([] if acted else [201])
     # Check runs cannot be listed within the REST description: one made before the failure is made
@@ -189,9 +209,14 @@ def test_5xx_or_no_answer_on_a_create_is_looked_up_not_repeated(github_server, h
     assert [c for c in github_server.calls if c.method != "GET"] == writes
 
 
-@pytest.mark.parametrize("how, message", [("502", "GitHub answered 502: Bad Gateway"),
-                                          ("dropped", "cannot reach GitHub (ConnectionError)"),
-                                          ("timeout", "cannot reach GitHub (ReadTimeout)")])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("502", "GitHub answered 502: Bad Gateway"),
+        ("dropped", "cannot reach GitHub (ConnectionError)"),
+        ("timeout", "cannot reach GitHub (ReadTimeout)"),
+    ],
+)
 def test_a_create_failing_twice_is_a_one_line_error(github_server, how, message):
     repo = make_pr(github_server, n_risky=1)
     _fail_creates(github_server, how, times=2, acted=False)
@@ -203,8 +228,13 @@ def test_a_create_failing_twice_is_a_one_line_error(github_server, how, message)
 
 def test_a_post_is_not_resent_once_it_may_have_reached_github():
     import requests
-    from urllib3.exceptions import (ConnectTimeoutError, MaxRetryError, NewConnectionError, ProtocolError,
-                                    ReadTimeoutError)
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+    )
 
     retry = gp._retry_class()(total=3, allowed_methods={"GET", "POST"})
     timed_out = ReadTimeoutError(None, "/x", "Read timed out.")
@@ -228,10 +258,18 @@ def test_a_post_is_not_resent_once_it_may_have_reached_github():
 
 def test_probe_answered_5xx_after_acting_counts_as_accepted(github_server):
     repo = make_pr(github_server, n_risky=4)
-    on_line_4 = lambda body: any(c.get("line") == 4 for c in body.get("comments", []))
+
+    def on_line_4(body):
+        return any(c.get("line") == 4 for c in body.get("comments", []))
+
     github_server.faults.unprocessable("pulls/create-review", times=100, when=on_line_4)
-    probe = github_server.faults.add("pulls/create-review", 502, times=1, after_serving=True,
-                                     when=lambda body: "event" not in body and not on_line_4(body))
+    probe = github_server.faults.add(
+        "pulls/create-review",
+        502,
+        times=1,
+        after_serving=True,
+        when=lambda body: "event" not in body and not on_line_4(body),
+    )
     res = run_once(github_server)
     assert probe.hits == 1
     assert [f.line for f, _ in res.rejected] == [4]

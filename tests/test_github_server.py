@@ -23,8 +23,13 @@ def test_spec_path_is_beside_the_repository():
 
 
 def _client(server):
-    return github.Github(auth=github.Auth.Token(server.token), base_url=server.base_url,
-                         seconds_between_requests=0, seconds_between_writes=0, retry=None)
+    return github.Github(
+        auth=github.Auth.Token(server.token),
+        base_url=server.base_url,
+        seconds_between_requests=0,
+        seconds_between_writes=0,
+        retry=None,
+    )
 
 
 def test_serves_pygithub_without_violations(github_server):
@@ -46,8 +51,11 @@ def test_invalid_request_and_response_are_recorded():
         repo = server.state.create_repo("octo", "demo")
         sha = repo.commit({"a": "1\n"})
         auth = {"Authorization": f"token {server.token}"}
-        requests.post(f"{server.base_url}/repos/octo/demo/check-runs", headers=auth,
-                      json={"name": "x", "head_sha": sha, "conclusion": "bogus"})
+        requests.post(
+            f"{server.base_url}/repos/octo/demo/check-runs",
+            headers=auth,
+            json={"name": "x", "head_sha": sha, "conclusion": "bogus"},
+        )
         assert any(v.startswith("request POST /repos/octo/demo/check-runs") for v in server.violations)
         assert any(v.startswith("response 201 POST") for v in server.violations)  # echoed the bad value
         server.violations.clear()
@@ -61,16 +69,16 @@ def test_invalid_response_is_recorded(monkeypatch):
         base = repo.commit({"a": "1\n"})
         repo.open_pull(base, repo.commit({"a": "2\n"}, parent=base))
         from importlib import import_module
+
         ctx = import_module(type(server).__module__)._Ctx
         real = ctx.pull_json
         monkeypatch.setattr(ctx, "pull_json", lambda self, pull: real(self, pull) | {"number": "one"})
-        requests.get(f"{server.base_url}/repos/octo/demo/pulls/1",
-                     headers={"Authorization": f"token {server.token}"})
+        requests.get(f"{server.base_url}/repos/octo/demo/pulls/1", headers={"Authorization": f"token {server.token}"})
         assert server.violations, "a pull request whose number is a string must be caught"
 
 
 def test_faults_validate_and_are_consumed(github_server):
-    repo = github_server.state.create_repo("octo", "demo")
+    github_server.state.create_repo("octo", "demo")
     auth = {"Authorization": f"token {github_server.token}"}
     url = f"{github_server.base_url}/repos/octo/demo"
     github_server.faults.rate_limit("repos/get", times=1)

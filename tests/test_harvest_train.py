@@ -31,12 +31,16 @@ def make_code_dir(root: Path, n: int = 40, seed: int = 0) -> Path:
         lines = []
         for j in range(rng.randint(4, 12)):
             a, b = rng.sample(names, 2)
-            lines.append(rng.choice([
-                f"def {a}_{j}({b}):\n    return {b} + {rng.randint(0, 99)}\n",
-                f"for {a} in range({rng.randint(1, 50)}):\n    {b} += {a}\n",
-                f"class {a.title()}{j}:\n    def __init__(self):\n        self.{b} = []\n",
-                f"if {a} > {b}:\n    print({a}, {b})\n",
-            ]))
+            lines.append(
+                rng.choice(
+                    [
+                        f"def {a}_{j}({b}):\n    return {b} + {rng.randint(0, 99)}\n",
+                        f"for {a} in range({rng.randint(1, 50)}):\n    {b} += {a}\n",
+                        f"class {a.title()}{j}:\n    def __init__(self):\n        self.{b} = []\n",
+                        f"if {a} > {b}:\n    print({a}, {b})\n",
+                    ]
+                )
+            )
         (root / f"mod_{i}.py").write_text("".join(lines))
     return root
 
@@ -96,8 +100,9 @@ def test_harvest_states_match_full_forward(acts_dir, corpus_dir, loaded):
     assert (shard["token_ids"][:63] == ids[1:]).all()
 
 
-def test_harvest_resume_after_kill_gives_identical_shards(tmp_path, acts_dir, corpus_dir, loaded, tiny_model_dir,
-                                                          monkeypatch):
+def test_harvest_resume_after_kill_gives_identical_shards(
+    tmp_path, acts_dir, corpus_dir, loaded, tiny_model_dir, monkeypatch
+):
     out = tmp_path / "acts"
     real = hv.write_atomic_safetensors
     calls = {"n": 0}
@@ -146,9 +151,20 @@ def test_truncated_shard_is_named(tmp_path, acts_dir):
 
 
 def _train_cfg(**kw):
-    base = dict(batch_size=256, lr=3e-3, lr_warmup_steps=3, epochs=2, shards_in_memory=2, log_every=1,
-                val_every=8, val_tokens=400, ce_chunks=2, checkpoint_every=5, dead_feature_threshold=1500,
-                init_tokens=1024)
+    base = dict(
+        batch_size=256,
+        lr=3e-3,
+        lr_warmup_steps=3,
+        epochs=2,
+        shards_in_memory=2,
+        log_every=1,
+        val_every=8,
+        val_tokens=400,
+        ce_chunks=2,
+        checkpoint_every=5,
+        dead_feature_threshold=1500,
+        init_tokens=1024,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -174,19 +190,25 @@ def test_train_end_to_end_and_resume_equals_uninterrupted(tmp_path, acts_dir, lo
         def log_fn(rec):
             if rec.get("event") == "train" and rec["step"] == step:
                 raise KeyboardInterrupt
+
         return log_fn
 
     with pytest.raises(KeyboardInterrupt):
-        train(acts_dir, tmp_path / "resumed", SAE_CFG, _train_cfg(), loaded=loaded, device="cpu",
-              log_fn=die_at(12))
+        train(acts_dir, tmp_path / "resumed", SAE_CFG, _train_cfg(), loaded=loaded, device="cpu", log_fn=die_at(12))
     assert (tmp_path / "resumed" / "checkpoints" / "step_00000010").is_dir()
     # A damaged newest checkpoint falls back to the previous good one.
     (tmp_path / "resumed" / "checkpoints" / "step_00000010" / "state.safetensors").write_bytes(b"junk")
     with pytest.raises(UsageError, match="other settings"):  # a setting that changes the weights
         train(acts_dir, tmp_path / "resumed", SAE_CFG, _train_cfg(lr=1e-3), loaded=loaded, device="cpu")
     # How often to log, validate or checkpoint may change on resume without changing the result.
-    train(acts_dir, tmp_path / "resumed", SAE_CFG, _train_cfg(val_every=6, log_every=3, checkpoint_every=4),
-          loaded=loaded, device="cpu")
+    train(
+        acts_dir,
+        tmp_path / "resumed",
+        SAE_CFG,
+        _train_cfg(val_every=6, log_every=3, checkpoint_every=4),
+        loaded=loaded,
+        device="cpu",
+    )
     a = load_file(str(tmp_path / "full" / "sae.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "sae.safetensors"))
     for k in a:
@@ -216,19 +238,70 @@ def test_cli_harvest_and_train(tmp_path, corpus_dir, tiny_model_dir):
     from bot.cli import main
 
     runner = CliRunner()
-    r = runner.invoke(main, ["pretrain", "harvest", "--corpus", str(corpus_dir), "--model", str(tiny_model_dir),
-                             "--layer", "1", "--tokens", "1500", "--val-tokens", "300", "--ctx-len", "64",
-                             "--batch-size", "2", "--shard-tokens", "600", "--out", str(tmp_path / "a")])
+    r = runner.invoke(
+        main,
+        [
+            "pretrain",
+            "harvest",
+            "--corpus",
+            str(corpus_dir),
+            "--model",
+            str(tiny_model_dir),
+            "--layer",
+            "1",
+            "--tokens",
+            "1500",
+            "--val-tokens",
+            "300",
+            "--ctx-len",
+            "64",
+            "--batch-size",
+            "2",
+            "--shard-tokens",
+            "600",
+            "--out",
+            str(tmp_path / "a"),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(main, ["pretrain", "train", "--acts", str(tmp_path / "a"), "--out", str(tmp_path / "s"),
-                             "--expansion-factor", "2", "--k", "4", "--batch-size", "256", "--ce-chunks", "1",
-                             "--lr-warmup-steps", "2"])
+    r = runner.invoke(
+        main,
+        [
+            "pretrain",
+            "train",
+            "--acts",
+            str(tmp_path / "a"),
+            "--out",
+            str(tmp_path / "s"),
+            "--expansion-factor",
+            "2",
+            "--k",
+            "4",
+            "--batch-size",
+            "256",
+            "--ce-chunks",
+            "1",
+            "--lr-warmup-steps",
+            "2",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "saved SAE" in r.output and (tmp_path / "s" / "sae.safetensors").is_file()
     r = runner.invoke(main, ["pretrain", "train", "--acts", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and r.output.startswith("error: ") and "Traceback" not in r.output
-    r = runner.invoke(main, ["pretrain", "harvest", "--corpus", str(tmp_path / "nothing"), "--model",
-                             str(tiny_model_dir), "--out", str(tmp_path / "y")])
+    r = runner.invoke(
+        main,
+        [
+            "pretrain",
+            "harvest",
+            "--corpus",
+            str(tmp_path / "nothing"),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "y"),
+        ],
+    )
     assert r.exit_code == 2 and "not a corpus" in r.output
 
 

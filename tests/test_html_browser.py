@@ -8,26 +8,33 @@ import shutil
 from pathlib import Path
 
 import pytest
+from review_doubles import KeywordScorer
 
 from bot.config import ReviewConfig
 from bot.context import working_tree_reader
 from bot.formats import format_report
 from bot.render import make_environment
 from bot.review import review
-from review_doubles import KeywordScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("PTTRUST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
 
 
 def test_hover_shows_risk_and_latents(tmp_path):
-    report = review((ROOT / "examples" / "example.diff").read_bytes(), working_tree_reader(ROOT),
-                    KeywordScorer(), ReviewConfig())
+    report = review(
+        (ROOT / "examples" / "example.diff").read_bytes(), working_tree_reader(ROOT), KeywordScorer(), ReviewConfig()
+    )
     page_file = tmp_path / "report.html"
     page_file.write_text(format_report(report, "html", make_environment()), encoding="utf-8")
 
@@ -44,6 +51,7 @@ def test_hover_shows_risk_and_latents(tmp_path):
             def alpha(locator):
                 color = locator.evaluate("e => getComputedStyle(e).backgroundColor")
                 return float(color.rstrip(")").split(",")[3]) if color.startswith("rgba") else 1.0
+
             assert alpha(row) > alpha(page.locator('tr.scored[data-line="20"]').first) > 0
 
             row.hover()

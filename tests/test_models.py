@@ -21,10 +21,17 @@ from risk_core.errors import PttrustError, UsageError
 from risk_core.models import ModelSpec, load_model, prepare
 
 NAME = "tiny-test"
-_GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-               "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-               "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
-               "post_attention_layernorm": "ffn_norm"}
+_GGUF_NAMES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+}
 
 
 def write_gguf(model_dir: Path, out: Path) -> Path:
@@ -54,10 +61,12 @@ def write_gguf(model_dir: Path, out: Path) -> Path:
     w.add_pad_token_id(cfg["pad_token_id"])
     for name, t in load_file(str(model_dir / "model.safetensors")).items():
         p = name.split(".")
-        special = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-                   "lm_head.weight": "output.weight"}
-        w.add_tensor(special.get(name) or f"blk.{p[2]}.{_GGUF_NAMES['.'.join(p[3:-1])]}.{p[-1]}",
-                     t.astype(np.float32))
+        special = {
+            "model.embed_tokens.weight": "token_embd.weight",
+            "model.norm.weight": "output_norm.weight",
+            "lm_head.weight": "output.weight",
+        }
+        w.add_tensor(special.get(name) or f"blk.{p[2]}.{_GGUF_NAMES['.'.join(p[3:-1])]}.{p[-1]}", t.astype(np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -74,9 +83,15 @@ def fake_parts(tiny_model_dir, tmp_path_factory) -> tuple[ModelSpec, list[Path]]
     files = []
     for i in range(3):
         files.append(root / f"part{i + 1:02d}.bin")
-        files[-1].write_bytes(data[cut[i]:cut[i + 1]])
-    spec = ModelSpec(NAME, "none/tiny", ("tiny-part1", "tiny-part2", "tiny-part3"), "0.0.1",
-                     hashlib.sha256(data).hexdigest(), len(data))
+        files[-1].write_bytes(data[cut[i] : cut[i + 1]])
+    spec = ModelSpec(
+        NAME,
+        "none/tiny",
+        ("tiny-part1", "tiny-part2", "tiny-part3"),
+        "0.0.1",
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+    )
     return spec, files
 
 
@@ -148,8 +163,12 @@ def test_concurrent_prepare_builds_one_valid_cache(fake_parts, tmp_path):
         print(prepare(spec.name, registry={{spec.name: spec}}, locate=lambda s: files))
     """)
     env = {**os.environ, "PTTRUST_CACHE_DIR": str(tmp_path / "shared-cache")}
-    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     assert outs[0][0] == outs[1][0]

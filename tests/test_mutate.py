@@ -3,12 +3,18 @@ original only on its labeled line(s), and the label points at the edit."""
 
 from __future__ import annotations
 
-
 import pytest
 
-from risk_core.data.mutate import (OPERATORS, apply_edit, candidates_for, collect_sources, mutate_files,
-                                   parses, snippets_for)
 from risk_core.candidates import candidate_mask
+from risk_core.data.mutate import (
+    OPERATORS,
+    apply_edit,
+    candidates_for,
+    collect_sources,
+    mutate_files,
+    parses,
+    snippets_for,
+)
 
 PY = '''\
 def window_sum(values, lo, hi):
@@ -27,7 +33,7 @@ def window_sum(values, lo, hi):
     return total - max(count, 1)
 '''
 
-JAVA = '''\
+JAVA = """\
 int windowSum(int[] values, int lo, int hi) {
     int total = 0;
     int count = 0;
@@ -46,9 +52,9 @@ int windowSum(int[] values, int lo, int hi) {
     }
     return total - count;
 }
-'''
+"""
 
-JS = '''\
+JS = """\
 function windowSum(values, lo, hi) {
   let total = 0;
   let count = 0;
@@ -66,9 +72,9 @@ function windowSum(values, lo, hi) {
   }
   return total;
 }
-'''
+"""
 
-GO = '''\
+GO = """\
 func windowSum(values []int, lo int, hi int) int {
 	total := 0
 	count := 0
@@ -86,7 +92,7 @@ func windowSum(values []int, lo int, hi int) int {
 	}
 	return total - count
 }
-'''
+"""
 
 SOURCES = {"python": PY, "java": JAVA, "javascript": JS, "go": GO}
 # Every operator must be exercised in every language, except where the language lacks the construct in

@@ -23,8 +23,9 @@ def _planted(n=3000, f=40, informative=3, seed=0, base_rate=0.08):
 @pytest.mark.parametrize("kind", ["logistic", "mlp"])
 def test_learns_planted_linear_signal(kind):
     x, y = _planted()
-    probe = train_probe(x[:2000], y[:2000], ProbeConfig(kind=kind, epochs=60, l1=1e-2, seed=0),
-                        x[2000:2500], y[2000:2500])
+    probe = train_probe(
+        x[:2000], y[:2000], ProbeConfig(kind=kind, epochs=60, l1=1e-2, seed=0), x[2000:2500], y[2000:2500]
+    )
     with torch.no_grad():
         r = probe.risk(x[2500:]).numpy()
     assert auroc(r, y[2500:].numpy()) > 0.8

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from review_doubles import FakeFileScores, FakeLineRisk
 
 from bot.config import ReviewConfig, load_config
 from bot.context import GitAttributes, path_matches, skip_reason
 from bot.rank import rank
-from review_doubles import FakeFileScores, FakeLineRisk
 from risk_core.errors import UsageError
 
 
@@ -34,8 +34,7 @@ def test_threshold_is_strict():
 
 
 def test_generated_and_vendored_paths():
-    attrs = GitAttributes.parse("gen/** linguist-generated\n*.js linguist-vendored=true\n"
-                                "keep.js -linguist-vendored\n")
+    attrs = GitAttributes.parse("gen/** linguist-generated\n*.js linguist-vendored=true\nkeep.js -linguist-vendored\n")
     assert "generated" in skip_reason("gen/x.py", [], attrs)
     assert "linguist-vendored" in skip_reason("web/a.js", [], attrs)
     assert skip_reason("keep.js", [], attrs) is None

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from review_doubles import KeywordScorer
 
 import bot.run as bot_run
 from bot.cli import main
-from review_doubles import KeywordScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 DIFF = str(ROOT / "examples" / "example.diff")
@@ -20,8 +20,11 @@ DIFF = str(ROOT / "examples" / "example.diff")
 @pytest.fixture()
 def scorer(monkeypatch):
     double = KeywordScorer()
-    monkeypatch.setattr(bot_run, "load_scorer",
-                        lambda model, bundle, device="auto", progress=None: (double, "keyword-test-double", None))
+    monkeypatch.setattr(
+        bot_run,
+        "load_scorer",
+        lambda model, bundle, device="auto", progress=None: (double, "keyword-test-double", None),
+    )
     return double
 
 
@@ -37,13 +40,14 @@ def test_text_report_and_progress_on_stderr(scorer):
     # each touched file is encoded once, with all of its target lines
     (call,) = scorer.calls
     assert {(r.path, tuple(r.target_lines)) for r in call} == {
-        ("examples/pagination.py", tuple(range(16, 27))), ("examples/format.js", (9, 10))}
+        ("examples/pagination.py", tuple(range(16, 27))),
+        ("examples/format.js", (9, 10)),
+    }
 
 
 def test_fail_above_gates_but_still_writes_out(scorer, tmp_path):
     out = tmp_path / "r.json"
-    res = run("--diff", DIFF, "--repo", str(ROOT), "--format", "json", "--out", str(out),
-              "--fail-above", "0.9", "-q")
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--format", "json", "--out", str(out), "--fail-above", "0.9", "-q")
     assert res.exit_code == 1
     assert "above --fail-above 0.9" in res.stderr
     assert json.loads(out.read_text())["summary"]["max_risk"] == 0.93
@@ -56,19 +60,34 @@ def test_stdin_config_and_flag_override(scorer, tmp_path):
     diff = Path(DIFF).read_text()
     res = run("--diff", "-", "--repo", str(ROOT), "--config", str(cfg), "--format", "json", "-q", input=diff)
     assert res.exit_code == 0 and json.loads(res.stdout)["findings"] == []
-    res = run("--diff", "-", "--repo", str(ROOT), "--config", str(cfg), "--threshold", "0.5",
-              "--format", "json", "-q", input=diff)
+    res = run(
+        "--diff",
+        "-",
+        "--repo",
+        str(ROOT),
+        "--config",
+        str(cfg),
+        "--threshold",
+        "0.5",
+        "--format",
+        "json",
+        "-q",
+        input=diff,
+    )
     data = json.loads(res.stdout)
     assert len(data["findings"]) == 1 and data["summary"]["over_total_cap"] == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "exactly one of --diff"),
-    (("--diff", "/nonexistent.diff"), "diff not found"),
-    (("--diff", DIFF, "--threshold", "3"), "--threshold must be between 0 and 1"),
-    (("--diff", DIFF, "--dry-run"), "--dry-run only applies to --github"),
-    (("--diff", DIFF, "--templates", "/nonexistent"), "templates directory not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "exactly one of --diff"),
+        (("--diff", "/nonexistent.diff"), "diff not found"),
+        (("--diff", DIFF, "--threshold", "3"), "--threshold must be between 0 and 1"),
+        (("--diff", DIFF, "--dry-run"), "--dry-run only applies to --github"),
+        (("--diff", DIFF, "--templates", "/nonexistent"), "templates directory not found"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(scorer, args, message):
     res = run(*args, "--repo", str(ROOT))
     assert res.exit_code == 2
@@ -118,8 +137,12 @@ def test_authored_by_ai_uses_git_blame(scorer, tmp_path):
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
 
     def git(*args, who=("Ada", "ada@example.com")):
-        subprocess.run(["git", "-C", str(tmp_path), "-c", f"user.name={who[0]}", "-c",
-                        f"user.email={who[1]}", *args], check=True, capture_output=True, env=env)
+        subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", f"user.name={who[0]}", "-c", f"user.email={who[1]}", *args],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
 
     (tmp_path / "examples").mkdir()
     git("init", "-q")

@@ -85,7 +85,7 @@ def test_load_d_in_mismatch_is_usage_error(tmp_path):
 def _train(sae, x, steps, dead_mask=None, auxk_alpha=1 / 32, lr=None):
     opt = torch.optim.Adam(sae.parameters(), lr=lr or 1e-2)
     for step in range(steps):
-        batch = x[(step * 256) % len(x):][:256]
+        batch = x[(step * 256) % len(x) :][:256]
         out = sae(batch, dead_mask=dead_mask)
         (out.fvu + auxk_alpha * out.auxk_loss).backward()
         sae.remove_gradient_parallel_to_decoder_directions()
@@ -131,7 +131,7 @@ def test_auxk_revives_dead_latents():
         opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
         since_fired = torch.zeros(64)
         for step in range(200):
-            batch = x[(step * 256) % len(x):][:256]
+            batch = x[(step * 256) % len(x) :][:256]
             out = sae(batch, dead_mask=since_fired >= 1024)
             (out.fvu + alpha * out.auxk_loss).backward()
             sae.remove_gradient_parallel_to_decoder_directions()

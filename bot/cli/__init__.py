@@ -72,7 +72,7 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     # Imported here so that `pttrust --help` stays fast and a broken optional piece names itself.
-    from bot.cli import models, encode, corpus, pretrain, data, bind, evaluate, review
+    from bot.cli import bind, corpus, data, encode, evaluate, models, pretrain, review
 
     for module in (models, encode, corpus, pretrain, data, bind, evaluate, review):
         for command in module.COMMANDS:

@@ -21,6 +21,7 @@ def progress_printer(what: str = "encoded", steps: int = 10):
         if bucket != last[0]:
             last[0] = bucket
             click.echo(f"  {what} {done}/{total}", err=True)
+
     return report
 
 
@@ -29,17 +30,39 @@ def _languages(value: str | None) -> list[str]:
 
 
 @click.command("bind")
-@click.option("--data", "data_paths", type=click.Path(dir_okay=False, path_type=Path), required=True, multiple=True,
-              help="Labeled JSONL (pttrust data ...); repeat to combine sources.")
-@click.option("--sae", "sae_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Trained SAE directory (cfg.json + sae.safetensors).")
+@click.option(
+    "--data",
+    "data_paths",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    multiple=True,
+    help="Labeled JSONL (pttrust data ...); repeat to combine sources.",
+)
+@click.option(
+    "--sae",
+    "sae_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Trained SAE directory (cfg.json + sae.safetensors).",
+)
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle directory.")
-@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
-              help="Registry name or local model directory.")
+@click.option(
+    "--model",
+    "-m",
+    "model_name",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Registry name or local model directory.",
+)
 @click.option("--layer", "-l", type=int, default=None, help="hidden_states index [default: the SAE's layer, else 12].")
 @click.option("--pooling", type=click.Choice(["mean", "last", "max"]), default="mean", show_default=True)
-@click.option("--framing", type=click.Choice(["bare", "review", "auto"]), default="bare", show_default=True,
-              help="Encode code alone, inside a code-review chat prompt, or try both and keep the better.")
+@click.option(
+    "--framing",
+    type=click.Choice(["bare", "review", "auto"]),
+    default="bare",
+    show_default=True,
+    help="Encode code alone, inside a code-review chat prompt, or try both and keep the better.",
+)
 @click.option("--features", type=click.Choice(["sae", "sae+surprise"]), default="sae", show_default=True)
 @click.option("--probe", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
 @click.option("--l1", type=float, default=1e-3, show_default=True)
@@ -50,15 +73,41 @@ def _languages(value: str | None) -> list[str]:
 @click.option("--languages", default=None, help="Comma-separated languages to bind on (default: all in the data).")
 @click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Share of source paths held out.")
 @click.option("--no-raw-probe", is_flag=True, help="Skip the raw-state baseline probe.")
-@click.option("--label-latents", type=int, default=32, show_default=True,
-              help="Label this many heavy latents into latents.json (0 = skip).")
-@click.option("--max-samples", type=int, default=0,
-              help="Use at most this many samples of each --data file (0 = all).")
+@click.option(
+    "--label-latents",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Label this many heavy latents into latents.json (0 = skip).",
+)
+@click.option("--max-samples", type=int, default=0, help="Use at most this many samples of each --data file (0 = all).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Windows per forward pass.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
-def bind_cmd(data_paths, sae_dir, out, model_name, layer, pooling, framing, features, kind, l1, hidden, epochs, lr,
-             seed, languages, val_fraction, no_raw_probe, label_latents, max_samples, batch_size, device, quantize):
+def bind_cmd(
+    data_paths,
+    sae_dir,
+    out,
+    model_name,
+    layer,
+    pooling,
+    framing,
+    features,
+    kind,
+    l1,
+    hidden,
+    epochs,
+    lr,
+    seed,
+    languages,
+    val_fraction,
+    no_raw_probe,
+    label_latents,
+    max_samples,
+    batch_size,
+    device,
+    quantize,
+):
     """Train the risk probe on --data's labeled lines through --sae and write the bundle to --out.
 
     \b
@@ -81,8 +130,11 @@ def bind_cmd(data_paths, sae_dir, out, model_name, layer, pooling, framing, feat
         part = part[:max_samples] if max_samples else part
         samples += part
         sources.append({"path": str(path), "sha256": sha, "samples": len(part)})
-    data_sha256 = sources[0]["sha256"] if len(sources) == 1 else hashlib.sha256(
-        "\n".join(s["sha256"] for s in sources).encode()).hexdigest()
+    data_sha256 = (
+        sources[0]["sha256"]
+        if len(sources) == 1
+        else hashlib.sha256("\n".join(s["sha256"] for s in sources).encode()).hexdigest()
+    )
     if layer is None:
         try:
             layer = int(json.loads((sae_dir / "cfg.json").read_text()).get("layer", 12))
@@ -92,14 +144,29 @@ def bind_cmd(data_paths, sae_dir, out, model_name, layer, pooling, framing, feat
     if not 0 <= layer <= loaded.num_layers:
         raise UsageError(f"--layer {layer} is out of range for {loaded.name} (0..{loaded.num_layers})")
     sae = SparseCoder.load(sae_dir, device=str(loaded.device), expected_d_in=loaded.d_model)
-    cfg = BindConfig(layer=layer, pooling=pooling, framing=framing, features=features,
-                     probe=ProbeConfig(kind=kind, l1=l1, hidden=hidden, epochs=epochs, lr=lr, seed=seed),
-                     val_fraction=val_fraction, seed=seed, languages=_languages(languages),
-                     raw_probe=not no_raw_probe, label_latents=label_latents)
+    cfg = BindConfig(
+        layer=layer,
+        pooling=pooling,
+        framing=framing,
+        features=features,
+        probe=ProbeConfig(kind=kind, l1=l1, hidden=hidden, epochs=epochs, lr=lr, seed=seed),
+        val_fraction=val_fraction,
+        seed=seed,
+        languages=_languages(languages),
+        raw_probe=not no_raw_probe,
+        label_latents=label_latents,
+    )
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    bundle = bind(loaded, sae, samples, cfg, data_sha256=data_sha256,
-                  enc_cfg=EncodeConfig(layer=layer, pooling=pooling, batch_size=batch_size), log=log,
-                  progress=progress_printer())
+    bundle = bind(
+        loaded,
+        sae,
+        samples,
+        cfg,
+        data_sha256=data_sha256,
+        enc_cfg=EncodeConfig(layer=layer, pooling=pooling, batch_size=batch_size),
+        log=log,
+        progress=progress_printer(),
+    )
     bundle.metrics["data"] = sources
     bundle.sae_source = sae_dir
     bundle.save(out)
@@ -109,13 +176,29 @@ def bind_cmd(data_paths, sae_dir, out, model_name, layer, pooling, framing, feat
 
 
 @click.command("sweep-layers")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Labeled JSONL (pttrust data ...).")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Labeled JSONL (pttrust data ...).",
+)
 @click.option("--layers", default="4,8,12,16,20", show_default=True, help="Comma-separated hidden_states indices.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the JSON report here (it is printed as a table either way).")
-@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
-              help="Registry name or local model directory.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON report here (it is printed as a table either way).",
+)
+@click.option(
+    "--model",
+    "-m",
+    "model_name",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Registry name or local model directory.",
+)
 @click.option("--pooling", type=click.Choice(["mean", "last", "max"]), default="mean", show_default=True)
 @click.option("--l1", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -123,8 +206,9 @@ def bind_cmd(data_paths, sae_dir, out, model_name, layer, pooling, framing, feat
 @click.option("--max-samples", type=int, default=0, help="Use at most this many samples (0 = all).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
-def sweep_layers_cmd(data_path, layers, out, model_name, pooling, l1, seed, val_fraction, max_samples, device,
-                     quantize):
+def sweep_layers_cmd(
+    data_path, layers, out, model_name, pooling, l1, seed, val_fraction, max_samples, device, quantize
+):
     """Choose the layer to train the SAE on: raw-state probe validation metrics per layer, one pass."""
     from risk_core.bind import sweep_layers
     from risk_core.data.jsonl import file_sha256, read_jsonl
@@ -141,8 +225,9 @@ def sweep_layers_cmd(data_path, layers, out, model_name, pooling, l1, seed, val_
     if max_samples:
         samples = samples[:max_samples]
     loaded = load_model(model_name, device=device, quantize=quantize)
-    report = sweep_layers(loaded, samples, wanted, pooling, ProbeConfig(l1=l1, seed=seed), val_fraction, seed,
-                          progress=progress_printer())
+    report = sweep_layers(
+        loaded, samples, wanted, pooling, ProbeConfig(l1=l1, seed=seed), val_fraction, seed, progress=progress_printer()
+    )
     report["data"], report["data_sha256"], report["model"] = str(data_path), data_sha256, loaded.name
     if out is not None:
         out.write_text(json.dumps(report, indent=2) + "\n")

@@ -67,10 +67,22 @@ def mutate_cmd(sources, out, per_file, per_function, seed, languages, operators,
 
 @data.command("humaneval")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output JSONL.")
-@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
-              help="Registry name or local model directory.")
-@click.option("--samples", "n_samples", type=int, default=4, show_default=True,
-              help="Completions per problem: greedy + (N-1) at --temperature.")
+@click.option(
+    "--model",
+    "-m",
+    "model_name",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Registry name or local model directory.",
+)
+@click.option(
+    "--samples",
+    "n_samples",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Completions per problem: greedy + (N-1) at --temperature.",
+)
 @click.option("--temperature", type=float, default=0.8, show_default=True)
 @click.option("--max-new-tokens", type=int, default=384, show_default=True)
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per test run.")
@@ -78,12 +90,30 @@ def mutate_cmd(sources, out, per_file, per_function, seed, languages, operators,
 @click.option("--limit", type=int, default=0, help="Only the first N problems (0 = all 164).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Problems generated together.")
-@click.option("--max-bug-lines", type=int, default=3, show_default=True,
-              help="Label a failing completion's lines only when it is this close to a passing one.")
+@click.option(
+    "--max-bug-lines",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Label a failing completion's lines only when it is this close to a passing one.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
-def humaneval_cmd(out, model_name, n_samples, temperature, max_new_tokens, timeout, memory_mb, limit, seed,
-                  batch_size, max_bug_lines, device, quantize):
+def humaneval_cmd(
+    out,
+    model_name,
+    n_samples,
+    temperature,
+    max_new_tokens,
+    timeout,
+    memory_mb,
+    limit,
+    seed,
+    batch_size,
+    max_bug_lines,
+    device,
+    quantize,
+):
     """Sample HumanEval completions from the model, run their tests in a sandbox, record `passed`.
 
     A failing completion within --max-bug-lines of a passing one (or of the canonical solution) is
@@ -106,20 +136,40 @@ def humaneval_cmd(out, model_name, n_samples, temperature, max_new_tokens, timeo
             yield sample
 
     # Written as they come: generation is slow on a CPU, and a killed run keeps what it finished.
-    write_jsonl(out, recorded(humaneval_samples(
-        loaded, n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, timeout=timeout,
-        memory_mb=memory_mb, limit=limit, seed=seed, batch_size=batch_size, max_bug_lines=max_bug_lines,
-        progress=progress_printer("problems done", steps=100))))
-    click.echo(f"{len(passed)} samples, {sum(passed)} passed, {sum(located)} failing ones labeled at "
-               f"their lines -> {out}")
+    write_jsonl(
+        out,
+        recorded(
+            humaneval_samples(
+                loaded,
+                n_samples=n_samples,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                timeout=timeout,
+                memory_mb=memory_mb,
+                limit=limit,
+                seed=seed,
+                batch_size=batch_size,
+                max_bug_lines=max_bug_lines,
+                progress=progress_printer("problems done", steps=100),
+            )
+        ),
+    )
+    click.echo(
+        f"{len(passed)} samples, {sum(passed)} passed, {sum(located)} failing ones labeled at their lines -> {out}"
+    )
 
 
 @data.command("from-git")
 @click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output JSONL.")
 @click.option("--max-commits", type=int, default=2000, show_default=True, help="Commits to look at (newest first).")
-@click.option("--max-changed-lines", type=int, default=6, show_default=True,
-              help="Skip fixes that change more lines of a file than this.")
+@click.option(
+    "--max-changed-lines",
+    type=int,
+    default=6,
+    show_default=True,
+    help="Skip fixes that change more lines of a file than this.",
+)
 @click.option("--languages", default=None, help="Comma-separated languages (default: all supported).")
 @click.option("--rev", default="HEAD", show_default=True, help="Walk history back from this revision.")
 def from_git_cmd(repo, out, max_commits, max_changed_lines, languages, rev):
@@ -127,18 +177,29 @@ def from_git_cmd(repo, out, max_commits, max_changed_lines, languages, rev):
     from risk_core.data.from_git import fix_samples
     from risk_core.data.jsonl import write_jsonl
 
-    samples = fix_samples(repo, max_commits=max_commits, max_changed_lines=max_changed_lines,
-                          languages=_languages(languages), rev=rev)
+    samples = fix_samples(
+        repo, max_commits=max_commits, max_changed_lines=max_changed_lines, languages=_languages(languages), rev=rev
+    )
     write_jsonl(out, samples)
     click.echo(_summary(out, samples))
 
 
 @data.command("split")
 @click.argument("data_path", metavar="DATA", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--train", "train_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output JSONL for binding.")
-@click.option("--test", "test_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output JSONL held out for evaluation (never bound on).")
+@click.option(
+    "--train",
+    "train_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output JSONL for binding.",
+)
+@click.option(
+    "--test",
+    "test_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output JSONL held out for evaluation (never bound on).",
+)
 @click.option("--test-fraction", type=float, default=0.25, show_default=True, help="Share of source paths held out.")
 @click.option("--hold-out-languages", default=None, help="Comma-separated languages kept wholly for test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffles the order within each side.")

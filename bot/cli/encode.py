@@ -13,17 +13,37 @@ from risk_core.models import DEFAULT_MODEL
 @click.command("encode")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--layer", "-l", type=int, default=12, show_default=True, help="hidden_states index (0 = embeddings).")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output .safetensors (tensors `states`, `line_numbers`; `blank_lines` in the metadata).")
-@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
-              help="Registry name or local model directory.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output .safetensors (tensors `states`, `line_numbers`; `blank_lines` in the metadata).",
+)
+@click.option(
+    "--model",
+    "-m",
+    "model_name",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Registry name or local model directory.",
+)
 @click.option("--pooling", type=click.Choice(["mean", "last", "max"]), default="mean", show_default=True)
 @click.option("--surprise", is_flag=True, help="Also write per-line token NLL and entropy.")
 @click.option("--max-bytes", type=int, default=1_000_000, show_default=True, help="Refuse files larger than this.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
-def encode(file: Path, layer: int, out: Path, model_name: str, pooling: str, surprise: bool,
-           max_bytes: int, device: str, quantize: str) -> None:
+def encode(
+    file: Path,
+    layer: int,
+    out: Path,
+    model_name: str,
+    pooling: str,
+    surprise: bool,
+    max_bytes: int,
+    device: str,
+    quantize: str,
+) -> None:
     """Encode FILE's lines at --layer and save them to --out."""
     import json
 
@@ -42,6 +62,7 @@ def encode(file: Path, layer: int, out: Path, model_name: str, pooling: str, sur
         click.echo(f"warning: {file} is not valid UTF-8; undecodable bytes were replaced", err=True)
 
     from safetensors.torch import save_file
+
     from risk_core.encode import EncodeConfig, encode_lines
     from risk_core.models import load_model
 
@@ -50,13 +71,24 @@ def encode(file: Path, layer: int, out: Path, model_name: str, pooling: str, sur
     result = encode_lines(loaded, [text], cfg)[0]
     import torch
 
-    tensors = {"states": result.states.contiguous(),
-               "line_numbers": torch.tensor(result.line_numbers, dtype=torch.long)}
+    tensors = {
+        "states": result.states.contiguous(),
+        "line_numbers": torch.tensor(result.line_numbers, dtype=torch.long),
+    }
     if surprise:
-        tensors |= {"surprise_mean": result.surprise_mean, "surprise_max": result.surprise_max,
-                    "entropy_mean": result.entropy_mean}
-    metadata = {"model": loaded.name, "model_sha256": loaded.sha256 or "", "layer": str(layer),
-                "pooling": pooling, "source": str(file), "blank_lines": json.dumps(result.blank_lines)}
+        tensors |= {
+            "surprise_mean": result.surprise_mean,
+            "surprise_max": result.surprise_max,
+            "entropy_mean": result.entropy_mean,
+        }
+    metadata = {
+        "model": loaded.name,
+        "model_sha256": loaded.sha256 or "",
+        "layer": str(layer),
+        "pooling": pooling,
+        "source": str(file),
+        "blank_lines": json.dumps(result.blank_lines),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata=metadata)
     click.echo(f"{file}: {len(result.line_numbers)} lines encoded at layer {layer} -> {out}")

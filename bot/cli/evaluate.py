@@ -26,12 +26,22 @@ def _load(bundle_dir: Path, model_name: str | None, device: str, quantize: str):
 
 @click.command("eval")
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Artifact bundle from `pttrust bind`.")
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Artifact bundle from `pttrust bind`.",
+)
 @click.option("--model", "-m", "model_name", default=None, help=_MODEL_HELP)
 @click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="markdown", show_default=True)
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the report here instead of stdout.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the report here instead of stdout.",
+)
 @click.option("--languages", default=None, help="Comma-separated languages to evaluate (default: all).")
 @click.option("--max-samples", type=int, default=0, help="Evaluate at most this many samples (0 = all).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
@@ -69,8 +79,13 @@ def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, see
 
 @click.command("explain")
 @click.argument("target")
-@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Artifact bundle from `pttrust bind`.")
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Artifact bundle from `pttrust bind`.",
+)
 @click.option("--model", "-m", "model_name", default=None, help=_MODEL_HELP)
 @click.option("--language", default=None, help="Language of FILE [default: from its extension].")
 @click.option("--top", type=int, default=8, show_default=True, help="Latents to show.")
@@ -95,8 +110,7 @@ def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, 
     if not 1 <= line <= len(code.splitlines()):
         raise UsageError(f"{path} has {len(code.splitlines())} lines; line {line} does not exist")
     loaded, bundle = _load(bundle_dir, model_name, device, quantize)
-    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling,
-                       surprise="surprise" in bundle.cfg.features)
+    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling, surprise="surprise" in bundle.cfg.features)
     res = explain_line(loaded, bundle, code, lang, line, enc, top=top)
     if as_json:
         click.echo(json.dumps(res, indent=2))
@@ -104,7 +118,9 @@ def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, 
     click.echo(f"{path}:{line}  risk {res['risk']:.3f}  | {res['text'].strip()}")
     for lat in res["latents"]:
         label = f"  {lat['label']}" if lat["label"] else ""
-        click.echo(f"  latent {lat['index']:>6}  act {lat['activation']:+.4f}  contrib {lat['contribution']:+.4f}{label}")
+        click.echo(
+            f"  latent {lat['index']:>6}  act {lat['activation']:+.4f}  contrib {lat['contribution']:+.4f}{label}"
+        )
 
 
 COMMANDS = [eval_cmd, explain_cmd]

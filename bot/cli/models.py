@@ -22,8 +22,13 @@ def list_models() -> None:
     for spec in registry.REGISTRY.values():
         size = f"{spec.size / 1e6:,.0f} MB" if spec.size else "?"
         star = " (default)" if spec.name == registry.DEFAULT_MODEL else ""
-        table.add_row(spec.name + star, size, _yes(registry.is_prepared(spec.name)),
-                      _yes(registry.parts_installed(spec)), spec.hf_name)
+        table.add_row(
+            spec.name + star,
+            size,
+            _yes(registry.is_prepared(spec.name)),
+            _yes(registry.parts_installed(spec)),
+            spec.hf_name,
+        )
     Console().print(table)
     click.echo(f"cache: {registry.cache_root() / 'models'}")
 

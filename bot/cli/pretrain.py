@@ -24,10 +24,21 @@ def pretrain_group() -> None:
 
 
 @pretrain_group.command("harvest")
-@click.option("--corpus", "corpus_dir", required=True, type=click.Path(path_type=Path),
-              help="Corpus directory from `pttrust corpus build` (its train and validation splits are read).")
-@click.option("--model", "-m", "model_name", default=DEFAULT_MODEL, show_default=True,
-              help="Registry name or local model directory.")
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Corpus directory from `pttrust corpus build` (its train and validation splits are read).",
+)
+@click.option(
+    "--model",
+    "-m",
+    "model_name",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Registry name or local model directory.",
+)
 @click.option("--layer", "-l", type=int, default=12, show_default=True, help="hidden_states index (0 = embeddings).")
 @click.option("--tokens", type=int, default=10_000_000, show_default=True, help="Train activation tokens to harvest.")
 @click.option("--val-tokens", type=int, default=131_072, show_default=True, help="Validation activation tokens.")
@@ -35,44 +46,91 @@ def pretrain_group() -> None:
 @click.option("--ctx-len", type=int, default=1024, show_default=True, help="Tokens per chunk the model runs on.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Chunks per forward pass.")
 @click.option("--shard-tokens", type=int, default=131_072, show_default=True, help="Approximate tokens per shard.")
-@click.option("--skip-first", type=int, default=1, show_default=True,
-              help="Leading positions of each chunk not stored (the attention sink).")
+@click.option(
+    "--skip-first",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Leading positions of each chunk not stored (the attention sink).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True)
-def harvest_cmd(corpus_dir: Path, model_name: str, layer: int, tokens: int, val_tokens: int, out: Path,
-                ctx_len: int, batch_size: int, shard_tokens: int, skip_first: int, seed: int, device: str,
-                quantize: str, dtype: str) -> None:
+@click.option(
+    "--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True
+)
+def harvest_cmd(
+    corpus_dir: Path,
+    model_name: str,
+    layer: int,
+    tokens: int,
+    val_tokens: int,
+    out: Path,
+    ctx_len: int,
+    batch_size: int,
+    shard_tokens: int,
+    skip_first: int,
+    seed: int,
+    device: str,
+    quantize: str,
+    dtype: str,
+) -> None:
     """Run the model to --layer over the corpus and write fp16 activation shards to --out.
 
     Rerun the same command after an interruption: finished shards are kept, the rest rebuilt."""
     from risk_core.harvest import HarvestConfig, harvest
 
-    cfg = HarvestConfig(layer=layer, tokens=tokens, val_tokens=val_tokens, ctx_len=ctx_len, batch_size=batch_size,
-                        shard_tokens=shard_tokens, skip_first=skip_first, seed=seed)
+    cfg = HarvestConfig(
+        layer=layer,
+        tokens=tokens,
+        val_tokens=val_tokens,
+        ctx_len=ctx_len,
+        batch_size=batch_size,
+        shard_tokens=shard_tokens,
+        skip_first=skip_first,
+        seed=seed,
+    )
     with _TokenProgress(enabled=_is_main()) as progress:
-        doc = harvest(corpus_dir, model_name, out, cfg, device=device, quantize=quantize, dtype=dtype,
-                      progress=progress)
+        doc = harvest(
+            corpus_dir, model_name, out, cfg, device=device, quantize=quantize, dtype=dtype, progress=progress
+        )
     if _is_main():
         n = doc["n_tokens"]
-        click.echo(f"harvested {n['train']:,} train + {n['val']:,} validation tokens of layer {layer} "
-                   f"(d={doc['d_model']}) into {out}")
+        click.echo(
+            f"harvested {n['train']:,} train + {n['val']:,} validation tokens of layer {layer} "
+            f"(d={doc['d_model']}) into {out}"
+        )
 
 
 @pretrain_group.command("train")
 @click.option("--acts", "acts_dir", required=True, type=click.Path(path_type=Path), help="Harvest directory.")
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Output directory: cfg.json, sae.safetensors, metrics.json, checkpoints/.")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output directory: cfg.json, sae.safetensors, metrics.json, checkpoints/.",
+)
 @click.option("--expansion-factor", type=int, default=16, show_default=True, help="Latents = this x d_model.")
 @click.option("--num-latents", type=int, default=0, show_default=True, help="Overrides --expansion-factor when > 0.")
 @click.option("--k", type=int, default=32, show_default=True, help="Latents active per token (TopK).")
 @click.option("--batch-size", type=int, default=4096, show_default=True, help="Tokens per step (global).")
-@click.option("--lr", type=float, default=0.0, show_default=True, help="Learning rate after warm-up; 0 = 2e-4 / sqrt(num_latents / 2**14).")
+@click.option(
+    "--lr",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Learning rate after warm-up; 0 = 2e-4 / sqrt(num_latents / 2**14).",
+)
 @click.option("--lr-warmup-steps", type=int, default=1000, show_default=True)
 @click.option("--auxk-alpha", type=float, default=1 / 32, show_default=True)
-@click.option("--dead-tokens", type=int, default=10_000_000, show_default=True,
-              help="A latent not fired for this many training tokens counts as dead.")
+@click.option(
+    "--dead-tokens",
+    type=int,
+    default=10_000_000,
+    show_default=True,
+    help="A latent not fired for this many training tokens counts as dead.",
+)
 @click.option("--max-tokens", type=int, default=0, show_default=True, help="0 = --epochs passes over the shards.")
 @click.option("--epochs", type=int, default=1, show_default=True)
 @click.option("--shards-in-memory", type=int, default=4, show_default=True, help="Memory bound / shuffle window.")
@@ -80,36 +138,77 @@ def harvest_cmd(corpus_dir: Path, model_name: str, layer: int, tokens: int, val_
 @click.option("--val-tokens", type=int, default=65_536, show_default=True)
 @click.option("--ce-chunks", type=int, default=8, show_default=True, help="Validation chunks for dCE.")
 @click.option("--no-delta-ce", is_flag=True, help="Skip dCE (no model needed).")
-@click.option("--model", "-m", "model_name", default=None,
-              help="Model for dCE (default: the one the harvest used).")
+@click.option("--model", "-m", "model_name", default=None, help="Model for dCE (default: the one the harvest used).")
 @click.option("--checkpoint-every", type=int, default=1000, show_default=True)
 @click.option("--log-every", type=int, default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--no-resume", is_flag=True, help="Ignore checkpoints in --out and start over.")
-@click.option("--save-dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32",
-              show_default=True, help="dtype of the final sae.safetensors (float16 halves a shipped SAE).")
-def train_cmd(acts_dir: Path, out: Path, expansion_factor: int, num_latents: int, k: int, batch_size: int,
-              lr: float, lr_warmup_steps: int, auxk_alpha: float, dead_tokens: int, max_tokens: int,
-              epochs: int, shards_in_memory: int, val_every: int, val_tokens: int, ce_chunks: int,
-              no_delta_ce: bool, model_name: str | None, checkpoint_every: int, log_every: int, seed: int,
-              device: str, no_resume: bool, save_dtype: str) -> None:
+@click.option(
+    "--save-dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="dtype of the final sae.safetensors (float16 halves a shipped SAE).",
+)
+def train_cmd(
+    acts_dir: Path,
+    out: Path,
+    expansion_factor: int,
+    num_latents: int,
+    k: int,
+    batch_size: int,
+    lr: float,
+    lr_warmup_steps: int,
+    auxk_alpha: float,
+    dead_tokens: int,
+    max_tokens: int,
+    epochs: int,
+    shards_in_memory: int,
+    val_every: int,
+    val_tokens: int,
+    ce_chunks: int,
+    no_delta_ce: bool,
+    model_name: str | None,
+    checkpoint_every: int,
+    log_every: int,
+    seed: int,
+    device: str,
+    no_resume: bool,
+    save_dtype: str,
+) -> None:
     """Train a TopK sparse autoencoder on the activations in --acts (resumes from --out's checkpoints)."""
     from risk_core.sae import SaeConfig
     from risk_core.train_sae import TrainConfig, train
 
     sae_cfg = SaeConfig(expansion_factor=expansion_factor, k=k, num_latents=num_latents)
-    cfg = TrainConfig(batch_size=batch_size, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
-                      dead_feature_threshold=dead_tokens, max_tokens=max_tokens, epochs=epochs,
-                      shards_in_memory=shards_in_memory, seed=seed, log_every=log_every, val_every=val_every,
-                      val_tokens=val_tokens, delta_ce=not no_delta_ce, ce_chunks=ce_chunks,
-                      checkpoint_every=checkpoint_every, save_dtype=save_dtype)
+    cfg = TrainConfig(
+        batch_size=batch_size,
+        lr=lr,
+        lr_warmup_steps=lr_warmup_steps,
+        auxk_alpha=auxk_alpha,
+        dead_feature_threshold=dead_tokens,
+        max_tokens=max_tokens,
+        epochs=epochs,
+        shards_in_memory=shards_in_memory,
+        seed=seed,
+        log_every=log_every,
+        val_every=val_every,
+        val_tokens=val_tokens,
+        delta_ce=not no_delta_ce,
+        ce_chunks=ce_chunks,
+        checkpoint_every=checkpoint_every,
+        save_dtype=save_dtype,
+    )
 
     def show(rec: dict) -> None:
         if rec["event"] == "train":
-            click.echo(f"step {rec['step']:>7}/{rec['total_steps']}  tokens {rec['tokens']:>12,}  "
-                       f"fvu {rec['fvu']:.4f}  auxk {rec['auxk_loss']:.4f}  dead {rec['dead_fraction']:.3f}  "
-                       f"{rec['tokens_per_s']:,.0f} tok/s", err=True)
+            click.echo(
+                f"step {rec['step']:>7}/{rec['total_steps']}  tokens {rec['tokens']:>12,}  "
+                f"fvu {rec['fvu']:.4f}  auxk {rec['auxk_loss']:.4f}  dead {rec['dead_fraction']:.3f}  "
+                f"{rec['tokens_per_s']:,.0f} tok/s",
+                err=True,
+            )
         else:
             parts = [f"{k} {rec[k]:.4f}" for k in ("fvu", "l0", "dead_fraction", "delta_ce") if k in rec]
             click.echo(f"[val] step {rec['step']}  " + "  ".join(parts), err=True)
@@ -129,12 +228,27 @@ class _TokenProgress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TaskProgressColumn(), TextColumn("{task.fields[rate]} tok/s"),
-                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]} tok/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self.bar.__enter__()
         return self
 

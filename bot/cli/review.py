@@ -15,9 +15,8 @@ from pathlib import Path
 
 import click
 
-from risk_core.errors import UsageError
-
 from bot.formats import FORMATS
+from risk_core.errors import UsageError
 
 CONFIG_NAME = ".pttrust.yml"
 
@@ -42,30 +41,72 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
 
 @click.command("review")
 @click.option("--diff", "diff_path", metavar="PATH|-", help="Unified diff to review ('-' = stdin).")
-@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Working tree the diff applies to (new-side contents, git blame).")
+@click.option(
+    "--repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Working tree the diff applies to (new-side contents, git blame).",
+)
 @click.option("--model", default=None, help="Model registry name or path (default: the embedded model).")
-@click.option("--bundle", default=None, type=click.Path(file_okay=False),
-              help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].")
+@click.option(
+    "--bundle",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].",
+)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N].")
 @click.option("--threshold", type=float, default=None, help="Risk above which a line is a finding.")
 @click.option("--max-comments", type=int, default=None, help="At most this many findings (0 = no limit).")
-@click.option("--authored-by", type=click.Choice(["all", "ai"]), default=None,
-              help="Score all added lines or only AI-written ones (default: all for local diffs).")
+@click.option(
+    "--authored-by",
+    type=click.Choice(["all", "ai"]),
+    default=None,
+    help="Score all added lines or only AI-written ones (default: all for local diffs).",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option("--fail-above", type=float, default=None,
-              help="Exit 1 when any scored line's risk is above this.")
-@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help=f"Settings file (default: {CONFIG_NAME} in --repo when present).")
-@click.option("--templates", default=None, type=click.Path(file_okay=False),
-              help="Directory of jinja2 templates overriding the packaged ones.")
-@click.option("--github", "github_spec", default=None, metavar="OWNER/REPO#N",
-              help="Review a pull request instead of a local diff.")
+@click.option("--fail-above", type=float, default=None, help="Exit 1 when any scored line's risk is above this.")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=f"Settings file (default: {CONFIG_NAME} in --repo when present).",
+)
+@click.option(
+    "--templates",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Directory of jinja2 templates overriding the packaged ones.",
+)
+@click.option(
+    "--github",
+    "github_spec",
+    default=None,
+    metavar="OWNER/REPO#N",
+    help="Review a pull request instead of a local diff.",
+)
 @click.option("--dry-run", is_flag=True, help="With --github: render everything, post nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def review(diff_path, repo, model, bundle, device, threshold, max_comments, authored_by, fmt, out,
-           fail_above, config_path, templates, github_spec, dry_run, quiet):
+def review(
+    diff_path,
+    repo,
+    model,
+    bundle,
+    device,
+    threshold,
+    max_comments,
+    authored_by,
+    fmt,
+    out,
+    fail_above,
+    config_path,
+    templates,
+    github_spec,
+    dry_run,
+    quiet,
+):
     """Flag the riskiest added lines of a diff, with the latents behind each score.
 
     \b
@@ -96,8 +137,14 @@ def review(diff_path, repo, model, bundle, device, threshold, max_comments, auth
         raise UsageError(f"--repo is not a directory: {repo}")
 
     cfg = load_config(_find_config(config_path, repo)).replace(
-        threshold=threshold, max_comments=max_comments, authored_by=authored_by,
-        fail_above=fail_above, templates=templates, model=model, bundle=bundle)
+        threshold=threshold,
+        max_comments=max_comments,
+        authored_by=authored_by,
+        fail_above=fail_above,
+        templates=templates,
+        model=model,
+        bundle=bundle,
+    )
     env = make_environment(cfg.templates)
     say = _progress(quiet)
 
@@ -106,8 +153,7 @@ def review(diff_path, repo, model, bundle, device, threshold, max_comments, auth
             from bot.publish import github
         except ImportError:
             raise UsageError("--github is not available in this installation") from None
-        source, publisher = github.open_pull_request(github_spec, dry_run=dry_run, cfg=cfg, env=env,
-                                                     fmt=fmt, out=out)
+        source, publisher = github.open_pull_request(github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out)
     else:
         data = read_diff(diff_path)
         want_ai = (cfg.authored_by or "all") == "ai"
@@ -119,8 +165,7 @@ def review(diff_path, repo, model, bundle, device, threshold, max_comments, auth
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)
     if report.exceeds(cfg.fail_above):
-        click.echo(f"error: risk {report.summary.max_risk:.3f} is above --fail-above "
-                   f"{cfg.fail_above}", err=True)
+        click.echo(f"error: risk {report.summary.max_risk:.3f} is above --fail-above {cfg.fail_above}", err=True)
         sys.exit(1)
 
 

@@ -11,30 +11,44 @@ from typing import Any
 
 
 def latent_dict(l: Any) -> dict:
-    return {"index": l.index, "activation": l.activation, "contribution": l.contribution,
-            "label": l.label}
+    return {"index": l.index, "activation": l.activation, "contribution": l.contribution, "label": l.label}
 
 
 def finding_dict(f: Any) -> dict:
-    return {"path": f.path, "start_line": f.start_line, "end_line": f.end_line, "risk": f.risk,
-            "lines": [l.line for l in f.lines], "latents": [latent_dict(l) for l in f.latents],
-            "ai_rule": f.ai_rule}
+    return {
+        "path": f.path,
+        "start_line": f.start_line,
+        "end_line": f.end_line,
+        "risk": f.risk,
+        "lines": [l.line for l in f.lines],
+        "latents": [latent_dict(l) for l in f.latents],
+        "ai_rule": f.ai_rule,
+    }
 
 
 def to_dict(report: Any) -> dict:
     files = []
     for f in report.files:
-        files.append({
-            "path": f.path,
-            "old_path": f.old_path,
-            "status": f.status,
-            "added": f.added,
-            "max_risk": f.max_risk,
-            "skipped": f.skipped,
-            "lines": [{"line": l.line, "risk": l.risk, "text": l.text,
-                       "latents": [latent_dict(x) for x in l.latents],
-                       "ai_rule": f.ai_rules.get(l.line)} for l in f.lines],
-        })
+        files.append(
+            {
+                "path": f.path,
+                "old_path": f.old_path,
+                "status": f.status,
+                "added": f.added,
+                "max_risk": f.max_risk,
+                "skipped": f.skipped,
+                "lines": [
+                    {
+                        "line": l.line,
+                        "risk": l.risk,
+                        "text": l.text,
+                        "latents": [latent_dict(x) for x in l.latents],
+                        "ai_rule": f.ai_rules.get(l.line),
+                    }
+                    for l in f.lines
+                ],
+            }
+        )
     return {
         "files": files,
         "findings": [finding_dict(f) for f in report.findings],

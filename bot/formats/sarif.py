@@ -16,6 +16,7 @@ RULE_ID = "pttrust/risky-line"
 def _version() -> str:
     try:
         from importlib.metadata import version
+
         return version("pttrust")
     except Exception:  # not installed (running from a checkout): the field is informational
         return "0.0.0"
@@ -42,15 +43,21 @@ def _result(f: Any) -> dict:
         "ruleIndex": 0,
         "level": _level(f.risk),
         "message": {"text": text},
-        "locations": [{"physicalLocation": {
-            "artifactLocation": {"uri": f.path, "uriBaseId": "%SRCROOT%"},
-            "region": {"startLine": f.start_line, "endLine": f.end_line},
-        }}],
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": f.path, "uriBaseId": "%SRCROOT%"},
+                    "region": {"startLine": f.start_line, "endLine": f.end_line},
+                }
+            }
+        ],
         "partialFingerprints": {"pttrustCodeHash/v1": fp},
         "properties": {
             "risk": round(f.risk, 6),
-            "latents": [{"index": l.index, "activation": l.activation,
-                         "contribution": l.contribution, "label": l.label} for l in f.latents],
+            "latents": [
+                {"index": l.index, "activation": l.activation, "contribution": l.contribution, "label": l.label}
+                for l in f.latents
+            ],
             "aiRule": f.ai_rule,
         },
     }
@@ -62,19 +69,26 @@ def to_sarif(report: Any) -> dict:
         "id": RULE_ID,
         "name": "RiskyLine",
         "shortDescription": {"text": "Line the code model finds risky"},
-        "fullDescription": {"text": "The code LLM's internal states on this line resemble those it "
-                                    "shows on code that turned out to be wrong (PtTrust probe over "
-                                    "sparse-autoencoder latents)."},
-        "help": {"text": "Review the line carefully; the latents listed with the result are the "
-                         "features that drove its score."},
+        "fullDescription": {
+            "text": "The code LLM's internal states on this line resemble those it "
+            "shows on code that turned out to be wrong (PtTrust probe over "
+            "sparse-autoencoder latents)."
+        },
+        "help": {
+            "text": "Review the line carefully; the latents listed with the result are the "
+            "features that drove its score."
+        },
         "defaultConfiguration": {"level": "warning"},
         "properties": {"tags": ["reliability", "ai-generated-code"], "precision": "medium"},
     }
-    notifications = [{
-        "level": "note",
-        "message": {"text": f"skipped: {sk.reason}"},
-        "locations": [{"physicalLocation": {"artifactLocation": {"uri": sk.path, "uriBaseId": "%SRCROOT%"}}}],
-    } for sk in report.skipped]
+    notifications = [
+        {
+            "level": "note",
+            "message": {"text": f"skipped: {sk.reason}"},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": sk.path, "uriBaseId": "%SRCROOT%"}}}],
+        }
+        for sk in report.skipped
+    ]
     notifications += [{"level": "warning", "message": {"text": w}} for w in report.warnings]
     invocation: dict = {"executionSuccessful": True}
     if notifications:
@@ -82,16 +96,27 @@ def to_sarif(report: Any) -> dict:
     return {
         "$schema": SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "PtTrust", "version": _version(),
-                                "informationUri": "https://pypi.org/project/pttrust/",
-                                "rules": [rule]}},
-            "automationDetails": {"id": "pttrust/"},
-            "invocations": [invocation],
-            "results": [_result(f) for f in report.findings],
-            "properties": {"threshold": s.threshold, "linesScored": s.lines_scored,
-                           "maxRisk": s.max_risk, "model": s.model},
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "PtTrust",
+                        "version": _version(),
+                        "informationUri": "https://pypi.org/project/pttrust/",
+                        "rules": [rule],
+                    }
+                },
+                "automationDetails": {"id": "pttrust/"},
+                "invocations": [invocation],
+                "results": [_result(f) for f in report.findings],
+                "properties": {
+                    "threshold": s.threshold,
+                    "linesScored": s.lines_scored,
+                    "maxRisk": s.max_risk,
+                    "model": s.model,
+                },
+            }
+        ],
     }
 
 

@@ -22,13 +22,14 @@ def _style(risk: float, threshold: float) -> str:
 
 def format_report(report: Any, color: bool = False, width: int = 120) -> str:
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, no_color=not color, width=width,
-                      highlight=False, emoji=False)
+    console = Console(file=buf, force_terminal=color, no_color=not color, width=width, highlight=False, emoji=False)
     s = report.summary
     th = s.threshold
 
-    headline = (f"PtTrust: {s.findings} finding(s) above {risk_pct(th)}, "
-                f"{s.lines_scored} line(s) scored, max risk {risk_pct(s.max_risk)}")
+    headline = (
+        f"PtTrust: {s.findings} finding(s) above {risk_pct(th)}, "
+        f"{s.lines_scored} line(s) scored, max risk {risk_pct(s.max_risk)}"
+    )
     if s.authored_by == "ai" and s.lines_not_ai:
         headline += f" ({s.lines_not_ai} added line(s) not AI-written, not scored)"
     console.print(Text(headline, style="bold"))
@@ -40,8 +41,7 @@ def format_report(report: Any, color: bool = False, width: int = 120) -> str:
     for f in report.findings:
         where = f"{f.path}:{f.start_line}" + (f"-{f.end_line}" if f.is_multiline else "")
         latents = ", ".join(f"{latent_label(l)} {l.contribution:+.2f}" for l in f.latents[:3])
-        table.add_row(Text(risk_pct(f.risk), style=_style(f.risk, th)), where,
-                      f.peak.text.strip(), latents)
+        table.add_row(Text(risk_pct(f.risk), style=_style(f.risk, th)), where, f.peak.text.strip(), latents)
     if report.findings:
         console.print(table)
     if s.over_file_cap or s.over_total_cap:
@@ -54,8 +54,7 @@ def format_report(report: Any, color: bool = False, width: int = 120) -> str:
         console.print(Text(f"── {f.path} ({f.status})", style="bold"))
         scored = f.risk_by_line()
         for h in f.hunks:
-            console.print(Text(f"@@ +{h.target_start},{h.target_length} @@ {h.section_header}".rstrip(),
-                               style="cyan"))
+            console.print(Text(f"@@ +{h.target_start},{h.target_length} @@ {h.section_header}".rstrip(), style="cyan"))
             for kind, n, text in h.lines:
                 if kind == "-":
                     continue  # the report is about the new side; removed lines add noise here

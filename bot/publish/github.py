@@ -39,8 +39,9 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from risk_core.errors import PttrustError, UsageError
 
@@ -117,9 +118,15 @@ def connect(settings: GitHubSettings | None = None, env: dict | None = None):
         allowed_methods={"GET", "POST", "PATCH", "PUT", "DELETE"},
         raise_on_status=False,
     )
-    return Github(auth=Auth.Token(token), base_url=base_url, timeout=settings.timeout, retry=retry,
-                  seconds_between_requests=settings.seconds_between_requests,
-                  seconds_between_writes=settings.seconds_between_writes, per_page=100)
+    return Github(
+        auth=Auth.Token(token),
+        base_url=base_url,
+        timeout=settings.timeout,
+        retry=retry,
+        seconds_between_requests=settings.seconds_between_requests,
+        seconds_between_writes=settings.seconds_between_writes,
+        per_page=100,
+    )
 
 
 @functools.cache
@@ -139,14 +146,17 @@ def _retry_class() -> type:
                 return False
             return super().is_retry(method, status_code, has_retry_after)
 
-        def increment(self, method=None, url=None, response=None, error=None, _pool=None,
-                      _stacktrace=None):
+        def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
             # Only a connect error proves the request never left. Read errors (a timeout waiting for
             # the answer, a connection closed without one) and urllib3's "other" errors may come after
             # GitHub got the request: re-raise as urllib3 does for a method it may not retry, so
             # _create_once can look before creating again.
-            if (error is not None and method is not None and method.upper() == "POST"
-                    and not self._is_connection_error(error)):
+            if (
+                error is not None
+                and method is not None
+                and method.upper() == "POST"
+                and not self._is_connection_error(error)
+            ):
                 raise reraise(type(error), error, _stacktrace)
             return super().increment(method, url, response, error, _pool, _stacktrace)
 
@@ -157,16 +167,15 @@ def _create_once(create: Callable[[], T], find: Callable[[], T | None] | None, w
     """``create()``; after a failure GitHub may have acted on (a 5xx, no answer: `_may_have_acted`),
     ``find()`` what it may have made, and only if nothing is there (or ``find`` is None: no way to
     look) ``create()`` once more. A second failure propagates (to `github_errors`)."""
-    from github import GithubException
     import requests
+    from github import GithubException
 
     try:
         return create()
     except (GithubException, requests.exceptions.RequestException) as err:
         if not _may_have_acted(err):
             raise
-        how = (f"answered {err.status}" if isinstance(err, GithubException)
-               else f"gave no answer ({type(err).__name__})")
+        how = f"answered {err.status}" if isinstance(err, GithubException) else f"gave no answer ({type(err).__name__})"
         log.info("GitHub %s to creating %s; looking for it before trying again", how, what)
     found = find() if find is not None else None
     return create() if found is None else found
@@ -175,8 +184,8 @@ def _create_once(create: Callable[[], T], find: Callable[[], T | None] | None, w
 def _may_have_acted(err: Exception) -> bool:
     """Whether GitHub may have carried out a request that failed with ``err``: it answered 5xx, or the
     request was sent and no (whole) answer came back. Not after a 4xx or a connect error."""
-    from github import GithubException
     import requests
+    from github import GithubException
     from urllib3.exceptions import ConnectTimeoutError
 
     if isinstance(err, GithubException):
@@ -196,9 +205,9 @@ def _may_have_acted(err: Exception) -> bool:
 @contextlib.contextmanager
 def github_errors(what: str) -> Iterator[None]:
     """Turn PyGithub/requests failures into one-line PttrustErrors (messages never hold the token)."""
+    import requests
     from github import BadCredentialsException, GithubException, RateLimitExceededException
     from github.GithubException import RateLimitExceededExceedsMaxWait
-    import requests
 
     try:
         yield
@@ -207,8 +216,9 @@ def github_errors(what: str) -> Iterator[None]:
     except BadCredentialsException:
         raise PttrustError(f"{what}: GitHub rejected the token (401 Bad credentials)") from None
     except RateLimitExceededExceedsMaxWait as err:
-        raise PttrustError(f"{what}: GitHub rate limit; the reset is {err.wait:.0f}s away, "
-                           "more than the configured maximum wait") from None
+        raise PttrustError(
+            f"{what}: GitHub rate limit; the reset is {err.wait:.0f}s away, more than the configured maximum wait"
+        ) from None
     except RateLimitExceededException:
         raise PttrustError(f"{what}: GitHub rate limit exceeded, retries exhausted") from None
     except GithubException as err:
@@ -294,9 +304,12 @@ class PublishResult:
     annotation_requests: int = 0
 
     def describe(self) -> str:
-        lines = [f"review: {len(self.posted)} new comment(s), {len(self.already_commented)} already there, "
-                 f"{len(self.rejected)} moved to the summary, {len(self.resolved_comment_ids)} resolved",
-                 f"summary: {self.summary_action}", f"check: {self.check_action}"]
+        lines = [
+            f"review: {len(self.posted)} new comment(s), {len(self.already_commented)} already there, "
+            f"{len(self.rejected)} moved to the summary, {len(self.resolved_comment_ids)} resolved",
+            f"summary: {self.summary_action}",
+            f"check: {self.check_action}",
+        ]
         return "\n".join(lines)
 
 
@@ -304,8 +317,15 @@ class PublishResult:
 # Publishing
 
 
-def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict[str, str | None],
-            settings: GitHubSettings | None = None, dry_run: bool = False) -> PublishResult:
+def publish(
+    repo: Any,
+    pull: Any,
+    pub: Publication,
+    head_sha: str,
+    patches: dict[str, str | None],
+    settings: GitHubSettings | None = None,
+    dry_run: bool = False,
+) -> PublishResult:
     """Publish ``pub`` on ``pull`` (PyGithub objects) for commit ``head_sha``.
 
     ``patches`` maps each PR file to its GitHub patch (from `bot.github_source`), used to check that
@@ -318,7 +338,7 @@ def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict
         # Ids over every flagged finding: a finding's id (its occurrence index among identical lines)
         # must not depend on which of them made the cap.
         ids = finding_ids(pub.findings + pub.capped)
-        by_id = dict(zip(ids[:len(pub.findings)], pub.findings))
+        by_id = dict(zip(ids[: len(pub.findings)], pub.findings))
         existing = _bot_review_comments(pull)
 
         new: list[tuple[str, InlineFinding]] = []
@@ -355,16 +375,20 @@ def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict
                 comment.edit(_resolved_body(comment.body, head_sha))
 
         summary_comment, meta = _find_summary(pull)
-        check_hash = _hash(pub.conclusion, pub.check_title, pub.check_summary, pub.check_text,
-                           *[f"{f.path}:{f.start_line}:{f.line}:{f.body}" for f in pub.findings])
+        check_hash = _hash(
+            pub.conclusion,
+            pub.check_title,
+            pub.check_summary,
+            pub.check_text,
+            *[f"{f.path}:{f.start_line}:{f.line}:{f.body}" for f in pub.findings],
+        )
         if meta.get("head") == head_sha and meta.get("check") == check_hash:
             result.check_action = "unchanged"
             result.check_run_id = int(meta["run"]) if meta.get("run", "").isdigit() else None
         elif not dry_run:
             _report_check(repo, head_sha, pub, settings, result)
 
-        marker = (f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} "
-                  f"run={result.check_run_id or ''} -->")
+        marker = f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} -->"
         body = marker + "\n" + pub.summary.rstrip() + "\n" + _publication_notes(result)
         if summary_comment is not None and summary_comment.body == body:
             result.summary_action = "unchanged"
@@ -376,8 +400,9 @@ def publish(repo: Any, pull: Any, pub: Publication, head_sha: str, patches: dict
             result.summary_action, result.summary_comment_id = "edited", summary_comment.id
         else:
             # No summary existed when this run started: one found now is the one this create made.
-            created = _create_once(lambda: pull.create_issue_comment(body), lambda: _find_summary(pull)[0],
-                                   "the summary comment")
+            created = _create_once(
+                lambda: pull.create_issue_comment(body), lambda: _find_summary(pull)[0], "the summary comment"
+            )
             result.summary_action, result.summary_comment_id = "created", created.id
     return result
 
@@ -399,9 +424,11 @@ def _comment_body(finding: InlineFinding, fid: str) -> str:
 def _resolved_body(old: str, head_sha: str) -> str:
     original = _FINDING_RE.sub("", old).strip()
     marker = _FINDING_RE.search(old).group(0)
-    return (f"**Resolved**: PtTrust no longer flags this as of {head_sha[:7]}.\n\n"
-            f"<details><summary>Original comment</summary>\n\n{original}\n\n</details>\n\n"
-            f"{RESOLVED_MARKER}\n{marker}")
+    return (
+        f"**Resolved**: PtTrust no longer flags this as of {head_sha[:7]}.\n\n"
+        f"<details><summary>Original comment</summary>\n\n{original}\n\n</details>\n\n"
+        f"{RESOLVED_MARKER}\n{marker}"
+    )
 
 
 def _hunk_lines(patch: str) -> list[set[int]]:
@@ -435,8 +462,7 @@ def _diff_reason(finding: InlineFinding, patches: dict[str, str | None]) -> str 
 
 
 def _review_comment(fid: str, finding: InlineFinding) -> dict:
-    comment = {"path": finding.path, "body": _comment_body(finding, fid), "line": finding.line,
-               "side": "RIGHT"}
+    comment = {"path": finding.path, "body": _comment_body(finding, fid), "line": finding.line, "side": "RIGHT"}
     if finding.start_line is not None and finding.start_line < finding.line:
         comment.update(start_line=finding.start_line, start_side="RIGHT")
     return comment
@@ -458,16 +484,16 @@ def _post_review(repo, pull, head_sha, postable, pub, result):
     log.info("GitHub rejected the review (%s); looking for the rejected comments", reason)
     bad = _find_rejected(pull, commit, comments)
     keep = [pf for pf, c in zip(postable, comments) if id(c) not in bad]
-    rejected = [(f, f"GitHub rejected the comment: {reason}") for (fid, f), c in zip(postable, comments)
-                if id(c) in bad]
+    rejected = [
+        (f, f"GitHub rejected the comment: {reason}") for (fid, f), c in zip(postable, comments) if id(c) in bad
+    ]
     if keep:
         kept_comments = [c for c in comments if id(c) not in bad]
         result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments)
     return keep, rejected
 
 
-def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding],
-                   comments: list[dict]) -> int:
+def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding], comments: list[dict]) -> int:
     """The review's id. A review is created whole or not at all, so after a 5xx it was made if every
     comment's finding marker is on the PR now (none was there before: these are new findings)."""
     body = pub.review_body or _review_body(findings)
@@ -477,8 +503,9 @@ def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding]
         on_pr = _bot_review_comments(pull)
         return pull.get_review(on_pr[next(iter(fids))].pull_request_review_id) if fids <= on_pr.keys() else None
 
-    return _create_once(lambda: pull.create_review(commit=commit, body=body, event="COMMENT",
-                                                   comments=comments), find, "the review").id
+    return _create_once(
+        lambda: pull.create_review(commit=commit, body=body, event="COMMENT", comments=comments), find, "the review"
+    ).id
 
 
 def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
@@ -539,19 +566,33 @@ def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSetting
     from github import GithubException
 
     annotations = [_annotation(f) for f in pub.findings]
-    batches = [annotations[i:i + MAX_ANNOTATIONS_PER_REQUEST]
-               for i in range(0, len(annotations), MAX_ANNOTATIONS_PER_REQUEST)] or [[]]
+    batches = [
+        annotations[i : i + MAX_ANNOTATIONS_PER_REQUEST]
+        for i in range(0, len(annotations), MAX_ANNOTATIONS_PER_REQUEST)
+    ] or [[]]
 
     def output(batch):
-        return {"title": pub.check_title, "summary": pub.check_summary or pub.check_title,
-                "text": pub.check_text, "annotations": batch}
+        return {
+            "title": pub.check_title,
+            "summary": pub.check_summary or pub.check_title,
+            "text": pub.check_text,
+            "annotations": batch,
+        }
 
     # The REST description the bot keeps to lists no commit's check runs or statuses, so after a 5xx
     # neither can be looked for: it is created again (GitHub shows the latest of a name).
     try:
-        run = _create_once(lambda: repo.create_check_run(
-            name=settings.check_name, head_sha=head_sha, status="completed", conclusion=pub.conclusion,
-            output=output(batches[0])), None, "the check run")
+        run = _create_once(
+            lambda: repo.create_check_run(
+                name=settings.check_name,
+                head_sha=head_sha,
+                status="completed",
+                conclusion=pub.conclusion,
+                output=output(batches[0]),
+            ),
+            None,
+            "the check run",
+        )
     except GithubException as err:
         if err.status != 403:
             raise
@@ -560,8 +601,11 @@ def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSetting
         state = "failure" if pub.conclusion == "failure" else "success"
         description = pub.check_title if len(pub.check_title) <= 140 else pub.check_title[:139] + "…"
         commit = repo.get_commit(head_sha)
-        _create_once(lambda: commit.create_status(state=state, description=description,
-                                                  context=settings.check_name), None, "the commit status")
+        _create_once(
+            lambda: commit.create_status(state=state, description=description, context=settings.check_name),
+            None,
+            "the commit status",
+        )
         result.check_action = "status"
         return
     result.check_run_id, result.check_action, result.annotation_requests = run.id, "check-run", 1
@@ -571,9 +615,14 @@ def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSetting
 
 
 def _annotation(f: InlineFinding) -> dict:
-    return {"path": f.path, "start_line": f.start_line or f.line, "end_line": f.line,
-            "annotation_level": f.annotation_level, "title": f"PtTrust risk {100 * f.risk:.0f}%",
-            "message": _FINDING_RE.sub("", f.body).strip()[:64000] or f"risk {f.risk:.2f}"}
+    return {
+        "path": f.path,
+        "start_line": f.start_line or f.line,
+        "end_line": f.line,
+        "annotation_level": f.annotation_level,
+        "title": f"PtTrust risk {100 * f.risk:.0f}%",
+        "message": _FINDING_RE.sub("", f.body).strip()[:64000] or f"risk {f.risk:.2f}",
+    }
 
 
 def _find_summary(pull: Any) -> tuple[Any | None, dict[str, str]]:
@@ -610,11 +659,13 @@ def _publication_notes(result: PublishResult) -> str:
         for f, why in result.rejected:
             out.append(f"| {100 * f.risk:.0f}% | `{f.path}:{_where(f)}` | {why.replace('|', '/')} |")
         for f, _ in result.rejected:
-            out.append(f"\n<details><summary><code>{f.path}:{_where(f)}</code></summary>\n\n"
-                       f"{f.body.strip()}\n\n</details>")
+            out.append(
+                f"\n<details><summary><code>{f.path}:{_where(f)}</code></summary>\n\n{f.body.strip()}\n\n</details>"
+            )
     if result.resolved_comment_ids:
-        out.append(f"\n{len(result.resolved_comment_ids)} earlier comment(s) marked resolved "
-                   f"as of {result.head_sha[:7]}.")
+        out.append(
+            f"\n{len(result.resolved_comment_ids)} earlier comment(s) marked resolved as of {result.head_sha[:7]}."
+        )
     if result.check_action == "status":
         out.append("\n<sub>No permission for check runs: the result is a commit status.</sub>")
     return "\n".join(out) + ("\n" if out else "")
@@ -634,20 +685,37 @@ def publication_from_report(report: Any, env: Any, fail_above: float | None) -> 
         text = "\n".join(getattr(l, "text", "") for l in f.lines)
         level = "failure" if fail_above is not None and f.risk > fail_above else "warning"
         return InlineFinding(
-            path=f.path, line=f.end_line, start_line=f.start_line if f.end_line > f.start_line else None,
-            risk=f.risk, line_text=text, body=body, annotation_level=level)
+            path=f.path,
+            line=f.end_line,
+            start_line=f.start_line if f.end_line > f.start_line else None,
+            risk=f.risk,
+            line_text=text,
+            body=body,
+            annotation_level=level,
+        )
 
     findings = [inline(f, render_comment(env, f, report)) for f in report.findings]
     capped = [inline(f, "") for f in report.capped]  # never shown: only their ids are used
-    return Publication(findings, render_summary(env, report), check.conclusion, check.title,
-                       check.summary, check.text, capped=capped)
+    return Publication(
+        findings, render_summary(env, report), check.conclusion, check.title, check.summary, check.text, capped=capped
+    )
 
 
 class GitHubPublisher:
     """`bot.publish.Publisher` for one pull request; ``dry_run`` prints the plan instead of writing."""
 
-    def __init__(self, repo, pull, reader, settings: GitHubSettings, env, fail_above: float | None,
-                 dry_run: bool = False, local: Any = None, stream=None):
+    def __init__(
+        self,
+        repo,
+        pull,
+        reader,
+        settings: GitHubSettings,
+        env,
+        fail_above: float | None,
+        dry_run: bool = False,
+        local: Any = None,
+        stream=None,
+    ):
         self.repo, self.pull, self.reader = repo, pull, reader
         self.settings, self.env, self.fail_above = settings, env, fail_above
         self.dry_run, self.local = dry_run, local
@@ -657,17 +725,26 @@ class GitHubPublisher:
     def publish(self, report: Any) -> None:
         pub = publication_from_report(report, self.env, self.fail_above)
         patches = {f.path: f.patch for f in self.reader.data.files}
-        self.result = publish(self.repo, self.pull, pub, self.reader.data.head_sha, patches,
-                              self.settings, dry_run=self.dry_run)
+        self.result = publish(
+            self.repo, self.pull, pub, self.reader.data.head_sha, patches, self.settings, dry_run=self.dry_run
+        )
         if self.local is not None:
             self.local.publish(report)
         prefix = "dry run, nothing posted: " if self.dry_run else ""
         self.stream.write(f"{prefix}{self.reader.data.name}\n{self.result.describe()}\n")
 
 
-def open_pull_request(spec: str, *, dry_run: bool = False, cfg: Any = None, env: Any = None,
-                      fmt: str = "text", out: str | None = None, environ: dict | None = None,
-                      settings: GitHubSettings | None = None):
+def open_pull_request(
+    spec: str,
+    *,
+    dry_run: bool = False,
+    cfg: Any = None,
+    env: Any = None,
+    fmt: str = "text",
+    out: str | None = None,
+    environ: dict | None = None,
+    settings: GitHubSettings | None = None,
+):
     """The CLI hook: ``(bot.review.ReviewSource, GitHubPublisher)`` for ``OWNER/REPO#N``.
 
     Reads the PR (so a bad token or PR fails before any scoring) and returns a source whose diff,
@@ -685,12 +762,18 @@ def open_pull_request(spec: str, *, dry_run: bool = False, cfg: Any = None, env:
         pull = repo.get_pull(number)
         reader = PullRequestReader(repo, pull)
         diff = reader.unified_diff()
-    source = ReviewSource(diff=diff, read_file=_guarded(reader.read_file, spec),
-                          authorship=_GuardedAuthorship(reader, spec), pr_labels=reader.data.labels,
-                          default_authored_by="ai", name=reader.data.name)
+    source = ReviewSource(
+        diff=diff,
+        read_file=_guarded(reader.read_file, spec),
+        authorship=_GuardedAuthorship(reader, spec),
+        pr_labels=reader.data.labels,
+        default_authored_by="ai",
+        name=reader.data.name,
+    )
     local = None
     if dry_run:
         from bot.publish.local import LocalPublisher
+
         local = LocalPublisher(fmt, env, out)
     fail_above = getattr(cfg, "fail_above", None)
     return source, GitHubPublisher(repo, pull, reader, settings, env, fail_above, dry_run, local)
@@ -700,6 +783,7 @@ def _guarded(fn: Callable, spec: str) -> Callable:
     def call(*args):
         with github_errors(f"reading {spec}"):
             return fn(*args)
+
     return call
 
 

@@ -9,14 +9,20 @@ from typing import Any, TextIO
 
 import jinja2
 
-from risk_core.atomic import write_atomic
-
 from bot.formats import format_report
+from risk_core.atomic import write_atomic
 
 
 class LocalPublisher:
-    def __init__(self, fmt: str, env: jinja2.Environment, out: str | Path | None = None,
-                 stream: TextIO | None = None, color: bool | None = None, width: int | None = None):
+    def __init__(
+        self,
+        fmt: str,
+        env: jinja2.Environment,
+        out: str | Path | None = None,
+        stream: TextIO | None = None,
+        color: bool | None = None,
+        width: int | None = None,
+    ):
         self.fmt = fmt
         self.env = env
         self.out = Path(out) if out is not None and str(out) != "-" else None

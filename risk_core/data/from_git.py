@@ -18,23 +18,30 @@ from risk_core.errors import UsageError
 
 FIX_PATTERN = re.compile(
     r"\b(fix(e[sd])?|bug(fix)?|hotfix|issue\s*#?\d+|closes\s+#\d+|resolves\s+#\d+|fault|defect|crash|"
-    r"regression|off[- ]by[- ]one|wrong|incorrect)\b", re.IGNORECASE)
+    r"regression|off[- ]by[- ]one|wrong|incorrect)\b",
+    re.IGNORECASE,
+)
 # Commits that say "fix" but do not fix program logic.
-NOT_A_FIX = re.compile(r"\b(typo|docs?|documentation|readme|changelog|lint|format(ting)?|whitespace|"
-                       r"spelling|comment|ci|test(s)?)\b", re.IGNORECASE)
+NOT_A_FIX = re.compile(
+    r"\b(typo|docs?|documentation|readme|changelog|lint|format(ting)?|whitespace|"
+    r"spelling|comment|ci|test(s)?)\b",
+    re.IGNORECASE,
+)
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
 def _git(repo: Path, *args: str) -> str:
     try:
-        res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120,
-                             errors="replace")
+        res = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120, errors="replace"
+        )
     except FileNotFoundError:
         raise UsageError("git is not installed") from None
     except subprocess.TimeoutExpired:
         raise UsageError(f"git {args[0]} timed out in {repo}") from None
     if res.returncode != 0:
-        raise UsageError(f"git {args[0]} failed in {repo}: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+        why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode
+        raise UsageError(f"git {args[0]} failed in {repo}: {why}")
     return res.stdout
 
 
@@ -70,12 +77,19 @@ def _window(text: str, lines: list[int], context: int, max_lines: int) -> tuple[
         return "\n".join(all_lines) + "\n", sorted(set(lines)), 1
     lo = max(1, min(lines) - context)
     hi = min(n, max(lines) + context)
-    code = "\n".join(all_lines[lo - 1:hi]) + "\n"
+    code = "\n".join(all_lines[lo - 1 : hi]) + "\n"
     return code, sorted({ln - lo + 1 for ln in lines}), lo
 
 
-def fix_samples(repo: str | Path, max_commits: int = 1000, max_changed_lines: int = 6, context: int = 20,
-                max_lines: int = 80, languages: set[str] | None = None, rev: str = "HEAD") -> list[Sample]:
+def fix_samples(
+    repo: str | Path,
+    max_commits: int = 1000,
+    max_changed_lines: int = 6,
+    context: int = 20,
+    max_lines: int = 80,
+    languages: set[str] | None = None,
+    rev: str = "HEAD",
+) -> list[Sample]:
     """Samples from the bug-fix commits reachable from ``rev`` (newest first, at most ``max_commits``
     commits looked at). Fixes that touch more than ``max_changed_lines`` parent lines of a file are
     skipped (a refactor, not a localised bug); test files are skipped."""
@@ -109,9 +123,17 @@ def fix_samples(repo: str | Path, max_commits: int = 1000, max_changed_lines: in
             if not text.strip():
                 continue
             code, labels, first = _window(text, lines, context, max_lines)
-            samples.append(Sample(id=f"{repo.name}:{sha[:12]}:{path}", language=lang,
-                                  path=f"{repo.name}:{path}@{parent[:12]}#L{first}", code=code,
-                                  buggy_lines=labels, operator="git-fix", passed=None))
+            samples.append(
+                Sample(
+                    id=f"{repo.name}:{sha[:12]}:{path}",
+                    language=lang,
+                    path=f"{repo.name}:{path}@{parent[:12]}#L{first}",
+                    code=code,
+                    buggy_lines=labels,
+                    operator="git-fix",
+                    passed=None,
+                )
+            )
     return samples
 
 

@@ -20,8 +20,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from risk_core.data.jsonl import Sample
 from risk_core.errors import UsageError
@@ -29,7 +29,7 @@ from risk_core.errors import UsageError
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ", '\n"""', "\n```")
 
 # Runs before the program: what a test program never needs and a wrong one must not do.
-_GUARD = r'''
+_GUARD = r"""
 import builtins, os, shutil, subprocess, socket, sys
 def _denied(*a, **k):
     raise PermissionError("disabled in the pttrust sandbox")
@@ -48,7 +48,7 @@ try:
 except Exception:
     pass
 del _name, _denied
-'''
+"""
 
 
 @dataclass
@@ -75,6 +75,7 @@ def _limits(memory_mb: int, cpu_s: int):
             resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
         except (ValueError, OSError):
             pass
+
     return apply
 
 
@@ -85,9 +86,15 @@ def run_sandboxed(program: str, timeout: float = 10.0, memory_mb: int = 1024) ->
         with open(path, "w", encoding="utf-8") as f:
             f.write(_GUARD + "\n" + program)
         try:
-            proc = subprocess.Popen([sys.executable, "-I", "-B", path], cwd=tmp, env={"PATH": "/usr/bin:/bin"},
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    preexec_fn=_limits(memory_mb, int(timeout) + 1))
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-B", path],
+                cwd=tmp,
+                env={"PATH": "/usr/bin:/bin"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_limits(memory_mb, int(timeout) + 1),
+            )
         except OSError as err:
             return RunResult(False, "error", f"could not start: {err}")
         try:
@@ -132,8 +139,9 @@ def build_test_program(problem: dict, completion: str) -> str:
     return problem["prompt"] + completion + "\n\n" + problem["test"] + f"\n\ncheck({problem['entry_point']})\n"
 
 
-def sample_completions(loaded, prompts: list[str], n_samples: int, temperature: float, max_new_tokens: int,
-                       seed: int) -> list[list[tuple[str, str]]]:
+def sample_completions(
+    loaded, prompts: list[str], n_samples: int, temperature: float, max_new_tokens: int, seed: int
+) -> list[list[tuple[str, str]]]:
     """Per prompt, [(how, completion)]: greedy first, then ``n_samples - 1`` samples at ``temperature``.
 
     The prompts are generated as one left-padded batch, and generation stops at the end of the function
@@ -157,8 +165,14 @@ def sample_completions(loaded, prompts: list[str], n_samples: int, temperature: 
             out[i].append(("greedy", tok.decode(g[i, width:], skip_special_tokens=True)))
         if n_samples > 1:
             torch.manual_seed(seed)
-            s = loaded.model.generate(**batch, do_sample=True, temperature=temperature, top_p=0.95,
-                                      num_return_sequences=n_samples - 1, **common)
+            s = loaded.model.generate(
+                **batch,
+                do_sample=True,
+                temperature=temperature,
+                top_p=0.95,
+                num_return_sequences=n_samples - 1,
+                **common,
+            )
             for i in range(len(prompts)):
                 for k in range(n_samples - 1):
                     text = tok.decode(s[i * (n_samples - 1) + k, width:], skip_special_tokens=True)
@@ -195,9 +209,19 @@ def locate_bug_lines(prompt: str, failing: str, references: list[str], max_lines
     return best
 
 
-def humaneval_samples(loaded, n_samples: int = 4, temperature: float = 0.8, max_new_tokens: int = 384,
-                      timeout: float = 10.0, memory_mb: int = 1024, limit: int = 0, seed: int = 0,
-                      batch_size: int = 8, max_bug_lines: int = 3, progress=None) -> Iterator[Sample]:
+def humaneval_samples(
+    loaded,
+    n_samples: int = 4,
+    temperature: float = 0.8,
+    max_new_tokens: int = 384,
+    timeout: float = 10.0,
+    memory_mb: int = 1024,
+    limit: int = 0,
+    seed: int = 0,
+    batch_size: int = 8,
+    max_bug_lines: int = 3,
+    progress=None,
+) -> Iterator[Sample]:
     """Generate, run and label HumanEval samples (one JSONL record per distinct completion), yielding
     each batch of problems as soon as its tests have run, so that a caller writing them as they come
     keeps them if it is killed.
@@ -206,21 +230,33 @@ def humaneval_samples(loaded, n_samples: int = 4, temperature: float = 0.8, max_
     completions and its canonical solution; otherwise its label is sample-level (``buggy_lines=[]``)."""
     problems = load_problems(limit)
     for start in range(0, len(problems), batch_size):
-        chunk = problems[start:start + batch_size]
-        generated = sample_completions(loaded, [p["prompt"] for p in chunk], n_samples, temperature,
-                                       max_new_tokens, seed + start)
+        chunk = problems[start : start + batch_size]
+        generated = sample_completions(
+            loaded, [p["prompt"] for p in chunk], n_samples, temperature, max_new_tokens, seed + start
+        )
         for p, completions in zip(chunk, generated):
             runs = []
             for how, completion in completions:
                 if any(completion == c for _, c, _ in runs):
                     continue  # identical samples would double-count one program
-                runs.append((how, completion, run_sandboxed(build_test_program(p, completion), timeout=timeout,
-                                                            memory_mb=memory_mb)))
+                runs.append(
+                    (
+                        how,
+                        completion,
+                        run_sandboxed(build_test_program(p, completion), timeout=timeout, memory_mb=memory_mb),
+                    )
+                )
             references = [c for _, c, r in runs if r.passed] + [p["canonical_solution"]]
             for how, completion, res in runs:
                 bug = [] if res.passed else locate_bug_lines(p["prompt"], completion, references, max_bug_lines)
-                yield Sample(id=f"{p['task_id']}:{how}", language="python", path=p["task_id"],
-                             code=p["prompt"] + completion, buggy_lines=bug,
-                             operator=f"humaneval-{res.status}", passed=res.passed)
+                yield Sample(
+                    id=f"{p['task_id']}:{how}",
+                    language="python",
+                    path=p["task_id"],
+                    code=p["prompt"] + completion,
+                    buggy_lines=bug,
+                    operator=f"humaneval-{res.status}",
+                    passed=res.passed,
+                )
         if progress:
             progress(start + len(chunk), len(problems))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from risk_core.errors import UsageError
 
@@ -38,8 +38,13 @@ class Sample:
     """Whether the program passed its tests, where tests were run."""
 
     def to_json(self) -> dict:
-        out = {"id": self.id, "language": self.language, "path": self.path, "code": self.code,
-               "buggy_lines": list(self.buggy_lines)}
+        out = {
+            "id": self.id,
+            "language": self.language,
+            "path": self.path,
+            "code": self.code,
+            "buggy_lines": list(self.buggy_lines),
+        }
         if self.operator is not None:
             out["operator"] = self.operator
         if self.passed is not None:
@@ -47,14 +52,20 @@ class Sample:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict, where: str = "") -> "Sample":
+    def from_json(cls, obj: dict, where: str = "") -> Sample:
         if not isinstance(obj, dict):
             raise UsageError(f"{where}: not a labeled sample (expected a JSON object, got {type(obj).__name__})")
         try:
             lines = [int(x) for x in obj.get("buggy_lines", [])]
-            return cls(id=str(obj["id"]), language=str(obj["language"]).lower(), path=str(obj.get("path", "")),
-                       code=str(obj["code"]), buggy_lines=lines, operator=obj.get("operator"),
-                       passed=None if obj.get("passed") is None else bool(obj["passed"]))
+            return cls(
+                id=str(obj["id"]),
+                language=str(obj["language"]).lower(),
+                path=str(obj.get("path", "")),
+                code=str(obj["code"]),
+                buggy_lines=lines,
+                operator=obj.get("operator"),
+                passed=None if obj.get("passed") is None else bool(obj["passed"]),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise UsageError(f"{where}: not a labeled sample ({err!s})") from None
 
@@ -107,8 +118,9 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def split_by_path(samples: list[Sample], test_fraction: float, holdout_languages: Iterable[str] = (),
-                  seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+def split_by_path(
+    samples: list[Sample], test_fraction: float, holdout_languages: Iterable[str] = (), seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
     """(train, test): every sample of a source path falls on one side, chosen by a hash of the path
     alone, so membership is stable as the data grows; ``holdout_languages`` go wholly to test (the
     cross-language check). ``seed`` only shuffles the order within each side."""

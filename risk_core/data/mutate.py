@@ -23,15 +23,26 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from risk_core.data.jsonl import Sample
 from risk_core.errors import UsageError
 
-OPERATORS = ("comparison", "arithmetic", "off_by_one", "index_shift", "bool_op", "negation",
-             "wrong_variable", "swap_args", "wrong_return", "remove_statement", "wrong_method")
+OPERATORS = (
+    "comparison",
+    "arithmetic",
+    "off_by_one",
+    "index_shift",
+    "bool_op",
+    "negation",
+    "wrong_variable",
+    "swap_args",
+    "wrong_return",
+    "remove_statement",
+    "wrong_method",
+)
 
 EXTENSIONS = {".py": "python", ".java": "java", ".js": "javascript", ".mjs": "javascript", ".go": "go"}
 MIN_LINES, MAX_LINES = 6, 40
@@ -39,14 +50,38 @@ MIN_CODE_LINES = 4
 
 # Similar names a hurried author (or model) confuses; both directions are used.
 _METHOD_PAIRS = [
-    ("append", "extend"), ("startswith", "endswith"), ("lstrip", "rstrip"), ("find", "rfind"),
-    ("index", "rindex"), ("keys", "values"), ("items", "values"), ("get", "pop"), ("lower", "upper"),
-    ("split", "rsplit"), ("remove", "discard"), ("min", "max"), ("any", "all"), ("add", "update"),
-    ("startsWith", "endsWith"), ("indexOf", "lastIndexOf"), ("push", "unshift"), ("pop", "shift"),
-    ("substring", "substr"), ("floor", "ceil"), ("trimStart", "trimEnd"), ("isEmpty", "isBlank"),
-    ("HasPrefix", "HasSuffix"), ("TrimLeft", "TrimRight"), ("Index", "LastIndex"), ("Min", "Max"),
-    ("addFirst", "addLast"), ("removeFirst", "removeLast"), ("peekFirst", "peekLast"), ("ToLower", "ToUpper"),
-    ("toLowerCase", "toUpperCase"), ("containsKey", "containsValue"),
+    ("append", "extend"),
+    ("startswith", "endswith"),
+    ("lstrip", "rstrip"),
+    ("find", "rfind"),
+    ("index", "rindex"),
+    ("keys", "values"),
+    ("items", "values"),
+    ("get", "pop"),
+    ("lower", "upper"),
+    ("split", "rsplit"),
+    ("remove", "discard"),
+    ("min", "max"),
+    ("any", "all"),
+    ("add", "update"),
+    ("startsWith", "endsWith"),
+    ("indexOf", "lastIndexOf"),
+    ("push", "unshift"),
+    ("pop", "shift"),
+    ("substring", "substr"),
+    ("floor", "ceil"),
+    ("trimStart", "trimEnd"),
+    ("isEmpty", "isBlank"),
+    ("HasPrefix", "HasSuffix"),
+    ("TrimLeft", "TrimRight"),
+    ("Index", "LastIndex"),
+    ("Min", "Max"),
+    ("addFirst", "addLast"),
+    ("removeFirst", "removeLast"),
+    ("peekFirst", "peekLast"),
+    ("ToLower", "ToUpper"),
+    ("toLowerCase", "toUpperCase"),
+    ("containsKey", "containsValue"),
 ]
 SIMILAR_METHOD: dict[str, str] = {}
 for _a, _b in _METHOD_PAIRS:
@@ -57,6 +92,7 @@ for _a, _b in _METHOD_PAIRS:
 @dataclass
 class Edit:
     """Replace bytes [start, end) of the snippet with ``text``; ``label`` overrides the buggy lines."""
+
     start: int
     end: int
     text: str
@@ -66,13 +102,14 @@ class Edit:
 
 @dataclass
 class Snippet:
-    code: str        # dedented function text, ends with "\n"
-    name: str        # function name (for ids)
+    code: str  # dedented function text, ends with "\n"
+    name: str  # function name (for ids)
     first_line: int  # 1-based line of the snippet in its source file
 
 
 # ---------------------------------------------------------------------------------------------------
 # shared helpers
+
 
 def _line_starts(data: bytes) -> list[int]:
     starts = [0]
@@ -97,7 +134,7 @@ def _line_of(starts: list[int], offset: int) -> int:
 def apply_edit(code: str, edit: Edit) -> tuple[str, list[int]]:
     """Apply one edit; returns (new code, 1-based buggy lines in the new code)."""
     data = code.encode()
-    new = data[:edit.start] + edit.text.encode() + data[edit.end:]
+    new = data[: edit.start] + edit.text.encode() + data[edit.end :]
     starts = _line_starts(new)
     if edit.label_line is not None:
         return new.decode(), [edit.label_line]
@@ -113,7 +150,7 @@ def _dedent(lines: list[str]) -> list[str] | None:
     out = []
     for ln in lines:
         if ln.startswith(indent):
-            out.append(ln[len(indent):])
+            out.append(ln[len(indent) :])
         elif not ln.strip():
             out.append(ln.strip(" \t"))
         else:
@@ -123,6 +160,7 @@ def _dedent(lines: list[str]) -> list[str] | None:
 
 # ---------------------------------------------------------------------------------------------------
 # Python, via ast (col offsets are UTF-8 byte offsets, which is what the edits use)
+
 
 class _PyOffsets:
     def __init__(self, code: str):
@@ -162,8 +200,13 @@ def python_candidates(code: str) -> list[Edit]:
     off = _PyOffsets(code)
     edits: list[Edit] = []
     cmp_swap = {ast.Lt: ("<", "<="), ast.LtE: ("<=", "<"), ast.Gt: (">", ">="), ast.GtE: (">=", ">")}
-    arith = {ast.Add: ("+", "-"), ast.Sub: ("-", "+"), ast.Mult: ("*", "/"), ast.Div: ("/", "*"),
-             ast.FloorDiv: ("//", "/")}
+    arith = {
+        ast.Add: ("+", "-"),
+        ast.Sub: ("-", "+"),
+        ast.Mult: ("*", "/"),
+        ast.Div: ("/", "*"),
+        ast.FloorDiv: ("//", "/"),
+    }
     fn = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
     local_names: set[str] = set()
     called: set[str] = set()
@@ -179,8 +222,13 @@ def python_candidates(code: str) -> list[Edit]:
     docstring_nodes = set()
     for n in ast.walk(tree):
         body = getattr(n, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
-                isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             docstring_nodes.add(id(body[0].value))
 
     # Before Python 3.12 the positions of nodes inside f-strings are unreliable: never edit there.
@@ -198,8 +246,10 @@ def python_candidates(code: str) -> list[Edit]:
                         edits.append(Edit(hit[0], hit[1], new, "comparison"))
                 left = right
         elif isinstance(node, ast.BinOp) and type(node.op) in arith:
-            if any(isinstance(s, (ast.JoinedStr,)) or (isinstance(s, ast.Constant) and isinstance(s.value, (str, bytes)))
-                   for s in (node.left, node.right)):
+            if any(
+                isinstance(s, (ast.JoinedStr,)) or (isinstance(s, ast.Constant) and isinstance(s.value, (str, bytes)))
+                for s in (node.left, node.right)
+            ):
                 continue  # "a" - "b" is a type error nobody would write
             old, new = arith[type(node.op)]
             hit = _find_op(off, node.left, node.right, [old])
@@ -214,7 +264,9 @@ def python_candidates(code: str) -> list[Edit]:
             a, _ = off.span(node)
             b = off.at(node.operand.lineno, node.operand.col_offset)
             edits.append(Edit(a, b, "", "negation"))
-        elif isinstance(node, (ast.If, ast.While)) and not isinstance(node.test, ast.UnaryOp) and _single_line(node.test):
+        elif (
+            isinstance(node, (ast.If, ast.While)) and not isinstance(node.test, ast.UnaryOp) and _single_line(node.test)
+        ):
             a, b = off.span(node.test)
             t = off.text(a, b)
             wrap = isinstance(node.test, (ast.BoolOp, ast.Compare, ast.IfExp, ast.NamedExpr, ast.Lambda))
@@ -271,13 +323,20 @@ def python_candidates(code: str) -> list[Edit]:
         for body in (getattr(node, "body", None), getattr(node, "orelse", None)):
             if not isinstance(body, list) or len(body) < 2:
                 continue
-            for i, st in enumerate(body):
-                if isinstance(st, (ast.Expr, ast.Assign, ast.AugAssign)) and _single_line(st) and not (
-                        isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant)):
+            for st in body:
+                if (
+                    isinstance(st, (ast.Expr, ast.Assign, ast.AugAssign))
+                    and _single_line(st)
+                    and not (isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant))
+                ):
                     first, last = st.lineno, st.end_lineno
-                elif isinstance(st, ast.If) and not st.orelse and len(st.body) == 1 and \
-                        isinstance(st.body[0], (ast.Return, ast.Raise, ast.Continue, ast.Break)) and \
-                        st.end_lineno - st.lineno <= 1:
+                elif (
+                    isinstance(st, ast.If)
+                    and not st.orelse
+                    and len(st.body) == 1
+                    and isinstance(st.body[0], (ast.Return, ast.Raise, ast.Continue, ast.Break))
+                    and st.end_lineno - st.lineno <= 1
+                ):
                     first, last = st.lineno, st.end_lineno
                 else:
                     continue
@@ -307,7 +366,7 @@ def python_snippets(source: str) -> list[Snippet]:
         n = node.end_lineno - node.lineno + 1
         if not (MIN_LINES <= n <= MAX_LINES):
             continue
-        body = _dedent(lines[node.lineno - 1: node.end_lineno])
+        body = _dedent(lines[node.lineno - 1 : node.end_lineno])
         if body is None:
             continue
         code = "\n".join(body) + "\n"
@@ -333,18 +392,31 @@ def python_parses(code: str) -> bool:
 _TS_MODULES = {"java": "tree_sitter_java", "javascript": "tree_sitter_javascript", "go": "tree_sitter_go"}
 # Snippets are methods; wrapping them in a class makes them a parseable compilation unit.
 # Tried in order; the first under which the snippet parses is used.
-_TS_WRAPS = {"java": [("class W {\n", "}\n")], "javascript": [("", ""), ("class W {\n", "}\n")],
-             "go": [("package p\n", "")]}
-_TS_FUNCS = {"java": {"method_declaration", "constructor_declaration"},
-             "javascript": {"method_definition", "function_declaration"},
-             "go": {"function_declaration", "method_declaration"}}
+_TS_WRAPS = {
+    "java": [("class W {\n", "}\n")],
+    "javascript": [("", ""), ("class W {\n", "}\n")],
+    "go": [("package p\n", "")],
+}
+_TS_FUNCS = {
+    "java": {"method_declaration", "constructor_declaration"},
+    "javascript": {"method_definition", "function_declaration"},
+    "go": {"function_declaration", "method_declaration"},
+}
 _TS_INT = {"java": {"decimal_integer_literal"}, "javascript": {"number"}, "go": {"int_literal"}}
 _TS_ARGS = {"java": "argument_list", "javascript": "arguments", "go": "argument_list"}
 _TS_BLOCK = {"java": {"block"}, "javascript": {"statement_block"}, "go": {"block", "statement_list"}}
-_TS_STMT = {"java": {"expression_statement", "local_variable_declaration"},
-            "javascript": {"expression_statement", "lexical_declaration", "variable_declaration"},
-            "go": {"expression_statement", "short_var_declaration", "assignment_statement", "inc_statement",
-                   "dec_statement", "call_expression"}}
+_TS_STMT = {
+    "java": {"expression_statement", "local_variable_declaration"},
+    "javascript": {"expression_statement", "lexical_declaration", "variable_declaration"},
+    "go": {
+        "expression_statement",
+        "short_var_declaration",
+        "assignment_statement",
+        "inc_statement",
+        "dec_statement",
+        "call_expression",
+    },
+}
 _TS_EXIT = {"return_statement", "throw_statement", "break_statement", "continue_statement"}
 _parsers: dict[str, object] = {}
 
@@ -395,9 +467,9 @@ def ts_snippets(source: str, language: str) -> list[Snippet]:
             continue
         line_start = data.rfind(b"\n", 0, node.start_byte) + 1
         # Only functions that begin their line (keeps the dedent exact).
-        if data[line_start:node.start_byte].strip():
+        if data[line_start : node.start_byte].strip():
             continue
-        text = data[line_start:node.end_byte].decode(errors="replace")
+        text = data[line_start : node.end_byte].decode(errors="replace")
         body = _dedent(text.splitlines())
         if body is None:
             continue
@@ -424,9 +496,18 @@ def ts_candidates(code: str, language: str) -> list[Edit]:
         if a >= shift and b <= shift + len(code.encode()):
             edits.append(Edit(a - shift, b - shift, text, op, label))
 
-    swaps = {"<": ("<=", "comparison"), "<=": ("<", "comparison"), ">": (">=", "comparison"),
-             ">=": (">", "comparison"), "+": ("-", "arithmetic"), "-": ("+", "arithmetic"),
-             "*": ("/", "arithmetic"), "/": ("*", "arithmetic"), "&&": ("||", "bool_op"), "||": ("&&", "bool_op")}
+    swaps = {
+        "<": ("<=", "comparison"),
+        "<=": ("<", "comparison"),
+        ">": (">=", "comparison"),
+        ">=": (">", "comparison"),
+        "+": ("-", "arithmetic"),
+        "-": ("+", "arithmetic"),
+        "*": ("/", "arithmetic"),
+        "/": ("*", "arithmetic"),
+        "&&": ("||", "bool_op"),
+        "||": ("&&", "bool_op"),
+    }
     declared: set[str] = set()
     for n in _walk(tree.root_node):
         if n.type in ("variable_declarator", "formal_parameter", "parameter_declaration", "required_parameter"):
@@ -483,9 +564,13 @@ def ts_candidates(code: str, language: str) -> list[Edit]:
                 add(idx.start_byte, idx.end_byte, idx.text.decode() + " + 1", "index_shift")
         elif t == "identifier" and n.text.decode() in declared:
             p = n.parent
-            is_decl = p is not None and (p.child_by_field_name("name") == n or p.type in (
-                "formal_parameters", "expression_list") and p.parent is not None and p.parent.type in (
-                "short_var_declaration", "range_clause") and p.parent.child_by_field_name("left") == p)
+            is_decl = p is not None and (
+                p.child_by_field_name("name") == n
+                or p.type in ("formal_parameters", "expression_list")
+                and p.parent is not None
+                and p.parent.type in ("short_var_declaration", "range_clause")
+                and p.parent.child_by_field_name("left") == p
+            )
             if p is not None and p.type in ("formal_parameters",):
                 is_decl = True
             if not is_decl:
@@ -496,7 +581,7 @@ def ts_candidates(code: str, language: str) -> list[Edit]:
             args = n.named_children
             if len(args) >= 2 and n.start_point[0] == n.end_point[0] and args[0].text != args[1].text:
                 a0, a1 = args[0], args[1]
-                middle = data[a0.end_byte:a1.start_byte].decode()
+                middle = data[a0.end_byte : a1.start_byte].decode()
                 add(a0.start_byte, a1.end_byte, a1.text.decode() + middle + a0.text.decode(), "swap_args")
         elif t in ("method_invocation", "call_expression"):
             name = None
@@ -541,9 +626,17 @@ def ts_candidates(code: str, language: str) -> list[Edit]:
             ok = st.type in _TS_STMT[language] and st.start_point[0] == st.end_point[0]
             if st.type == "if_statement" and st.child_by_field_name("alternative") is None:
                 cons = st.child_by_field_name("consequence")
-                inner = [c for c in cons.named_children] if cons is not None and cons.type in _TS_BLOCK[language] else [cons]
-                ok = len(inner) == 1 and inner[0] is not None and inner[0].type in _TS_EXIT and \
-                    st.end_point[0] - st.start_point[0] <= 2
+                inner = (
+                    [c for c in cons.named_children]
+                    if cons is not None and cons.type in _TS_BLOCK[language]
+                    else [cons]
+                )
+                ok = (
+                    len(inner) == 1
+                    and inner[0] is not None
+                    and inner[0].type in _TS_EXIT
+                    and st.end_point[0] - st.start_point[0] <= 2
+                )
             if not ok or st.start_byte < shift:
                 continue
             a, b = st.start_byte - shift, st.end_byte - shift
@@ -561,6 +654,7 @@ def ts_candidates(code: str, language: str) -> list[Edit]:
 
 # ---------------------------------------------------------------------------------------------------
 # driver
+
 
 def snippets_for(source: str, language: str) -> list[Snippet]:
     return python_snippets(source) if language == "python" else ts_snippets(source, language)
@@ -592,8 +686,9 @@ def _relabel_to_code(code: str, language: str, lines: list[int]) -> list[int]:
     return sorted(set(out))
 
 
-def mutate_snippet(snippet: Snippet, language: str, rng: random.Random, n: int,
-                   operators: Iterable[str] | None = None) -> list[tuple[str, list[int], str]]:
+def mutate_snippet(
+    snippet: Snippet, language: str, rng: random.Random, n: int, operators: Iterable[str] | None = None
+) -> list[tuple[str, list[int], str]]:
     """Up to ``n`` distinct mutants of one snippet: (code, buggy_lines, operator).
 
     The operator is drawn uniformly among those applicable (so rare operators are not drowned by
@@ -695,9 +790,14 @@ def _manifest_files(path: Path) -> list[Path]:
     return [f if f.is_absolute() else base / f for f in files if f.is_file() or (base / f).is_file()]
 
 
-def mutate_sources(items: list[tuple[str, str, str]], per_file: int, seed: int, per_snippet: int = 1,
-                   operators: Iterable[str] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[Sample]:
+def mutate_sources(
+    items: list[tuple[str, str, str]],
+    per_file: int,
+    seed: int,
+    per_snippet: int = 1,
+    operators: Iterable[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Sample]:
     """Mutants of the functions in (path, language, text) items: up to ``per_file`` per file,
     ``per_snippet`` per function. Deterministic for a seed: each file gets its own RNG seeded from
     (seed, path), so adding files does not reshuffle the others' mutants."""
@@ -714,19 +814,33 @@ def mutate_sources(items: list[tuple[str, str, str]], per_file: int, seed: int, 
         for sn in snips:
             if made >= per_file:
                 break
-            for k, (code, lines, op) in enumerate(mutate_snippet(sn, lang, rng, min(per_snippet, per_file - made),
-                                                                 operators)):
-                samples.append(Sample(id=f"{path}:{sn.first_line}:{sn.name}:{op}:{k}", language=lang,
-                                      path=path, code=code, buggy_lines=lines, operator=op))
+            for k, (code, lines, op) in enumerate(
+                mutate_snippet(sn, lang, rng, min(per_snippet, per_file - made), operators)
+            ):
+                samples.append(
+                    Sample(
+                        id=f"{path}:{sn.first_line}:{sn.name}:{op}:{k}",
+                        language=lang,
+                        path=path,
+                        code=code,
+                        buggy_lines=lines,
+                        operator=op,
+                    )
+                )
                 made += 1
         if progress:
             progress(i + 1, len(items))
     return samples
 
 
-def mutate_files(files: list[Path], per_file: int, seed: int, per_snippet: int = 1,
-                 operators: Iterable[str] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> list[Sample]:
+def mutate_files(
+    files: list[Path],
+    per_file: int,
+    seed: int,
+    per_snippet: int = 1,
+    operators: Iterable[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Sample]:
     """``mutate_sources`` over files on disk (language from the extension; unreadable files skipped)."""
     items = []
     for f in files:

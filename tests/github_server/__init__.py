@@ -29,9 +29,22 @@ from .server import GitHubServer, RecordedCall
 from .spec import SPEC_PATH, SpecValidator, spec_path
 from .state import Commit, GitHubState, Pull, Repo, TokenInfo
 
-__all__ = ["GitHubServer", "FaultQueue", "Fault", "RecordedCall", "GitHubState", "Repo", "Pull",
-           "Commit", "TokenInfo", "SpecValidator", "SPEC_PATH", "spec_path", "github_server",
-           "make_github_server"]
+__all__ = [
+    "GitHubServer",
+    "FaultQueue",
+    "Fault",
+    "RecordedCall",
+    "GitHubState",
+    "Repo",
+    "Pull",
+    "Commit",
+    "TokenInfo",
+    "SpecValidator",
+    "SPEC_PATH",
+    "spec_path",
+    "github_server",
+    "make_github_server",
+]
 
 
 @pytest.fixture

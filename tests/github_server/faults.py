@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass
@@ -40,11 +40,28 @@ class FaultQueue:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
 
-    def add(self, operation_id: str, status: int, times: int = 1, *, message: str | None = None,
-            headers: dict | None = None, when: Callable[[dict], bool] | None = None,
-            errors: list | None = None, after_serving: bool = False) -> Fault:
-        fault = Fault(operation_id, status, times, message or _DEFAULT_MESSAGES.get(status, "Error"),
-                      dict(headers or {}), when, errors, after_serving)
+    def add(
+        self,
+        operation_id: str,
+        status: int,
+        times: int = 1,
+        *,
+        message: str | None = None,
+        headers: dict | None = None,
+        when: Callable[[dict], bool] | None = None,
+        errors: list | None = None,
+        after_serving: bool = False,
+    ) -> Fault:
+        fault = Fault(
+            operation_id,
+            status,
+            times,
+            message or _DEFAULT_MESSAGES.get(status, "Error"),
+            dict(headers or {}),
+            when,
+            errors,
+            after_serving,
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -54,23 +71,29 @@ class FaultQueue:
         """Primary rate limit: 403, ``x-ratelimit-remaining: 0`` and a reset time ``reset_in`` seconds
         from now (negative = already past, so PyGithub's wait-until-reset costs no time in tests)."""
         reset = int(time.time() + reset_in)
-        return self.add(operation_id, 403, times,
-                        message="API rate limit exceeded for installation ID 1.",
-                        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+        return self.add(
+            operation_id,
+            403,
+            times,
+            message="API rate limit exceeded for installation ID 1.",
+            headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+        )
 
     def too_many_requests(self, operation_id: str, times: int = 1, retry_after: int = 0) -> Fault:
         """Secondary rate limit as 429 with ``Retry-After`` (seconds)."""
-        return self.add(operation_id, 429, times,
-                        message="You have exceeded a secondary rate limit. Please retry your request again later.",
-                        headers={"Retry-After": str(retry_after)})
+        return self.add(
+            operation_id,
+            429,
+            times,
+            message="You have exceeded a secondary rate limit. Please retry your request again later.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
-    def server_error(self, operation_id: str, times: int = 1, status: int = 500,
-                     after_serving: bool = False) -> Fault:
+    def server_error(self, operation_id: str, times: int = 1, status: int = 500, after_serving: bool = False) -> Fault:
         """A 5xx; ``after_serving``: the request is carried out first (e.g. a review is created)."""
         return self.add(operation_id, status, times, after_serving=after_serving)
 
-    def no_answer(self, operation_id: str, times: int = 1, *, stall: float = 0.0,
-                  after_serving: bool = True) -> Fault:
+    def no_answer(self, operation_id: str, times: int = 1, *, stall: float = 0.0, after_serving: bool = True) -> Fault:
         """No response at all: the connection is closed (after ``stall`` seconds: a client with a
         shorter timeout sees a read timeout). ``after_serving`` (the default): the request was carried
         out first, as when GitHub acts but the answer is lost."""
@@ -83,8 +106,14 @@ class FaultQueue:
         return self.add(operation_id, 403, times, message="Resource not accessible by integration")
 
     def unprocessable(self, operation_id: str, times: int = 1, *, when=None, errors=None) -> Fault:
-        return self.add(operation_id, 422, times, message="Unprocessable Entity", when=when,
-                        errors=errors or ["Line could not be resolved"])
+        return self.add(
+            operation_id,
+            422,
+            times,
+            message="Unprocessable Entity",
+            when=when,
+            errors=errors or ["Line could not be resolved"],
+        )
 
     def take(self, operation_id: str, body: dict) -> Fault | None:
         with self._lock:

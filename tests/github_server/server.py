@@ -30,30 +30,59 @@ R = "/repos/<owner>/<repo>"
 _ROUTES = [
     (R, "/repos/{owner}/{repo}", {"GET": "repos/get"}),
     (R + "/pulls/<int:pull_number>", "/repos/{owner}/{repo}/pulls/{pull_number}", {"GET": "pulls/get"}),
-    (R + "/pulls/<int:pull_number>/files", "/repos/{owner}/{repo}/pulls/{pull_number}/files",
-     {"GET": "pulls/list-files"}),
-    (R + "/pulls/<int:pull_number>/commits", "/repos/{owner}/{repo}/pulls/{pull_number}/commits",
-     {"GET": "pulls/list-commits"}),
-    (R + "/pulls/<int:pull_number>/comments", "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
-     {"GET": "pulls/list-review-comments", "POST": "pulls/create-review-comment"}),
-    (R + "/pulls/<int:pull_number>/reviews", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
-     {"GET": "pulls/list-reviews", "POST": "pulls/create-review"}),
-    (R + "/pulls/<int:pull_number>/reviews/<int:review_id>",
-     "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}",
-     {"GET": "pulls/get-review", "PUT": "pulls/update-review", "DELETE": "pulls/delete-pending-review"}),
-    (R + "/pulls/comments/<int:comment_id>", "/repos/{owner}/{repo}/pulls/comments/{comment_id}",
-     {"GET": "pulls/get-review-comment", "PATCH": "pulls/update-review-comment",
-      "DELETE": "pulls/delete-review-comment"}),
-    (R + "/issues/<int:issue_number>/comments", "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-     {"GET": "issues/list-comments", "POST": "issues/create-comment"}),
-    (R + "/issues/comments/<int:comment_id>", "/repos/{owner}/{repo}/issues/comments/{comment_id}",
-     {"GET": "issues/get-comment", "PATCH": "issues/update-comment", "DELETE": "issues/delete-comment"}),
+    (
+        R + "/pulls/<int:pull_number>/files",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/files",
+        {"GET": "pulls/list-files"},
+    ),
+    (
+        R + "/pulls/<int:pull_number>/commits",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/commits",
+        {"GET": "pulls/list-commits"},
+    ),
+    (
+        R + "/pulls/<int:pull_number>/comments",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+        {"GET": "pulls/list-review-comments", "POST": "pulls/create-review-comment"},
+    ),
+    (
+        R + "/pulls/<int:pull_number>/reviews",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+        {"GET": "pulls/list-reviews", "POST": "pulls/create-review"},
+    ),
+    (
+        R + "/pulls/<int:pull_number>/reviews/<int:review_id>",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}",
+        {"GET": "pulls/get-review", "PUT": "pulls/update-review", "DELETE": "pulls/delete-pending-review"},
+    ),
+    (
+        R + "/pulls/comments/<int:comment_id>",
+        "/repos/{owner}/{repo}/pulls/comments/{comment_id}",
+        {
+            "GET": "pulls/get-review-comment",
+            "PATCH": "pulls/update-review-comment",
+            "DELETE": "pulls/delete-review-comment",
+        },
+    ),
+    (
+        R + "/issues/<int:issue_number>/comments",
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        {"GET": "issues/list-comments", "POST": "issues/create-comment"},
+    ),
+    (
+        R + "/issues/comments/<int:comment_id>",
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+        {"GET": "issues/get-comment", "PATCH": "issues/update-comment", "DELETE": "issues/delete-comment"},
+    ),
     (R + "/contents/<path:path>", "/repos/{owner}/{repo}/contents/{path}", {"GET": "repos/get-content"}),
     (R + "/git/blobs/<file_sha>", "/repos/{owner}/{repo}/git/blobs/{file_sha}", {"GET": "git/get-blob"}),
     (R + "/commits/<ref>", "/repos/{owner}/{repo}/commits/{ref}", {"GET": "repos/get-commit"}),
     (R + "/check-runs", "/repos/{owner}/{repo}/check-runs", {"POST": "checks/create"}),
-    (R + "/check-runs/<int:check_run_id>", "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-     {"GET": "checks/get", "PATCH": "checks/update"}),
+    (
+        R + "/check-runs/<int:check_run_id>",
+        "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+        {"GET": "checks/get", "PATCH": "checks/update"},
+    ),
     (R + "/statuses/<sha>", "/repos/{owner}/{repo}/statuses/{sha}", {"POST": "repos/create-commit-status"}),
     (R + "/labels", "/repos/{owner}/{repo}/labels", {"GET": "issues/list-labels-for-repo"}),
 ]
@@ -108,16 +137,17 @@ class GitHubServer:
         self._server = None
         self._thread = None
         self._released = threading.Event()  # set by stop(): ends every stall at once
-        self._url_map = Map([
-            Rule(self.prefix + rule, endpoint=index, methods=list(methods))
-            for index, (rule, template, methods) in enumerate(_ROUTES)
-        ])
+        self._url_map = Map(
+            [
+                Rule(self.prefix + rule, endpoint=index, methods=list(methods))
+                for index, (rule, template, methods) in enumerate(_ROUTES)
+            ]
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> "GitHubServer":
+    def start(self) -> GitHubServer:
         self._released.clear()
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True,
-                                   request_handler=_QuietHandler)
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -129,7 +159,7 @@ class GitHubServer:
             self._thread.join(5)
             self._server = None
 
-    def __enter__(self) -> "GitHubServer":
+    def __enter__(self) -> GitHubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -171,7 +201,7 @@ class GitHubServer:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        api_path = request.path[len(self.prefix):] if request.path.startswith(self.prefix) else request.path
+        api_path = request.path[len(self.prefix) :] if request.path.startswith(self.prefix) else request.path
         query = request.query_string.decode()
         req_headers = dict(request.headers)
         template = operation_id = None
@@ -182,7 +212,7 @@ class GitHubServer:
                 index, args = self._url_map.bind("127.0.0.1").match(request.path, request.method)
             except (NotFound, MethodNotAllowed):
                 self._violation(f"{request.method} {api_path}: operation not in the REST description subset")
-                raise ApiError(404, "Not Found")
+                raise ApiError(404, "Not Found") from None
             _, template, methods = _ROUTES[index]
             operation_id = methods[request.method]
             if "path" in args:
@@ -191,8 +221,11 @@ class GitHubServer:
                 spec_path = api_path[: len(api_path) - len(args["path"])] + quote(args["path"], safe="")
             else:
                 spec_path = api_path
-            self.violations.extend(self.validator.validate_request(
-                request.method, spec_path, query, req_headers, raw, request.content_type or ""))
+            self.violations.extend(
+                self.validator.validate_request(
+                    request.method, spec_path, query, req_headers, raw, request.content_type or ""
+                )
+            )
             user = self._authenticate(request)
             fault = self.faults.take(operation_id, body if isinstance(body, dict) else {})
             if fault is not None and not fault.after_serving:
@@ -205,8 +238,7 @@ class GitHubServer:
             raise
         except ApiError as err:
             status, headers = err.status, dict(err.headers)
-            payload = {"message": err.message,
-                       "documentation_url": "https://docs.github.com/rest"}
+            payload = {"message": err.message, "documentation_url": "https://docs.github.com/rest"}
             if err.errors is not None:
                 payload["errors"] = err.errors
         except HTTPException as err:  # pragma: no cover - werkzeug-level errors
@@ -221,9 +253,21 @@ class GitHubServer:
         headers.setdefault("x-ratelimit-reset", str(int(time.time()) + 3600))
         content_type = "application/json; charset=utf-8"
         if template is not None:
-            self.violations.extend(self.validator.validate_response(
-                request.method, spec_path, query, req_headers, raw, request.content_type or "",
-                status, data, headers, content_type, template))
+            self.violations.extend(
+                self.validator.validate_response(
+                    request.method,
+                    spec_path,
+                    query,
+                    req_headers,
+                    raw,
+                    request.content_type or "",
+                    status,
+                    data,
+                    headers,
+                    content_type,
+                    template,
+                )
+            )
         self.calls.append(RecordedCall(request.method, api_path, operation_id, status, body))
         response = Response(data or None, status=status, headers=headers)
         if data:
@@ -285,7 +329,7 @@ class _Ctx:
         per_page = min(int(self.request.args.get("per_page", 30)), 100)
         page = int(self.request.args.get("page", 1))
         last = max(1, -(-len(items) // per_page))
-        chunk = items[(page - 1) * per_page: page * per_page]
+        chunk = items[(page - 1) * per_page : page * per_page]
         headers = {}
         base = f"{self.request.host_url.rstrip('/')}{self.request.path}"
         links = []
@@ -299,67 +343,127 @@ class _Ctx:
     def user_json(self, login: str | None) -> dict | None:
         if login is None:
             return None
-        return {"login": login, "id": abs(hash(login)) % 10**8, "type": "Bot" if login.endswith("[bot]") else "User",
-                "url": f"{self.api}/users/{quote(login)}", "site_admin": False}
+        return {
+            "login": login,
+            "id": abs(hash(login)) % 10**8,
+            "type": "Bot" if login.endswith("[bot]") else "User",
+            "url": f"{self.api}/users/{quote(login)}",
+            "site_admin": False,
+        }
 
     def pull_json(self, pull: Pull) -> dict:
         url = f"{self.repo_url}/pulls/{pull.number}"
         issue_url = f"{self.repo_url}/issues/{pull.number}"
-        ref = lambda r, sha: {"ref": r, "sha": sha, "label": f"{self.repo.owner}:{r}",
-                              "repo": self.repo_json(), "user": self.user_json(self.repo.owner)}
+
+        def ref(r, sha):
+            return {
+                "ref": r,
+                "sha": sha,
+                "label": f"{self.repo.owner}:{r}",
+                "repo": self.repo_json(),
+                "user": self.user_json(self.repo.owner),
+            }
+
         return {
-            "id": pull.id, "number": pull.number, "state": "open", "title": pull.title, "body": pull.body,
-            "url": url, "issue_url": issue_url, "comments_url": f"{issue_url}/comments",
-            "review_comments_url": f"{url}/comments", "commits_url": f"{url}/commits",
+            "id": pull.id,
+            "number": pull.number,
+            "state": "open",
+            "title": pull.title,
+            "body": pull.body,
+            "url": url,
+            "issue_url": issue_url,
+            "comments_url": f"{issue_url}/comments",
+            "review_comments_url": f"{url}/comments",
+            "commits_url": f"{url}/commits",
             "statuses_url": f"{self.repo_url}/statuses/{pull.head_sha}",
             "review_comment_url": f"{self.repo_url}/pulls/comments{{/number}}",
-            "user": self.user_json(pull.user_login), "draft": pull.draft,
+            "user": self.user_json(pull.user_login),
+            "draft": pull.draft,
             "labels": [self.label_json(n) for n in pull.labels],
-            "head": ref(pull.head_ref, pull.head_sha), "base": ref(pull.base_ref, pull.base_sha),
-            "merged": False, "mergeable": True, "locked": False,
+            "head": ref(pull.head_ref, pull.head_sha),
+            "base": ref(pull.base_ref, pull.base_sha),
+            "merged": False,
+            "mergeable": True,
+            "locked": False,
         }
 
     def repo_json(self) -> dict:
-        return {"id": self.repo.id, "name": self.repo.name, "full_name": self.repo.full_name,
-                "url": self.repo_url, "owner": self.user_json(self.repo.owner), "private": False,
-                "default_branch": "main"}
+        return {
+            "id": self.repo.id,
+            "name": self.repo.name,
+            "full_name": self.repo.full_name,
+            "url": self.repo_url,
+            "owner": self.user_json(self.repo.owner),
+            "private": False,
+            "default_branch": "main",
+        }
 
     def label_json(self, name: str) -> dict:
-        return {"id": abs(hash(name)) % 10**8, "name": name, "color": "ededed",
-                "description": self.repo.labels.get(name) or None, "default": False,
-                "url": f"{self.repo_url}/labels/{quote(name)}"}
+        return {
+            "id": abs(hash(name)) % 10**8,
+            "name": name,
+            "color": "ededed",
+            "description": self.repo.labels.get(name) or None,
+            "default": False,
+            "url": f"{self.repo_url}/labels/{quote(name)}",
+        }
 
     def review_comment_json(self, c: dict) -> dict:
         # start_side is a nullable enum that OpenAPI 3.0 cannot express: GitHub omits it when unset.
         # Outdated comments: the description has no null `line`, so it is left out (as optional).
-        hidden = lambda k: (k.startswith("_") or k == "pull_number"
-                            or (k in ("start_side", "line", "start_line") and c[k] is None))
+        def hidden(k):
+            return (
+                k.startswith("_") or k == "pull_number" or (k in ("start_side", "line", "start_line") and c[k] is None)
+            )
+
         return {k: v for k, v in c.items() if not hidden(k)} | {
             "url": f"{self.repo_url}/pulls/comments/{c['id']}",
             "pull_request_url": f"{self.repo_url}/pulls/{c['pull_number']}",
-            "user": self.user_json(c["_login"])}
+            "user": self.user_json(c["_login"]),
+        }
 
     def issue_comment_json(self, c: dict) -> dict:
-        return {"id": c["id"], "body": c["body"], "user": self.user_json(c["_login"]),
-                "url": f"{self.repo_url}/issues/comments/{c['id']}",
-                "issue_url": f"{self.repo_url}/issues/{c['issue_number']}",
-                "created_at": c["created_at"], "updated_at": c["updated_at"]}
+        return {
+            "id": c["id"],
+            "body": c["body"],
+            "user": self.user_json(c["_login"]),
+            "url": f"{self.repo_url}/issues/comments/{c['id']}",
+            "issue_url": f"{self.repo_url}/issues/{c['issue_number']}",
+            "created_at": c["created_at"],
+            "updated_at": c["updated_at"],
+        }
 
     def review_json(self, r: dict) -> dict:
-        out = {"id": r["id"], "body": r["body"], "state": r["state"], "commit_id": r["commit_id"],
-               "user": self.user_json(r["_login"]),
-               "pull_request_url": f"{self.repo_url}/pulls/{r['pull_number']}"}
+        out = {
+            "id": r["id"],
+            "body": r["body"],
+            "state": r["state"],
+            "commit_id": r["commit_id"],
+            "user": self.user_json(r["_login"]),
+            "pull_request_url": f"{self.repo_url}/pulls/{r['pull_number']}",
+        }
         if r["submitted_at"]:  # pending reviews have none; the description has no null for it
             out["submitted_at"] = r["submitted_at"]
         return out
 
     def check_run_json(self, run: dict) -> dict:
-        return {"id": run["id"], "name": run["name"], "head_sha": run["head_sha"], "status": run["status"],
-                "conclusion": run["conclusion"], "url": f"{self.repo_url}/check-runs/{run['id']}",
-                "output": {"title": run["output"].get("title"), "summary": run["output"].get("summary"),
-                           "text": run["output"].get("text"), "annotations_count": len(run["annotations"]),
-                           "annotations_url": f"{self.repo_url}/check-runs/{run['id']}/annotations"},
-                "pull_requests": [], "check_suite": {"id": run["id"]}}
+        return {
+            "id": run["id"],
+            "name": run["name"],
+            "head_sha": run["head_sha"],
+            "status": run["status"],
+            "conclusion": run["conclusion"],
+            "url": f"{self.repo_url}/check-runs/{run['id']}",
+            "output": {
+                "title": run["output"].get("title"),
+                "summary": run["output"].get("summary"),
+                "text": run["output"].get("text"),
+                "annotations_count": len(run["annotations"]),
+                "annotations_url": f"{self.repo_url}/check-runs/{run['id']}/annotations",
+            },
+            "pull_requests": [],
+            "check_suite": {"id": run["id"]},
+        }
 
     # -- pulls --------------------------------------------------------------------------------------
     T = "/repos/{owner}/{repo}"
@@ -389,14 +493,24 @@ class _Ctx:
         return self.page("get", self.T + "/pulls/{pull_number}/commits", commits)
 
     def commit_json(self, c) -> dict:
-        person = lambda name, email: {"name": name, "email": email, "date": "2024-01-01T00:00:00Z"}
-        return {"sha": c.sha, "url": f"{self.repo_url}/commits/{c.sha}",
-                "author": self.user_json(c.author_login), "committer": self.user_json(c.committer_login),
-                "parents": [{"sha": p, "url": f"{self.repo_url}/commits/{p}"} for p in c.parents],
-                "commit": {"message": c.message, "author": person(c.author_name, c.author_email),
-                           "committer": person(c.committer_name, c.committer_email),
-                           "url": f"{self.repo_url}/git/commits/{c.sha}", "comment_count": 0,
-                           "tree": {"sha": c.sha, "url": f"{self.repo_url}/git/trees/{c.sha}"}}}
+        def person(name, email):
+            return {"name": name, "email": email, "date": "2024-01-01T00:00:00Z"}
+
+        return {
+            "sha": c.sha,
+            "url": f"{self.repo_url}/commits/{c.sha}",
+            "author": self.user_json(c.author_login),
+            "committer": self.user_json(c.committer_login),
+            "parents": [{"sha": p, "url": f"{self.repo_url}/commits/{p}"} for p in c.parents],
+            "commit": {
+                "message": c.message,
+                "author": person(c.author_name, c.author_email),
+                "committer": person(c.committer_name, c.committer_email),
+                "url": f"{self.repo_url}/git/commits/{c.sha}",
+                "comment_count": 0,
+                "tree": {"sha": c.sha, "url": f"{self.repo_url}/git/trees/{c.sha}"},
+            },
+        }
 
     def op_repos_get_commit(self, body, ref):
         commit = self.repo.commits.get(ref)
@@ -411,17 +525,30 @@ class _Ctx:
                 continue
             patch = make_patch(old or "", new or "")
             status = "added" if old is None else "removed" if new is None else "modified"
-            files.append({"filename": path, "status": status, "patch": patch, "sha": blob_sha(new or old),
-                          "additions": patch.count("\n+"), "deletions": patch.count("\n-"), "changes": 0,
-                          "blob_url": self.repo_url, "raw_url": self.repo_url,
-                          "contents_url": f"{self.repo_url}/contents/{quote(path)}"})
+            files.append(
+                {
+                    "filename": path,
+                    "status": status,
+                    "patch": patch,
+                    "sha": blob_sha(new or old),
+                    "additions": patch.count("\n+"),
+                    "deletions": patch.count("\n-"),
+                    "changes": 0,
+                    "blob_url": self.repo_url,
+                    "raw_url": self.repo_url,
+                    "contents_url": f"{self.repo_url}/contents/{quote(path)}",
+                }
+            )
         payload = self.commit_json(commit) | {"files": files}
         return 200, completed("get", self.T + "/commits/{ref}", 200, payload)
 
     def op_pulls_list_review_comments(self, body, pull_number):
         self.pull(pull_number)
-        comments = [self.review_comment_json(c) for c in self.repo.review_comments.values()
-                    if c["pull_number"] == pull_number and not c["_pending"]]
+        comments = [
+            self.review_comment_json(c)
+            for c in self.repo.review_comments.values()
+            if c["pull_number"] == pull_number and not c["_pending"]
+        ]
         return self.page("get", self.T + "/pulls/{pull_number}/comments", comments)
 
     def op_pulls_list_reviews(self, body, pull_number):
@@ -438,30 +565,49 @@ class _Ctx:
         event = body.get("event")
         if event in ("COMMENT", "REQUEST_CHANGES") and not body.get("body"):
             raise ApiError(422, "Unprocessable Entity", ["Body is required for this event"])
-        pending = any(r["pull_number"] == pull_number and r["state"] == "PENDING" and r["_login"] == self.user.login
-                      for r in self.repo.reviews.values())
+        pending = any(
+            r["pull_number"] == pull_number and r["state"] == "PENDING" and r["_login"] == self.user.login
+            for r in self.repo.reviews.values()
+        )
         if event is None and pending:
             raise ApiError(422, "Unprocessable Entity", ["User can only have one pending review per pull request"])
         files = {f["filename"]: f for f in self.repo.pull_files(pull)}
         head_tree = self.repo.commits[commit_id].tree
         for c in body.get("comments", []):
             self._check_comment_target(files, c)
-        review = {"id": next_id(), "pull_number": pull_number, "body": body.get("body", ""),
-                  "state": {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED",
-                            "COMMENT": "COMMENTED"}.get(event, "PENDING"),
-                  "commit_id": commit_id, "_login": self.user.login,
-                  "submitted_at": None if event is None else _now()}
+        review = {
+            "id": next_id(),
+            "pull_number": pull_number,
+            "body": body.get("body", ""),
+            "state": {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}.get(
+                event, "PENDING"
+            ),
+            "commit_id": commit_id,
+            "_login": self.user.login,
+            "submitted_at": None if event is None else _now(),
+        }
         self.repo.reviews[review["id"]] = review
         for c in body.get("comments", []):
             cid = next_id()
             lines = head_tree.get(c["path"], "").splitlines()
             self.repo.review_comments[cid] = {
-                "id": cid, "pull_number": pull_number, "pull_request_review_id": review["id"],
-                "path": c["path"], "body": c["body"], "line": c.get("line"), "side": c.get("side", "RIGHT"),
-                "start_line": c.get("start_line"), "start_side": c.get("start_side"),
-                "original_line": c.get("line"), "commit_id": commit_id, "original_commit_id": commit_id,
-                "diff_hunk": "", "created_at": _now(), "updated_at": _now(),
-                "_login": self.user.login, "_pending": event is None,
+                "id": cid,
+                "pull_number": pull_number,
+                "pull_request_review_id": review["id"],
+                "path": c["path"],
+                "body": c["body"],
+                "line": c.get("line"),
+                "side": c.get("side", "RIGHT"),
+                "start_line": c.get("start_line"),
+                "start_side": c.get("start_side"),
+                "original_line": c.get("line"),
+                "commit_id": commit_id,
+                "original_commit_id": commit_id,
+                "diff_hunk": "",
+                "created_at": _now(),
+                "updated_at": _now(),
+                "_login": self.user.login,
+                "_pending": event is None,
                 "_line_text": lines[c["line"] - 1] if c.get("line") and c["line"] <= len(lines) else None,
             }
         return 200, completed("post", self.T + "/pulls/{pull_number}/reviews", 200, self.review_json(review))
@@ -486,23 +632,22 @@ class _Ctx:
         del self.repo.reviews[review_id]
         for cid in [k for k, c in self.repo.review_comments.items() if c["pull_request_review_id"] == review_id]:
             del self.repo.review_comments[cid]
-        return 200, completed("delete", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200,
-                              self.review_json(review))
+        return 200, completed(
+            "delete", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200, self.review_json(review)
+        )
 
     def op_pulls_get_review(self, body, pull_number, review_id):
         review = self.repo.reviews.get(review_id)
         if review is None:
             raise ApiError(404, "Not Found")
-        return 200, completed("get", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200,
-                              self.review_json(review))
+        return 200, completed("get", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200, self.review_json(review))
 
     def op_pulls_update_review(self, body, pull_number, review_id):
         review = self.repo.reviews.get(review_id)
         if review is None:
             raise ApiError(404, "Not Found")
         review["body"] = body["body"]
-        return 200, completed("put", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200,
-                              self.review_json(review))
+        return 200, completed("put", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200, self.review_json(review))
 
     def op_pulls_create_review_comment(self, body, pull_number):
         raise ApiError(403, "The bot posts inline comments through reviews only")
@@ -514,8 +659,12 @@ class _Ctx:
         return c
 
     def op_pulls_get_review_comment(self, body, comment_id):
-        return 200, completed("get", self.T + "/pulls/comments/{comment_id}", 200,
-                              self.review_comment_json(self._review_comment(comment_id)))
+        return 200, completed(
+            "get",
+            self.T + "/pulls/comments/{comment_id}",
+            200,
+            self.review_comment_json(self._review_comment(comment_id)),
+        )
 
     def op_pulls_update_review_comment(self, body, comment_id):
         c = self._review_comment(comment_id)
@@ -530,15 +679,22 @@ class _Ctx:
     # -- issue comments -----------------------------------------------------------------------------
     def op_issues_list_comments(self, body, issue_number):
         self.pull(issue_number)
-        comments = [self.issue_comment_json(c) for c in self.repo.issue_comments.values()
-                    if c["issue_number"] == issue_number]
+        comments = [
+            self.issue_comment_json(c) for c in self.repo.issue_comments.values() if c["issue_number"] == issue_number
+        ]
         return self.page("get", self.T + "/issues/{issue_number}/comments", comments)
 
     def op_issues_create_comment(self, body, issue_number):
         self.pull(issue_number)
         cid = next_id()
-        c = {"id": cid, "issue_number": issue_number, "body": body["body"], "_login": self.user.login,
-             "created_at": _now(), "updated_at": _now()}
+        c = {
+            "id": cid,
+            "issue_number": issue_number,
+            "body": body["body"],
+            "_login": self.user.login,
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
         self.repo.issue_comments[cid] = c
         return 201, completed("post", self.T + "/issues/{issue_number}/comments", 201, self.issue_comment_json(c))
 
@@ -549,8 +705,12 @@ class _Ctx:
         return c
 
     def op_issues_get_comment(self, body, comment_id):
-        return 200, completed("get", self.T + "/issues/comments/{comment_id}", 200,
-                              self.issue_comment_json(self._issue_comment(comment_id)))
+        return 200, completed(
+            "get",
+            self.T + "/issues/comments/{comment_id}",
+            200,
+            self.issue_comment_json(self._issue_comment(comment_id)),
+        )
 
     def op_issues_update_comment(self, body, comment_id):
         c = self._issue_comment(comment_id)
@@ -573,22 +733,37 @@ class _Ctx:
             raise ApiError(404, "Not Found")
         text = commit.tree[path]
         from .state import blob_sha
-        payload = {"type": "file", "encoding": "base64", "size": len(text.encode()), "name": path.rsplit("/", 1)[-1],
-                   "path": path, "content": base64.b64encode(text.encode()).decode(), "sha": blob_sha(text),
-                   "url": f"{self.repo_url}/contents/{quote(path)}?ref={ref}",
-                   "git_url": f"{self.repo_url}/git/blobs/{blob_sha(text)}",
-                   "html_url": None, "download_url": None,
-                   "_links": {"self": f"{self.repo_url}/contents/{quote(path)}", "git": None, "html": None}}
+
+        payload = {
+            "type": "file",
+            "encoding": "base64",
+            "size": len(text.encode()),
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "content": base64.b64encode(text.encode()).decode(),
+            "sha": blob_sha(text),
+            "url": f"{self.repo_url}/contents/{quote(path)}?ref={ref}",
+            "git_url": f"{self.repo_url}/git/blobs/{blob_sha(text)}",
+            "html_url": None,
+            "download_url": None,
+            "_links": {"self": f"{self.repo_url}/contents/{quote(path)}", "git": None, "html": None},
+        }
         return 200, completed("get", self.T + "/contents/{path}", 200, payload)
 
     def op_git_get_blob(self, body, file_sha):
         from .state import blob_sha
+
         for commit in self.repo.commits.values():
             for text in commit.tree.values():
                 if blob_sha(text) == file_sha:
-                    payload = {"sha": file_sha, "size": len(text.encode()), "encoding": "base64",
-                               "content": base64.b64encode(text.encode()).decode(),
-                               "url": f"{self.repo_url}/git/blobs/{file_sha}", "node_id": "B"}
+                    payload = {
+                        "sha": file_sha,
+                        "size": len(text.encode()),
+                        "encoding": "base64",
+                        "content": base64.b64encode(text.encode()).decode(),
+                        "url": f"{self.repo_url}/git/blobs/{file_sha}",
+                        "node_id": "B",
+                    }
                     return 200, completed("get", self.T + "/git/blobs/{file_sha}", 200, payload)
         raise ApiError(404, "Not Found")
 
@@ -600,9 +775,15 @@ class _Ctx:
         annotations = output.get("annotations", [])
         if len(annotations) > 50:
             raise ApiError(422, "Only 50 annotations are allowed per request")
-        run = {"id": next_id(), "name": body["name"], "head_sha": body["head_sha"],
-               "status": "completed" if body.get("conclusion") else body.get("status", "queued"),
-               "conclusion": body.get("conclusion"), "output": dict(output), "annotations": list(annotations)}
+        run = {
+            "id": next_id(),
+            "name": body["name"],
+            "head_sha": body["head_sha"],
+            "status": "completed" if body.get("conclusion") else body.get("status", "queued"),
+            "conclusion": body.get("conclusion"),
+            "output": dict(output),
+            "annotations": list(annotations),
+        }
         self.repo.check_runs[run["id"]] = run
         return 201, completed("post", self.T + "/check-runs", 201, self.check_run_json(run))
 
@@ -613,8 +794,9 @@ class _Ctx:
         return run
 
     def op_checks_get(self, body, check_run_id):
-        return 200, completed("get", self.T + "/check-runs/{check_run_id}", 200,
-                              self.check_run_json(self._run(check_run_id)))
+        return 200, completed(
+            "get", self.T + "/check-runs/{check_run_id}", 200, self.check_run_json(self._run(check_run_id))
+        )
 
     def op_checks_update(self, body, check_run_id):
         run = self._run(check_run_id)
@@ -629,11 +811,19 @@ class _Ctx:
         return 200, completed("patch", self.T + "/check-runs/{check_run_id}", 200, self.check_run_json(run))
 
     def op_repos_create_commit_status(self, body, sha):
-        status = {"id": next_id(), "sha": sha, "state": body["state"], "context": body.get("context", "default"),
-                  "description": body.get("description"), "target_url": body.get("target_url")}
+        status = {
+            "id": next_id(),
+            "sha": sha,
+            "state": body["state"],
+            "context": body.get("context", "default"),
+            "description": body.get("description"),
+            "target_url": body.get("target_url"),
+        }
         self.repo.statuses.append(status)
         payload = {k: v for k, v in status.items() if k != "sha"} | {
-            "url": f"{self.repo_url}/statuses/{sha}", "creator": self.user_json(self.user.login)}
+            "url": f"{self.repo_url}/statuses/{sha}",
+            "creator": self.user_json(self.user.login),
+        }
         return 201, completed("post", self.T + "/statuses/{sha}", 201, payload)
 
 

@@ -84,8 +84,7 @@ def response_schema(method: str, template: str, status: int) -> dict | None:
 class _Request:
     """openapi-core's Request protocol for one loopback request, re-rooted at api.github.com."""
 
-    def __init__(self, method: str, path: str, query: str, headers: dict, body: bytes | None,
-                 content_type: str):
+    def __init__(self, method: str, path: str, query: str, headers: dict, body: bytes | None, content_type: str):
         self.method = method.lower()
         self.host_url = GITHUB_HOST_URL
         self.path = path
@@ -120,9 +119,20 @@ class SpecValidator:
             return [f"request {method} {path}: {_describe(err)}"]
         return []
 
-    def validate_response(self, method, path, query, req_headers, req_body, req_content_type,
-                          status: int, body: bytes, headers: dict, content_type: str,
-                          template: str) -> list[str]:
+    def validate_response(
+        self,
+        method,
+        path,
+        query,
+        req_headers,
+        req_body,
+        req_content_type,
+        status: int,
+        body: bytes,
+        headers: dict,
+        content_type: str,
+        template: str,
+    ) -> list[str]:
         documented = str(status) in operation(method, template)["responses"]
         if not documented and status in GENERIC_ERROR_STATUSES:
             # Deliberate extension (see module docstring): check the generic error body instead.

@@ -70,10 +70,18 @@ class Repo:
         return f"{self.owner}/{self.name}"
 
     # -- building history (test setup) -------------------------------------------------------------
-    def commit(self, files: dict[str, str | None], parent: str | None = None, message: str = "change",
-               author_login: str | None = "octocat", committer_login: str | None = None,
-               author_name: str = "Octo Cat", author_email: str = "octocat@example.com",
-               committer_name: str | None = None, committer_email: str | None = None) -> str:
+    def commit(
+        self,
+        files: dict[str, str | None],
+        parent: str | None = None,
+        message: str = "change",
+        author_login: str | None = "octocat",
+        committer_login: str | None = None,
+        author_name: str = "Octo Cat",
+        author_email: str = "octocat@example.com",
+        committer_name: str | None = None,
+        committer_email: str | None = None,
+    ) -> str:
         """A new commit whose tree is ``parent``'s with ``files`` applied (None deletes a path)."""
         tree = dict(self.commits[parent].tree) if parent else {}
         for path, text in files.items():
@@ -84,28 +92,48 @@ class Repo:
         seed = f"{parent}|{message}|{sorted(tree.items())}|{next_id()}"
         sha = hashlib.sha1(seed.encode()).hexdigest()
         self.commits[sha] = Commit(
-            sha, [parent] if parent else [], tree, message, author_login,
+            sha,
+            [parent] if parent else [],
+            tree,
+            message,
+            author_login,
             committer_login if committer_login is not None else author_login,
-            author_name, author_email, committer_name or author_name, committer_email or author_email)
+            author_name,
+            author_email,
+            committer_name or author_name,
+            committer_email or author_email,
+        )
         return sha
 
-    def open_pull(self, base_sha: str, head_sha: str, title: str = "A change", body: str = "",
-                  labels: list[str] = (), user_login: str = "octocat", base_ref: str = "main",
-                  head_ref: str = "feature") -> Pull:
+    def open_pull(
+        self,
+        base_sha: str,
+        head_sha: str,
+        title: str = "A change",
+        body: str = "",
+        labels: list[str] = (),
+        user_login: str = "octocat",
+        base_ref: str = "main",
+        head_ref: str = "feature",
+    ) -> Pull:
         number = max(self.pulls, default=0) + 1
         for label in labels:
             self.labels.setdefault(label, "")
-        pull = Pull(number, next_id(), title, body, base_ref, head_ref, base_sha, head_sha,
-                    user_login, list(labels))
+        pull = Pull(number, next_id(), title, body, base_ref, head_ref, base_sha, head_sha, user_login, list(labels))
         self.pulls[number] = pull
         return pull
 
-    def push(self, number: int, files: dict[str, str | None], message: str = "push",
-             author_login: str | None = "octocat", **kw) -> str:
+    def push(
+        self,
+        number: int,
+        files: dict[str, str | None],
+        message: str = "push",
+        author_login: str | None = "octocat",
+        **kw,
+    ) -> str:
         """A new commit on the pull request's head; outdates review comments whose line changed."""
         pull = self.pulls[number]
-        pull.head_sha = self.commit(files, parent=pull.head_sha, message=message,
-                                    author_login=author_login, **kw)
+        pull.head_sha = self.commit(files, parent=pull.head_sha, message=message, author_login=author_login, **kw)
         head_tree = self.commits[pull.head_sha].tree
         for comment in self.review_comments.values():
             if comment["pull_number"] != number or comment["line"] is None:
@@ -139,8 +167,16 @@ class Repo:
             patch = make_patch(old or "", new or "")
             adds = sum(1 for ln in patch.splitlines() if ln.startswith("+"))
             dels = sum(1 for ln in patch.splitlines() if ln.startswith("-"))
-            files.append({"filename": path, "status": status, "patch": patch, "additions": adds,
-                          "deletions": dels, "sha": blob_sha(new if new is not None else old)})
+            files.append(
+                {
+                    "filename": path,
+                    "status": status,
+                    "patch": patch,
+                    "additions": adds,
+                    "deletions": dels,
+                    "sha": blob_sha(new if new is not None else old),
+                }
+            )
         return files
 
 
