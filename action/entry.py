@@ -314,7 +314,7 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def annotations(report: Any) -> list[str]:
+def workflow_annotations(report: Any) -> list[str]:
     """One ``::warning`` per finding (riskiest first), capped at what GitHub will display."""
     out = []
     for f in report.findings[:MAX_ANNOTATIONS]:
@@ -493,7 +493,7 @@ def run(
 
     # Annotations only where nothing reached the PR, so a normal run does not show everything twice.
     if not result.posted:
-        for line in annotations(report):
+        for line in workflow_annotations(report):
             print(line, file=out)
 
     # The publisher writes the report file too; write it here as well so that it exists whatever

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -147,9 +147,12 @@ def _convert(name: str, value: Any, loc: str) -> Any:
             raise UsageError(f"{loc}: {name} must be an integer, got {value!r}")
         return value
     if kind.startswith("list"):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list):
             raise UsageError(f"{loc}: {name} must be a list of strings")
-        return value
+        items = cast("list[object]", value)
+        if not all(isinstance(v, str) for v in items):
+            raise UsageError(f"{loc}: {name} must be a list of strings")
+        return items
     if kind.startswith("str"):
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise UsageError(f"{loc}: {name} must be a string, got {value!r}")
@@ -193,7 +196,8 @@ def load_config(path: str | Path | None) -> ReviewConfig:
             raise UsageError(f"{loc}: unknown key {key!r} (known: {known})")
         if key in values:
             raise UsageError(f"{loc}: duplicate key {key!r}")
-        value = loader.construct_object(value_node, deep=True)
+        # types-PyYAML leaves the node parameter untyped.
+        value: Any = loader.construct_object(value_node, deep=True)  # pyright: ignore[reportUnknownMemberType]
         values[key] = _convert(key, value, f"{path}:{value_node.start_mark.line + 1}")
         where[key] = f"{path}:{value_node.start_mark.line + 1}"
     if values.get("templates"):

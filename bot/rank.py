@@ -45,7 +45,7 @@ class Ranking:
     """Findings dropped by max_comments."""
     candidates: int = 0
     """Findings before the caps."""
-    dropped: list[Finding] = field(default_factory=list)
+    dropped: list[Finding] = field(default_factory=list[Finding])
 
 
 def group_lines(lines: list[Any], threshold: float, merge_gap: int) -> list[list[Any]]:
@@ -74,7 +74,7 @@ def rank(
     result = Ranking([])
     per_file: list[Finding] = []
     for fs in file_scores:
-        found = []
+        found: list[Finding] = []
         for group in group_lines(fs.lines, threshold, merge_gap):
             peak = max(group, key=lambda l: l.risk)
             found.append(

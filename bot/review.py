@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.config import ReviewConfig
 from bot.context import GitAttributes, SourceReader, build_requests, skip_reason
@@ -28,6 +28,7 @@ from bot.rank import Finding, rank
 from bot.select import AiRules, LineAuthorship, select_lines
 
 
+@runtime_checkable
 class RiskScorer(Protocol):
     """What the pipeline needs from a scorer (`risk_core.score.Scorer` is one)."""
 
@@ -231,7 +232,7 @@ def review(
     say(f"scoring {n_lines} line(s) in {len(ctx.requests)} file(s)")
     scores = []
     if ctx.requests:
-        if not hasattr(scorer, "score"):
+        if not isinstance(scorer, RiskScorer):  # has no .score, like the hasattr check it replaces
             scorer = scorer()  # a factory: the model loads only once the input is known good
         scores = scorer.score(ctx.requests, top_latents=cfg.top_latents)
     for fs in scores:

@@ -3,4 +3,4 @@
 Nothing here talks to GitHub or parses command lines; the ``bot`` package does that.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

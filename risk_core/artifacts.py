@@ -16,8 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from risk_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from risk_core.probe import RiskProbe
+    from risk_core.sae import SparseCoder
 
 CFG_FILE = "cfg.json"
 FORMAT_VERSION = 1
@@ -58,9 +63,9 @@ def _optional_json(path: Path):
 @dataclass
 class Bundle:
     cfg: ArtifactConfig
-    sae: object  # risk_core.sae.SparseCoder
-    probe: object  # risk_core.probe.RiskProbe
-    raw_probe: object | None = None
+    sae: SparseCoder
+    probe: RiskProbe
+    raw_probe: RiskProbe | None = None
     latents: dict | None = None
     metrics: dict | None = None
     path: Path | None = None

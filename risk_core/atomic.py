@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from risk_core.errors import PttrustError
 
 
 @contextmanager
-def atomic_path(path: Path, fsync: bool = False) -> Iterator[Path]:
+def atomic_path(path: Path, fsync: bool = False) -> Generator[Path, None, None]:
     """Yield a temporary path beside ``path``; once the block has written it, rename it into place.
 
     ``fsync`` flushes the bytes to disk before the rename, for files a crash must never expose half
@@ -45,5 +45,5 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             tmp.write_bytes(data)
 
 
-def write_atomic_json(obj, path: Path) -> None:
+def write_atomic_json(obj: object, path: Path) -> None:
     write_atomic(path, json.dumps(obj, indent=2) + "\n")

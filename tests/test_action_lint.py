@@ -193,3 +193,32 @@ def test_installs_the_action_not_the_pr():
     installs = [s for s in steps if "pip install" in s.get("run", "") and "ACTION_PATH" in s.get("run", "")]
     assert installs and all(s["env"]["ACTION_PATH"] == "${{ github.action_path }}" for s in installs)
     assert not any("actions/checkout" in s.get("uses", "") for s in steps)
+
+
+# The project's own CI workflow (.github/workflows/ci.yml)
+
+CI = ROOT / ".github" / "workflows" / "ci.yml"
+
+
+def test_ci_workflow_passes_actionlint(actionlint, tmp_path):
+    repo = _scratch_repo(tmp_path)
+    shutil.copy(CI, repo / ".github" / "workflows" / "ci.yml")
+    _lint(actionlint, repo, [repo / ".github" / "workflows" / "ci.yml"])
+
+
+def test_ci_pins_third_party_actions_by_sha_with_the_version_beside():
+    uses = re.findall(r"^\s*-?\s*uses:\s*(\S+)(.*)$", CI.read_text(), re.M)
+    assert uses
+    for ref, rest in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}", ref), ref
+        assert re.fullmatch(r"\s*# v\d+(\.\d+)*", rest), f"{ref}: no '# vX.Y.Z' comment"
+
+
+def test_ci_runs_lint_unit_and_scheduled_integration_tests():
+    wf = yaml.safe_load(CI.read_text())
+    on = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads a bare `on` as true
+    assert "schedule" in on and "pull_request" in on
+    runs = {name: " ".join(s.get("run", "") for s in job["steps"]) for name, job in wf["jobs"].items()}
+    assert "make lint" in runs["lint"]
+    assert "-m 'not integration'" in runs["test"] and "-m integration" in runs["integration"]
+    assert "schedule" in wf["jobs"]["integration"]["if"]

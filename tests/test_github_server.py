@@ -16,10 +16,12 @@ except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.pat
     from github_server.spec import SPEC_PATH
 
 
-def test_spec_path_is_beside_the_repository():
+def test_spec_path_is_the_vendored_subset():
     repo_root = Path(__file__).resolve().parents[1]
-    assert SPEC_PATH == (repo_root / "../shared/github/rest-api-subset.json").resolve()
+    assert SPEC_PATH == repo_root / "tests" / "data" / "github-rest-api-subset.json"
     assert SPEC_PATH.is_file()
+    source = json.loads(SPEC_PATH.read_text())["info"]["x-pttrust-source"]
+    assert source["npm"] == "@octokit/openapi@23.0.2" and len(source["sha256"]) == 64
 
 
 def _client(server):

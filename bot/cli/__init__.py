@@ -17,9 +17,13 @@ class _OneLine(click.ClickException):
 
     def __init__(self, err: click.ClickException):
         super().__init__(err.format_message())
-        self.exit_code = err.exit_code
+        self._exit_code = err.exit_code
         ctx = getattr(err, "ctx", None)
         self.hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+
+    @property
+    def exit_code(self) -> int:  # click declares exit_code per class; this one takes the wrapped error's
+        return self._exit_code
 
     def show(self, file=None) -> None:
         click.echo(f"error: {self.format_message()}{self.hint}", err=True)

@@ -167,6 +167,7 @@ def bind_cmd(
         log=log,
         progress=progress_printer(),
     )
+    assert bundle.metrics is not None  # bind() always records the metrics
     bundle.metrics["data"] = sources
     bundle.sae_source = sae_dir
     bundle.save(out)

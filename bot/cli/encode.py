@@ -76,6 +76,7 @@ def encode(
         "line_numbers": torch.tensor(result.line_numbers, dtype=torch.long),
     }
     if surprise:
+        assert result.surprise_mean is not None and result.surprise_max is not None and result.entropy_mean is not None
         tensors |= {
             "surprise_mean": result.surprise_mean,
             "surprise_max": result.surprise_max,

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from risk_core.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def _is_main() -> bool:
@@ -224,7 +228,7 @@ class _TokenProgress:
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self):
         if self.enabled:

@@ -155,6 +155,7 @@ def review(
             raise UsageError("--github is not available in this installation") from None
         source, publisher = github.open_pull_request(github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out)
     else:
+        assert diff_path is not None  # exactly one of --diff and --github, checked above
         data = read_diff(diff_path)
         want_ai = (cfg.authored_by or "all") == "ai"
         source = local_source(data, repo, name=diff_path, with_blame=want_ai)

@@ -39,7 +39,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -97,7 +97,7 @@ def parse_pr_spec(spec: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def connect(settings: GitHubSettings | None = None, env: dict | None = None):
+def connect(settings: GitHubSettings | None = None, env: Mapping[str, str] | None = None):
     """A `github.Github` client authenticated from the environment, retrying rate limits and 5xx."""
     from github import Auth, Github
 
@@ -421,9 +421,16 @@ def _comment_body(finding: InlineFinding, fid: str) -> str:
     return f"{finding.body.rstrip()}\n\n{FINDING_MARKER.format(id=fid)}"
 
 
+def _finding_marker(body: str) -> re.Match[str]:
+    """The finding marker of a comment the bot wrote (each one carries one)."""
+    found = _FINDING_RE.search(body)
+    assert found is not None, "a bot comment without a finding marker"
+    return found
+
+
 def _resolved_body(old: str, head_sha: str) -> str:
     original = _FINDING_RE.sub("", old).strip()
-    marker = _FINDING_RE.search(old).group(0)
+    marker = _finding_marker(old).group(0)
     return (
         f"**Resolved**: PtTrust no longer flags this as of {head_sha[:7]}.\n\n"
         f"<details><summary>Original comment</summary>\n\n{original}\n\n</details>\n\n"
@@ -499,7 +506,7 @@ def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding]
     body = pub.review_body or _review_body(findings)
 
     def find():
-        fids = {_FINDING_RE.search(c["body"]).group(1) for c in comments}
+        fids = {_finding_marker(c["body"]).group(1) for c in comments}
         on_pr = _bot_review_comments(pull)
         return pull.get_review(on_pr[next(iter(fids))].pull_request_review_id) if fids <= on_pr.keys() else None
 

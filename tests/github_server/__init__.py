@@ -1,5 +1,5 @@
 """A loopback GitHub REST server for tests, validating every request and response against GitHub's
-REST description (``<repo>/../shared/github/rest-api-subset.json``).
+REST description (``tests/data/github-rest-api-subset.json``, see ``scripts/cut-github-rest-subset``).
 
 Usage (also see ``tests/test_github_server.py``)::
 

@@ -1,5 +1,6 @@
-"""GitHub's REST description (the subset in ``<repo>/../shared/github``) and everything the loopback
-server does with it: validating requests and responses, and completing response payloads.
+"""GitHub's REST description (the subset in ``tests/data/github-rest-api-subset.json``, cut by
+``scripts/cut-github-rest-subset``) and everything the loopback server does with it: validating
+requests and responses, and completing response payloads.
 
 Validation goes through openapi-core against the unmodified description. The one deliberate extension
 is documented in :meth:`SpecValidator.validate_response`: GitHub answers 401/403/404/429/5xx on *any*
@@ -24,9 +25,9 @@ from openapi_core.datatypes import RequestParameters
 from openapi_schema_validator import OAS30Validator
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-# CI runs in a fresh clone with shared/ copied beside the repository, i.e. <repo>/../shared/, which on
-# the development machine is the same directory (/work/main/../shared). parents[2] is the repo root.
-SPEC_PATH = (Path(__file__).resolve().parents[2] / "../shared/github/rest-api-subset.json").resolve()
+# Vendored with the tests (its info["x-pttrust-source"] names the npm package, version and sha256 it was
+# cut from); scripts/cut-github-rest-subset rebuilds it. parents[1] is tests/.
+SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "github-rest-api-subset.json"
 
 # The description's servers entry; validation always happens as if the request went to api.github.com,
 # whatever host and Enterprise prefix (/api/v3) the loopback server listens on.
@@ -41,8 +42,8 @@ def spec_path() -> Path:
     path = Path(os.environ.get("PTTRUST_GITHUB_SPEC", SPEC_PATH))
     if not path.is_file():
         raise FileNotFoundError(
-            f"GitHub REST description not found at {path}: CI copies shared/ beside the repository "
-            "(<repo>/../shared/github/rest-api-subset.json); set PTTRUST_GITHUB_SPEC to point elsewhere"
+            f"GitHub REST description not found at {path}: scripts/cut-github-rest-subset writes it "
+            "(tests/data/github-rest-api-subset.json); set PTTRUST_GITHUB_SPEC to point elsewhere"
         )
     return path
 

@@ -1,0 +1,98 @@
+"""The wheel carries what the reviewer needs, and `pttrust review` runs from it (not only from an
+editable checkout). The model is replaced by the KeywordScorer test double; the default bundle is still
+loaded from the installed wheel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = sorted(p.name for p in (ROOT / "bot" / "templates").iterdir() if p.is_file())
+BUNDLE = ROOT / "risk_core" / "weights" / "qwen2.5-coder-0.5b"
+BUNDLE_FILES = sorted(str(p.relative_to(ROOT)) for p in BUNDLE.rglob("*") if p.is_file())
+
+DRIVER = """
+import sys
+from pathlib import Path
+
+import bot.run
+from review_doubles import KeywordScorer
+
+installed = Path(sys.argv[1]).resolve()
+assert Path(bot.run.__file__).resolve().is_relative_to(installed), bot.run.__file__
+
+
+def load_scorer(model, bundle, device="auto", progress=None):
+    from risk_core.artifacts import Bundle
+    from risk_core.models import DEFAULT_MODEL
+
+    path = bot.run.default_bundle(model or DEFAULT_MODEL)
+    assert path is not None and Path(path).resolve().is_relative_to(installed), path
+    Bundle.load(path)  # the shipped bundle loads from the installed wheel
+    return KeywordScorer(), "keyword-test-double", str(path)
+
+
+bot.run.load_scorer = load_scorer
+from bot.cli import main
+
+sys.exit(main(["review", "--diff", "example.diff", "--format", "markdown"], standalone_mode=True))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    build = tmp_path_factory.mktemp("build")
+    # Build from a copy: setuptools writes build/ and *.egg-info beside the sources.
+    shutil.copytree(
+        ROOT, build / "src", ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "build", "*.egg-info")
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), "."],
+        cwd=build / "src",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    (whl,) = out.glob("pttrust-*.whl")
+    return whl
+
+
+def test_wheel_holds_the_templates_and_the_default_bundle(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"bot/templates/{t}" for t in TEMPLATES} <= names
+    assert set(BUNDLE_FILES) <= names, sorted(set(BUNDLE_FILES) - names)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert not any(n.startswith(("tests/", "examples/", "bench/")) for n in names)
+
+
+def test_review_runs_from_the_installed_wheel(wheel, tmp_path):
+    target = tmp_path / "site"
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    # A user's repository elsewhere: the example's files and its diff, nothing of this checkout.
+    work = tmp_path / "user-repo"
+    shutil.copytree(ROOT / "examples", work / "examples")
+    shutil.copy(ROOT / "examples" / "example.diff", work / "example.diff")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(target), str(ROOT / "tests")])
+    res = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(target)], cwd=work, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "## PtTrust risk review" in res.stdout and "`examples/pagination.py:18-19`" in res.stdout
