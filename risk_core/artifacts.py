@@ -4,7 +4,7 @@
 bundle/
   cfg.json               ArtifactConfig
   sae/                   SparseCoder (cfg.json + sae.safetensors)
-  probe/                 RiskProbe on SAE line features (cfg.json + probe.safetensors)
+  probe/                 RiskProbe or ContextProbe on SAE line features (cfg.json + probe.safetensors)
   raw_probe/             optional: the same probe on raw pooled states (an evaluation baseline)
   latents.json           optional: {latent index: {"label", "examples"}}
   metrics.json           training/validation metrics, data sha256, seed
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from risk_core.errors import UsageError
 
 if TYPE_CHECKING:
+    from risk_core.context_probe import ContextProbe
     from risk_core.probe import RiskProbe
     from risk_core.sae import SparseCoder
 
@@ -64,7 +65,7 @@ def _optional_json(path: Path):
 class Bundle:
     cfg: ArtifactConfig
     sae: SparseCoder
-    probe: RiskProbe
+    probe: RiskProbe | ContextProbe
     raw_probe: RiskProbe | None = None
     latents: dict | None = None
     metrics: dict | None = None
@@ -97,7 +98,7 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Bundle:
-        from risk_core.probe import RiskProbe
+        from risk_core.probe import RiskProbe, load_probe
         from risk_core.sae import SparseCoder
 
         path = Path(path)
@@ -110,7 +111,7 @@ class Bundle:
         except (ValueError, TypeError) as err:
             raise UsageError(f"{path / CFG_FILE}: unreadable bundle config ({err})") from None
         sae = SparseCoder.load(path / "sae", device=device, expected_d_in=cfg.d_model)
-        probe = RiskProbe.load(path / "probe", device=device)
+        probe = load_probe(path / "probe", device=device)
         raw_probe = RiskProbe.load(path / "raw_probe", device=device) if (path / "raw_probe").is_dir() else None
         # A probe bound on another SAE would only fail deep in a matmul at scoring time.
         extra = 3 if cfg.features.endswith("+surprise") else 0  # features.SURPRISE_NAMES

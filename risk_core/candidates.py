@@ -207,3 +207,25 @@ def enclosing_definition(code: str, language: str, line: int) -> tuple[int, int]
     """The 1-based inclusive span of the innermost function/method around ``line``; None outside any."""
     inside = [s for s in definition_spans(code, language) if s[0] <= line <= s[1]]
     return min(inside, key=lambda s: s[1] - s[0]) if inside else None
+
+
+MAX_WINDOW_LINES = 60
+"""Longest window a line is scored in: the binding data's windows (``data.from_git``) are the same."""
+
+
+def scoring_window(
+    spans: list[tuple[int, int]], n_lines: int, line: int, max_lines: int = MAX_WINDOW_LINES
+) -> tuple[int, int]:
+    """The 1-based inclusive span of lines that ``line`` is encoded and scored in: its innermost
+    definition when that has at most ``max_lines`` lines; else ``max_lines`` lines of the definition,
+    from its first line when ``line`` is among the first ``max_lines``, around ``line`` otherwise; a
+    line outside every definition gets ``max_lines`` lines around it. ``spans`` come from
+    ``definition_spans``. The cost of scoring a line is bounded, whatever the size of its file."""
+    inside = [s for s in spans if s[0] <= line <= s[1]]
+    lo, hi = min(inside, key=lambda s: s[1] - s[0]) if inside else (1, n_lines)
+    if hi - lo + 1 <= max_lines:
+        return lo, hi
+    if line - lo < max_lines and inside:
+        return lo, lo + max_lines - 1
+    start = max(lo, min(line - max_lines // 2, hi - max_lines + 1))
+    return start, start + max_lines - 1

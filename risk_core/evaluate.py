@@ -111,6 +111,59 @@ def cell(scores, labels, groups, probabilistic: bool) -> dict:
     }
 
 
+def threshold_for_false_findings(scores, samples, rows, pick=None, lines_per_finding: int = 300) -> float | None:
+    """The risk threshold at which clean code gets one false finding per ``lines_per_finding`` candidate
+    lines: the (1 - 1/lines_per_finding) quantile of the scores of lines of clean samples (no buggy
+    lines: fixed versions). ``rows`` has ``.sample`` per row; ``pick`` (bool per row) restricts the rows
+    used (a validation split). None when there is no clean line or no scores."""
+    if scores is None:
+        return None
+    clean = np.array([not samples[int(i)].buggy_lines for i in rows.sample.tolist()], dtype=bool)
+    if pick is not None:
+        clean &= np.asarray(pick, dtype=bool)
+    if not clean.any():
+        return None
+    return float(np.quantile(np.asarray(scores, dtype=np.float64)[clean], 1.0 - 1.0 / lines_per_finding))
+
+
+def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict:
+    """Top-1/3/5 and AUROC over the rows of buggy samples; at ``threshold``: false findings per 1,000
+    lines of clean samples and the precision of all findings (buggy and clean samples together)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    clean = np.asarray(clean, dtype=bool)
+    g = np.asarray(groups)
+    bug = ~clean
+    out = {}
+    for k in (1, 3, 5):
+        h, n = topk_hits(s[bug], y[bug], g[bug], k)
+        out[f"top{k}"] = _r(h / n) if n else None
+    out["auroc"] = _r(auroc(s[bug], y[bug]))
+    out["n_bugs"] = int(topk_hits(s[bug], y[bug], g[bug], 1)[1])
+    out["n_lines"] = int(len(s))
+    if threshold is None:
+        out.update({"false_per_1000": None, "precision": None, "findings": None})
+        return out
+    flagged = s >= threshold
+    out["false_per_1000"] = _r(1000.0 * flagged[clean].sum() / clean.sum()) if clean.any() else None
+    out["findings"] = int(flagged.sum())
+    out["precision"] = _r(y[flagged].mean()) if flagged.any() else None
+    return out
+
+
+def real_bug_report(scores, samples, rows, threshold: float | None) -> dict:
+    """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``."""
+    si = rows.sample.numpy()
+    lang = np.array([samples[int(i)].language for i in si])
+    clean = np.array([not samples[int(i)].buggy_lines for i in si], dtype=bool)
+    s, y = np.asarray(scores, dtype=np.float64), rows.label.numpy() > 0
+    out = {"threshold": _r(threshold), "all": finding_cell(s, y, si, clean, threshold), "by_language": {}}
+    for language in sorted(set(lang.tolist())):
+        m = lang == language
+        out["by_language"][language] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # scoring the methods
 

@@ -49,6 +49,9 @@ _EPS = 1e-6
 class RiskProbe(nn.Module):
     """Standardise -> logistic or MLP -> Platt scaling. ``contributions`` explain the (uncalibrated) logit."""
 
+    sequence = False
+    """Each line is scored from its own features alone."""
+
     def __init__(self, cfg: ProbeConfig):
         super().__init__()
         if cfg.kind not in ("logistic", "mlp"):
@@ -295,3 +298,17 @@ def train_probe(
     probe.calib_a.fill_(a)
     probe.calib_b.fill_(b)
     return probe
+
+
+def load_probe(path: str | Path, device: str | torch.device = "cpu"):
+    """A bundle's probe directory, whichever kind its cfg.json names (logistic/mlp, or context)."""
+    path = Path(path)
+    try:
+        kind = json.loads((path / "cfg.json").read_text()).get("kind")
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path}: not a probe directory ({err})") from None
+    if kind == "context":
+        from risk_core.context_probe import ContextProbe
+
+        return ContextProbe.load(path, device=device)
+    return RiskProbe.load(path, device=device)

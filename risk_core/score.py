@@ -6,12 +6,13 @@ and bundle; nothing here reads or writes anything.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 import torch
 
 from risk_core.artifacts import Bundle
-from risk_core.candidates import candidate_mask
+from risk_core.candidates import candidate_mask, definition_spans, scoring_window
 from risk_core.corpus import language_of
 from risk_core.encode import EncodeConfig
 from risk_core.features import compute_features
@@ -76,51 +77,80 @@ class Scorer:
 
     @torch.no_grad()
     def score(self, files: list[FileToScore], top_latents: int = 5) -> list[FileScores]:
+        """Each target line is encoded in its ``candidates.scoring_window`` (its definition, bounded),
+        the same windows the probe was bound on; windows of all files go through the model together,
+        and a window holding several target lines is encoded once. Lines that are not candidates
+        (string or comment text, blank, punctuation only) get no risk."""
         if not files:
             return []
+        windows: list[tuple[int, int, int]] = []  # (file index, first line, last line)
+        targets: list[list[int]] = []  # per window: the file's target lines it scores
         languages = [language_of(f.path) or "unknown" for f in files]
+        for fi, (f, lang) in enumerate(zip(files, languages)):
+            n_lines = len(f.text.splitlines())
+            candidate = candidate_mask(f.text, lang)
+            wanted = range(1, n_lines + 1) if f.target_lines is None else sorted(set(f.target_lines))
+            lines = [n for n in wanted if 1 <= n <= n_lines and candidate[n - 1]]
+            if not lines:
+                continue
+            spans = definition_spans(f.text, lang)
+            by_window: dict[tuple[int, int], list[int]] = {}
+            for n in lines:
+                by_window.setdefault(scoring_window(spans, n_lines, n), []).append(n)
+            for (lo, hi), ns in by_window.items():
+                windows.append((fi, lo, hi))
+                targets.append(ns)
+        if not windows:
+            return [FileScores(f.path, []) for f in files]
+        texts = [window_text(files[fi].text, lo, hi) for fi, lo, hi in windows]
         feats = compute_features(
             self.loaded,
-            [_through_last_target(f) for f in files],
-            languages,
+            texts,
+            [languages[fi] for fi, _, _ in windows],
             self.encode_cfg,
             sae=self.bundle.sae,
             framing=self.bundle.cfg.framing,
             keep_raw=False,
         )
-        probe = self.bundle.probe
-        out = []
-        for f, lang, ff in zip(files, languages, feats):
-            lines = f.text.splitlines()
-            wanted = set(f.target_lines) if f.target_lines is not None else None
-            # Blank, comment-only and docstring lines are not where the probe was trained to look.
-            candidate = candidate_mask(f.text, lang)
-            rows = [i for i, n in enumerate(ff.line_numbers) if (wanted is None or n in wanted) and candidate[n - 1]]
-            if not rows:
-                out.append(FileScores(f.path, []))
+        scored: list[list[LineRisk]] = [[] for _ in files]
+        for (fi, lo, _hi), text, ff, wanted_lines in zip(windows, texts, feats, targets):
+            mask = candidate_mask(text, languages[fi])
+            rows = [i for i, n in enumerate(ff.line_numbers) if mask[n - 1]]
+            row_of = {ff.line_numbers[i] + lo - 1: r for r, i in enumerate(rows)}
+            picked = [(n, row_of[n]) for n in wanted_lines if n in row_of]
+            if not picked:
                 continue
-            x = ff.matrix(self.bundle.cfg.features)[rows]
-            risk = probe.risk(x)
-            contrib = probe.contributions(x)
-            n_latents = ff.latents.shape[1]
-            scored = []
-            for r, row in enumerate(rows):
-                c = contrib[r, :n_latents]
-                top = torch.topk(c.abs(), k=min(top_latents, n_latents)).indices.tolist()
-                latents = [
-                    LatentContribution(i, float(ff.latents[row, i]), float(c[i]), self.bundle.latent_label(i))
-                    for i in top
-                ]
-                n = ff.line_numbers[row]
-                scored.append(LineRisk(f.path, n, float(risk[r]), lines[n - 1], latents))
-            out.append(FileScores(f.path, scored))
+            scored[fi] += self._score_window(files[fi], ff, rows, picked, top_latents)
+        return [FileScores(f.path, sorted(s, key=lambda r: r.line)) for f, s in zip(files, scored)]
+
+    def _score_window(
+        self, f: FileToScore, ff, rows: list[int], picked: list[tuple[int, int]], top_latents: int
+    ) -> list[LineRisk]:
+        """Risk of the ``picked`` (file line, row among ``rows``) lines of one window."""
+        probe = self.bundle.probe
+        x = ff.matrix(self.bundle.cfg.features)[rows]
+        at = [r for _, r in picked]
+        if getattr(probe, "sequence", False):  # a context probe reads every candidate line of the window
+            risk = probe.risk(x)[at]
+            contrib = probe.contributions(x, rows=at)
+        else:
+            risk = probe.risk(x[at])
+            contrib = probe.contributions(x[at])
+        latents_of_rows = ff.latents[rows]
+        n_latents = latents_of_rows.shape[1]
+        lines = f.text.splitlines()
+        out = []
+        for k, (n, r) in enumerate(picked):
+            c = contrib[k, :n_latents]
+            top = torch.topk(c.abs(), k=min(top_latents, n_latents)).indices.tolist()
+            latents = [
+                LatentContribution(i, float(latents_of_rows[r, i]), float(c[i]), self.bundle.latent_label(i))
+                for i in top
+            ]
+            out.append(LineRisk(f.path, n, float(risk[k]), lines[n - 1], latents))
         return out
 
 
-def _through_last_target(f: FileToScore) -> str:
-    """The text up to and including the last target line: the model is causal, so what follows the
-    last line scored cannot change any score, and a diff near the top of a long file skips the rest."""
-    if not f.target_lines:
-        return f.text
-    lines = f.text.splitlines(keepends=True)
-    return "".join(lines[: max(f.target_lines)])
+def window_text(text: str, lo: int, hi: int) -> str:
+    """Lines ``lo..hi`` (1-based, inclusive) of ``text``, dedented as the binding data's windows are."""
+    return textwrap.dedent("\n".join(text.splitlines()[lo - 1 : hi]) + "\n")

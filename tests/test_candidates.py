@@ -101,3 +101,17 @@ def test_blank_comment_docstring_and_brace_lines_are_not_candidates():
     assert candidate_mask(py, "python") == [True, False, False, False, False, True]
     java = "int f() {\n  // c\n  /* a\n   b */\n  return 1;\n}\n"
     assert candidate_mask(java, "java") == [True, False, False, False, True, False]
+
+
+def test_scoring_window_is_the_definition_or_a_bounded_part_of_it():
+    from risk_core.candidates import scoring_window
+
+    spans = [(1, 10), (20, 200), (30, 40)]
+    assert scoring_window(spans, 500, 5) == (1, 10)  # whole short function
+    assert scoring_window(spans, 500, 35) == (30, 40)  # innermost
+    assert scoring_window(spans, 500, 50) == (20, 79)  # long function, line among its first 60
+    assert scoring_window(spans, 500, 150) == (120, 179)  # around the line, inside the function
+    assert scoring_window(spans, 500, 199) == (141, 200)  # clipped to the function's end
+    assert scoring_window(spans, 500, 300) == (270, 329)  # module level: 60 lines around it
+    assert scoring_window([], 12, 3) == (1, 12)  # a short file is its own window
+    assert scoring_window([], 500, 2) == (1, 60)

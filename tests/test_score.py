@@ -43,3 +43,49 @@ def test_scores_carry_text_latents_and_skip_blank_lines(scorer):
     assert lr.text == "    if a < b:" and 0.0 <= lr.risk <= 1.0
     assert len(lr.latents) == 3
     assert abs(lr.latents[0].contribution) >= abs(lr.latents[-1].contribution)
+
+
+def test_a_one_line_change_in_a_huge_file_encodes_only_its_window(scorer, monkeypatch):
+    import risk_core.score as score_mod
+
+    seen = []
+    real = score_mod.compute_features
+
+    def spy(loaded, texts, *args, **kwargs):
+        seen.extend(texts)
+        return real(loaded, texts, *args, **kwargs)
+
+    monkeypatch.setattr(score_mod, "compute_features", spy)
+    big = CODE * 200  # 12,000 lines
+    line = len(big.splitlines()) - 2  # "return a - b" of the last function
+    (fs,) = scorer.score([FileToScore("m.py", big, [line])])
+    assert [lr.line for lr in fs.lines] == [line]
+    assert len(seen) == 1 and seen[0] == "def f11(a, b):\n    if a < b:\n        return a - b\n    return b + 11\n"
+    # the same line scored alone in its small file gets the same risk: the window is all it sees
+    (small,) = scorer.score([FileToScore("m.py", CODE, [len(CODE.splitlines()) - 2])])
+    assert fs.lines[0].risk == pytest.approx(small.lines[0].risk, abs=1e-5)
+
+
+def test_prose_and_string_lines_get_no_risk(scorer):
+    code = 'def f(x):\n    """Doc.\n    Output: 3\n    """\n    return x\n\n\nUSAGE = """\nExamples:\nf(1)\n"""\n'
+    (fs,) = scorer.score([FileToScore("m.py", code)])
+    assert [lr.line for lr in fs.lines] == [1, 5, 8]
+    (md,) = scorer.score([FileToScore("notes.md", "Some prose.\nMore.\n")])
+    assert md.lines == []
+
+
+def test_a_context_probe_bundle_scores_every_target_line(tiny_model_dir):
+    from risk_core.context_probe import ContextProbe, ContextProbeConfig
+
+    torch.manual_seed(0)
+    loaded = load_model(str(tiny_model_dir))
+    sae = SparseCoder(64, SaeConfig(expansion_factor=4, k=8))
+    probe = ContextProbe(ContextProbeConfig(n_features=sae.num_latents, hidden=8)).eval()
+    cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2)
+    sc = Scorer(loaded, Bundle(cfg, sae, probe))
+    (fs,) = sc.score([FileToScore("m.py", CODE, [2, 3, 7])], top_latents=2)
+    assert [lr.line for lr in fs.lines] == [2, 3, 7]
+    assert all(0.0 <= lr.risk <= 1.0 and len(lr.latents) == 2 for lr in fs.lines)
+    # the context probe reads the whole window: scoring one line alone gives the same risk
+    (one,) = sc.score([FileToScore("m.py", CODE, [3])])
+    assert one.lines[0].risk == pytest.approx(fs.lines[1].risk, abs=1e-5)

@@ -1,0 +1,252 @@
+"""Context-aware binding: a small bidirectional GRU over a file's sequence of line features.
+
+The model under the probe is causal, so line i's states know nothing of the lines after it; a bug is
+often only visible against what follows (a bound used later, a value returned below). After LLMAO
+(Yang et al., ICSE 2024: frozen LLM states + a few trained bidirectional layers locate buggy lines
+without tests), this probe reads every candidate line of a window in order and scores each in the
+light of the others. Inputs are the same pooled line features as ``probe.RiskProbe`` (SAE latents).
+
+    standardise -> Linear(F, h) -> GELU -> BiGRU(h) -> Linear([local, context] -> 1) -> Platt scaling
+
+Trained with class-balanced BCE, a listwise softmax over each buggy file's lines, or both; early
+stopping keeps the epoch with the best validation top-1 (ties by AUROC).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from risk_core.errors import UsageError
+
+LOSSES = ("bce", "listwise", "both")
+
+
+@dataclass
+class ContextProbeConfig:
+    hidden: int = 64
+    """Width of the projection and of the GRU state (split over the two directions)."""
+    dropout: float = 0.2
+    """Dropout on the projected line features while training."""
+    loss: Literal["bce", "listwise", "both"] = "both"
+    """bce (per line, class-balanced) | listwise (softmax over a buggy file's lines) | both (summed)."""
+    epochs: int = 40
+    """Passes over the training files (the best validation epoch is kept)."""
+    lr: float = 2e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    batch_files: int = 32
+    """Files per optimisation step."""
+    seed: int = 0
+    """Seeds initialisation and file order."""
+    n_features: int = 0
+    """Input width (set from the data)."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise UsageError(f"unknown loss {self.loss!r} ({' | '.join(LOSSES)})")
+        if self.hidden < 2 or self.hidden % 2:
+            raise UsageError("hidden must be an even number >= 2")
+
+
+class ContextProbe(nn.Module):
+    """Scores every line of a file from all of the file's line features (see module doc)."""
+
+    sequence = True
+    """risk() reads a whole window's lines in order (the scorer passes all of them)."""
+
+    def __init__(self, cfg: ContextProbeConfig):
+        super().__init__()
+        if cfg.n_features <= 0:
+            raise UsageError("context probe needs n_features > 0")
+        self.cfg = cfg
+        f, h = cfg.n_features, cfg.hidden
+        self.register_buffer("mean", torch.zeros(f))
+        self.register_buffer("std", torch.ones(f))
+        self.register_buffer("calib_a", torch.ones(()))
+        self.register_buffer("calib_b", torch.zeros(()))
+        self.project = nn.Linear(f, h)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(h, h // 2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * h, 1)
+
+    def standardize(self, x: Tensor) -> Tensor:
+        return (x.float() - self.mean) / self.std
+
+    def _padded_logits(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """z: [B, L, F] standardised, right-padded; returns [B, L] logits."""
+        local = self.drop(nn.functional.gelu(self.project(z)))
+        packed = nn.utils.rnn.pack_padded_sequence(local, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        ctx, _ = self.gru(packed)
+        ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=z.shape[1])
+        return self.head(torch.cat([local, ctx], dim=-1)).squeeze(-1)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Uncalibrated logits [L] for one file's line features [L, F] (lines in file order)."""
+        if x.shape[0] == 0:
+            return torch.zeros(0)
+        return self._padded_logits(self.standardize(x).unsqueeze(0), torch.tensor([x.shape[0]]))[0]
+
+    def risk(self, x: Tensor) -> Tensor:
+        """Calibrated probability per line [L] for one file's line features [L, F]."""
+        return torch.sigmoid(self.calib_a * self.logits(x) + self.calib_b)
+
+    def contributions(self, x: Tensor, rows: list[int] | None = None) -> Tensor:
+        """Per-feature share of the logits of lines ``rows`` (default all) [len(rows), F]: gradient x
+        input on each line's own standardised features (first order; what the other lines add through
+        the context is in the gradient, not in these shares)."""
+        z = self.standardize(x).detach()
+        wanted = list(range(z.shape[0])) if rows is None else rows
+        out = []
+        with torch.enable_grad():
+            zi = z.clone().requires_grad_(True)
+            logits = self._padded_logits(zi.unsqueeze(0), torch.tensor([z.shape[0]]))[0]
+            for k, i in enumerate(wanted):
+                (grad,) = torch.autograd.grad(logits[i], zi, retain_graph=k + 1 < len(wanted))
+                out.append((grad[i] * z[i]).detach())
+        return torch.stack(out) if out else z.new_zeros((0, z.shape[1]))
+
+    def feature_weights(self) -> Tensor:
+        """Importance of each input feature [F]: the L2 norm of its projection column."""
+        return self.project.weight.detach().norm(dim=0)
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "cfg.json").write_text(json.dumps({"kind": "context", **asdict(self.cfg)}, indent=2) + "\n")
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "probe.safetensors")
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ContextProbe:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            raw = json.loads((path / "cfg.json").read_text())
+            known = {f.name for f in fields(ContextProbeConfig)}
+            cfg = ContextProbeConfig(**{k: v for k, v in raw.items() if k in known})
+            state = load_file(str(path / "probe.safetensors"), device=str(device))
+        except (OSError, ValueError, TypeError, SafetensorError) as err:
+            raise UsageError(f"{path}: not a context probe directory ({err})") from None
+        probe = cls(cfg)
+        try:
+            probe.load_state_dict(state)
+        except RuntimeError as err:
+            raise UsageError(f"{path}: probe weights do not match its cfg.json ({str(err).splitlines()[0]})") from None
+        return probe.to(device).eval()
+
+
+def _batch(files: list[tuple[Tensor, Tensor]], idx: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    lengths = torch.tensor([files[i][0].shape[0] for i in idx])
+    width, f = int(lengths.max()), files[idx[0]][0].shape[1]
+    x = torch.zeros(len(idx), width, f)
+    y = torch.zeros(len(idx), width)
+    for r, i in enumerate(idx):
+        n = files[i][0].shape[0]
+        x[r, :n], y[r, :n] = files[i][0], files[i][1]
+    mask = torch.arange(width)[None] < lengths[:, None]
+    return x, y, mask, lengths
+
+
+def _loss(logits: Tensor, y: Tensor, mask: Tensor, pos_weight: float, kind: str) -> Tensor:
+    total = logits.new_zeros(())
+    if kind in ("bce", "both"):
+        w = torch.where(y > 0, pos_weight, 1.0) * mask
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        total = total + (bce * w).sum() / w.sum()
+    if kind in ("listwise", "both"):
+        has_bug = (y * mask).sum(1) > 0
+        if has_bug.any():
+            lg = logits.masked_fill(~mask, -1e9)[has_bug]
+            pos = lg.masked_fill(y[has_bug] <= 0, -1e9)
+            total = total + (torch.logsumexp(lg, 1) - torch.logsumexp(pos, 1)).mean()
+    return total
+
+
+def _top1_auroc(probe: ContextProbe, files: list[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    from risk_core.evaluate import auroc
+
+    hits = n = 0
+    scores, labels = [], []
+    with torch.no_grad():
+        for x, y in files:
+            s = probe.logits(x)
+            scores.append(s.numpy())
+            labels.append(y.numpy())
+            if y.sum() > 0:
+                n += 1
+                hits += bool(y[int(s.argmax())] > 0)
+    a = auroc(np.concatenate(scores), np.concatenate(labels)) if scores else None
+    return (hits / n if n else 0.0), (a or 0.0)
+
+
+def train_context_probe(
+    files: list[tuple[Tensor, Tensor]], cfg: ContextProbeConfig, val_files: list[tuple[Tensor, Tensor]], log=None
+) -> ContextProbe:
+    """Train on files given as (line features [L, F], 0/1 labels [L]); early-stop and Platt-calibrate
+    on ``val_files`` (split them by repository: lines and files of one project are correlated)."""
+    files = [(x.float(), y.float()) for x, y in files if x.shape[0] > 0]
+    val_files = [(x.float(), y.float()) for x, y in val_files if x.shape[0] > 0]
+    if not files or not val_files:
+        raise UsageError("context probe training needs training and validation files")
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    cfg = ContextProbeConfig(**{**asdict(cfg), "n_features": files[0][0].shape[1]})
+    probe = ContextProbe(cfg)
+    allx = torch.cat([x for x, _ in files])
+    ally = torch.cat([y for _, y in files])
+    probe.mean.copy_(allx.mean(0))
+    std = allx.std(0)
+    probe.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+    n_pos = float(ally.sum())
+    pos_weight = (ally.numel() - n_pos) / max(n_pos, 1.0)
+    del allx
+    opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best, best_key = copy.deepcopy(probe.state_dict()), (-1.0, -1.0)
+    for epoch in range(cfg.epochs):
+        probe.train()
+        order = torch.randperm(len(files), generator=gen).tolist()
+        for b in range(0, len(order), cfg.batch_files):
+            x, y, mask, lengths = _batch(files, order[b : b + cfg.batch_files])
+            logits = probe._padded_logits(probe.standardize(x), lengths)
+            loss = _loss(logits, y, mask, pos_weight, cfg.loss)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(probe.parameters(), 1.0)
+            opt.step()
+        probe.eval()
+        key = _top1_auroc(probe, val_files)
+        if log:
+            log(f"epoch {epoch + 1}: val top-1 {key[0]:.3f} AUROC {key[1]:.3f}")
+        if key > best_key:
+            best_key, best = key, copy.deepcopy(probe.state_dict())
+    probe.load_state_dict(best)
+    probe.eval()
+    _calibrate(probe, val_files)
+    return probe
+
+
+def _calibrate(probe: ContextProbe, val_files: list[tuple[Tensor, Tensor]]) -> None:
+    from risk_core.probe import _fit_platt
+
+    with torch.no_grad():
+        logits = torch.cat([probe.logits(x) for x, _ in val_files])
+    labels = torch.cat([y for _, y in val_files])
+    a, b = _fit_platt(logits, labels)
+    if math.isfinite(a) and math.isfinite(b):
+        probe.calib_a.fill_(a)
+        probe.calib_b.fill_(b)

@@ -1,0 +1,286 @@
+"""Cached hidden states of labeled samples, so that probe experiments cost seconds, not hours.
+
+A cache directory is keyed by (model sha256, layers, data sha256) and holds, per chunk of samples, one
+``chunk_NNNNN.safetensors`` with every token's state at each cached layer (float16), the token -> line
+map and, where asked, each token's NLL. Chunks are written atomically as they finish, so a killed run
+resumes at the first missing chunk. ``load_cache`` pools tokens into the candidate lines' features.
+
+Pooling here is the scorer's: ``encode.pool_lines`` over a line's tokens, candidate lines only
+(``candidates.candidate_mask``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from risk_core.candidates import candidate_mask
+from risk_core.data.jsonl import Sample
+from risk_core.encode import EncodeConfig, encode_tokens
+from risk_core.errors import UsageError
+
+FORMAT_VERSION = 1
+
+
+def data_sha256(samples: list[Sample]) -> str:
+    """Hash of what is encoded: each sample's language and code, in order."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(s.language.encode() + b"\0" + s.code.encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+def cache_key(model_sha256: str, layers: tuple[int, ...], data_hash: str, surprise: bool) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_sha256": model_sha256,
+        "layers": list(layers),
+        "data_sha256": data_hash,
+        "surprise": surprise,
+    }
+
+
+def build_cache(
+    loaded,
+    samples: list[Sample],
+    layers: tuple[int, ...],
+    out: str | Path,
+    surprise: bool = False,
+    chunk: int = 32,
+    batch_size: int = 8,
+    progress=None,
+) -> Path:
+    """Encode ``samples`` into ``out`` (resuming where chunks exist). Returns ``out``."""
+    out = Path(out)
+    layers = tuple(sorted(set(layers)))
+    key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise)
+    meta_path = out / "cache.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old.get("key") != key:
+            raise UsageError(f"{out}: holds a cache for other data/model/layers; use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "key": key,
+        "chunk": chunk,
+        "n_samples": len(samples),
+        "samples": [
+            {
+                "id": s.id,
+                "language": s.language,
+                "path": s.path,
+                "buggy_lines": s.buggy_lines,
+                "operator": s.operator,
+                "n_lines": len(s.code.splitlines()),
+            }
+            for s in samples
+        ],
+    }
+    _atomic_write(meta_path, json.dumps(meta).encode())
+    cfg = EncodeConfig(layer=layers[-1], extra_layers=layers[:-1], surprise=surprise, batch_size=batch_size)
+    n_chunks = (len(samples) + chunk - 1) // chunk
+    for c in range(n_chunks):
+        path = out / f"chunk_{c:05d}.safetensors"
+        if not path.exists():
+            part = samples[c * chunk : (c + 1) * chunk]
+            states = encode_tokens(loaded, [s.code for s in part], cfg)
+            ids = loaded.tokenizer([s.code for s in part], add_special_tokens=False)["input_ids"]
+            tensors = {
+                "token_ids": torch.tensor([t for row in ids for t in row], dtype=torch.int32),
+                "token_sample": torch.cat(
+                    [torch.full((len(t.token_lines),), c * chunk + i) for i, t in enumerate(states)]
+                ),
+                "token_line": torch.cat([t.token_lines for t in states]),
+            }
+            for layer in layers:
+                per = [t.states if layer == cfg.layer else t.extra[layer] for t in states]
+                tensors[f"layer{layer}"] = torch.cat(per).to(torch.float16)
+            if surprise:
+                tensors["nll"] = torch.cat([t.nll for t in states]).float()
+                tensors["entropy"] = torch.cat([t.entropy for t in states]).float()
+            tmp = path.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+            os.replace(tmp, path)
+        if progress:
+            progress(min((c + 1) * chunk, len(samples)), len(samples))
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class CachedTokens:
+    """Every token of every sample of a cache, stacked."""
+
+    meta: dict
+    """cache.json: key, per-sample metadata."""
+    token_sample: Tensor
+    """[T] sample index of each token."""
+    token_line: Tensor
+    """[T] 0-based line of each token."""
+    states: dict[int, Tensor]
+    """{layer: [T, d_model] float16}."""
+    token_ids: Tensor
+    """[T] int32 token ids."""
+    nll: Tensor | None
+    """[T] NLL of each token (NaN for a file's first token), when cached."""
+    entropy: Tensor | None
+
+
+def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None) -> CachedTokens:
+    """All chunks of a (complete) cache; ``layers`` picks which layers' states to load."""
+    path = Path(path)
+    meta = json.loads((path / "cache.json").read_text())
+    n_chunks = (meta["n_samples"] + meta["chunk"] - 1) // meta["chunk"]
+    missing = [c for c in range(n_chunks) if not (path / f"chunk_{c:05d}.safetensors").exists()]
+    if missing:
+        raise UsageError(f"{path}: cache incomplete ({len(missing)} of {n_chunks} chunks missing)")
+    layers = tuple(meta["key"]["layers"]) if layers is None else layers
+    parts = [load_file(str(path / f"chunk_{c:05d}.safetensors")) for c in range(n_chunks)]
+    cat = lambda k: torch.cat([p[k] for p in parts]) if k in parts[0] else None  # noqa: E731
+    return CachedTokens(
+        meta,
+        cat("token_sample"),
+        cat("token_line"),
+        {layer: cat(f"layer{layer}") for layer in layers},
+        cat("token_ids"),
+        cat("nll"),
+        cat("entropy"),
+    )
+
+
+@dataclass
+class LineRows:
+    """Candidate lines of every sample: the rows probes train on and are evaluated on."""
+
+    sample: Tensor
+    """[n] sample index of each row."""
+    line: Tensor
+    """[n] 1-based line number."""
+    label: Tensor
+    """[n] 1.0 on the sample's buggy lines."""
+    token_row: Tensor
+    """[T] row index of each cached token (-1 for tokens of non-candidate lines)."""
+
+
+def line_rows(tokens: CachedTokens, codes: list[str], languages: list[str]) -> LineRows:
+    """Rows for the candidate lines that hold a token, in sample then line order."""
+    samples = tokens.meta["samples"]
+    key = tokens.token_sample * 1_000_000 + tokens.token_line
+    uniq, inverse = torch.unique(key, return_inverse=True)
+    u_sample, u_line = uniq // 1_000_000, uniq % 1_000_000
+    masks = [candidate_mask(code, lang) for code, lang in zip(codes, languages)]
+    keep = torch.tensor(
+        [bool(masks[s][ln]) if ln < len(masks[s]) else False for s, ln in zip(u_sample.tolist(), u_line.tolist())],
+        dtype=torch.bool,
+    )
+    row_of_uniq = torch.full((len(uniq),), -1, dtype=torch.long)
+    row_of_uniq[keep] = torch.arange(int(keep.sum()))
+    bug = [set(s["buggy_lines"]) for s in samples]
+    label = torch.tensor(
+        [1.0 if (ln + 1) in bug[s] else 0.0 for s, ln in zip(u_sample[keep].tolist(), u_line[keep].tolist())]
+    )
+    return LineRows(u_sample[keep], u_line[keep] + 1, label, row_of_uniq[inverse])
+
+
+def pool_rows(values: Tensor, rows: LineRows, mode: str = "mean") -> Tensor:
+    """Pool per-token ``values`` [T, d] into [n_rows, d] over each row's tokens (mean or max)."""
+    n = int(rows.line.shape[0])
+    sel = rows.token_row >= 0
+    idx, vals = rows.token_row[sel], values[sel].float()
+    if mode == "mean":
+        out = torch.zeros(n, vals.shape[1]).index_add_(0, idx, vals)
+        count = torch.zeros(n).index_add_(0, idx, torch.ones(len(idx)))
+        return out / count.clamp_min(1).unsqueeze(1)
+    if mode == "max":
+        return torch.full((n, vals.shape[1]), -torch.inf).index_reduce_(0, idx, vals, "amax")
+    raise UsageError(f"unknown pooling {mode!r}")
+
+
+def export_harvest(
+    tokens: CachedTokens,
+    layer: int,
+    out: str | Path,
+    model: str,
+    train_samples: set[int],
+    val_samples: set[int],
+    shard_tokens: int = 65_536,
+    ctx_len: int = 256,
+) -> Path:
+    """Write the cached states of one layer as a harvest directory (``harvest.HARVEST_FILE`` + shards +
+    validation chunks for dCE), so that ``train_sae.train`` trains an SAE on them like on any harvest.
+    ``train_samples``/``val_samples`` pick the samples of each split (a split by repository)."""
+    from dataclasses import asdict
+
+    from risk_core.atomic import write_atomic_json
+    from risk_core.harvest import FORMAT_VERSION as HARVEST_FORMAT
+    from risk_core.harvest import HARVEST_FILE, VAL_CHUNKS_FILE, HarvestConfig, write_atomic_safetensors
+
+    out = Path(out)
+    acts = tokens.states[layer]
+    shards: dict[str, dict] = {}
+    val_chunks = None
+    # A sample's first token is the attention sink (a huge-norm outlier), skipped as harvest's skip_first does.
+    first = torch.ones(len(tokens.token_sample), dtype=torch.bool)
+    first[1:] = tokens.token_sample[1:] != tokens.token_sample[:-1]
+    for split, chosen in (("train", train_samples), ("val", val_samples)):
+        pick = torch.tensor([int(s) in chosen for s in tokens.token_sample.tolist()], dtype=torch.bool) & ~first
+        idx = pick.nonzero().squeeze(1)
+        if split == "train":  # a fixed shuffle, so shards mix repositories
+            idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))]
+        for i, a in enumerate(range(0, len(idx), shard_tokens)):
+            part = idx[a : a + shard_tokens]
+            name = f"{split}/shard_{i:05d}.safetensors"
+            tensors = {
+                "acts": acts[part].to(torch.float16),
+                "token_ids": tokens.token_ids[part].to(torch.int32),
+                "file_ids": tokens.token_sample[part].to(torch.int32),
+                "line_ids": tokens.token_line[part].to(torch.int32),
+            }
+            (out / split).mkdir(parents=True, exist_ok=True)
+            write_atomic_safetensors(tensors, out / name)
+            shards[name] = {"sha256": hashlib.sha256((out / name).read_bytes()).hexdigest(), "n_tokens": len(part)}
+        if split == "val" and len(idx) >= ctx_len:
+            n = len(idx) // ctx_len
+            ids = tokens.token_ids[idx[: n * ctx_len]].to(torch.long).reshape(n, ctx_len)
+            write_atomic_safetensors({"input_ids": ids}, out / VAL_CHUNKS_FILE)
+            val_chunks = {
+                "file": VAL_CHUNKS_FILE,
+                "sha256": hashlib.sha256((out / VAL_CHUNKS_FILE).read_bytes()).hexdigest(),
+                "n_chunks": n,
+            }
+    cfg = HarvestConfig(
+        layer=layer,
+        tokens=sum(s["n_tokens"] for n, s in shards.items() if n.startswith("train/")),
+        ctx_len=ctx_len,
+        shard_tokens=shard_tokens,
+        skip_first=1,
+    )
+    doc = {
+        "format": HARVEST_FORMAT,
+        "config": asdict(cfg),
+        "model": model,
+        "model_sha256": tokens.meta["key"]["model_sha256"],
+        "corpus_manifest_sha256": tokens.meta["key"]["data_sha256"],
+        "d_model": int(acts.shape[1]),
+        "n_tokens": {
+            sub: sum(s["n_tokens"] for n, s in shards.items() if n.startswith(sub + "/")) for sub in ("train", "val")
+        },
+        "shards": shards,
+        "corpus_dir": None,
+        "val_chunks": val_chunks,
+        "source": "feature_cache",
+    }
+    write_atomic_json(doc, out / HARVEST_FILE)
+    return out

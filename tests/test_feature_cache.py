@@ -1,0 +1,128 @@
+"""Feature cache: resumable chunks, candidate rows, pooling, export as a harvest; context probe; metrics."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from risk_core.context_probe import ContextProbe, ContextProbeConfig, train_context_probe
+from risk_core.data.jsonl import Sample
+from risk_core.encode import EncodeConfig, encode_lines
+from risk_core.errors import UsageError
+from risk_core.evaluate import real_bug_report, threshold_for_false_findings
+from risk_core.feature_cache import build_cache, export_harvest, line_rows, load_tokens, pool_rows
+from risk_core.models import load_model
+
+CODES = [
+    ("python", 'def f(x):\n    """Doc."""\n    y = x + 1\n    return y\n', [3]),
+    ("java", "int f(int x) {\n  // c\n  return x - 1;\n}\n", [3]),
+    ("python", "def g(a, b):\n    if a < b:\n        return a\n    return b\n", []),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_model(str(tiny_model_dir), device="cpu")
+
+
+def samples():
+    return [
+        Sample(id=str(i), language=lang, path=f"o/r{i}:x@p#L1", code=code, buggy_lines=b)
+        for i, (lang, code, b) in enumerate(CODES)
+    ]
+
+
+def test_cache_rows_match_the_scorers_pooling_and_resume(tiny, tmp_path):
+    data = samples()
+    out = build_cache(tiny, data, (1, 2), tmp_path / "c", chunk=2)
+    tokens = load_tokens(out)
+    rows = line_rows(tokens, [s.code for s in data], [s.language for s in data])
+    # candidate lines only: docstring, comment and brace lines are absent
+    got = [(int(s), int(ln), float(y)) for s, ln, y in zip(rows.sample, rows.line, rows.label)]
+    assert got == [
+        (0, 1, 0.0),
+        (0, 3, 1.0),
+        (0, 4, 0.0),
+        (1, 1, 0.0),
+        (1, 3, 1.0),
+        (2, 1, 0.0),
+        (2, 2, 0.0),
+        (2, 3, 0.0),
+        (2, 4, 0.0),
+    ]
+    pooled = pool_rows(tokens.states[2], rows)
+    ref = encode_lines(tiny, [data[0].code], EncodeConfig(layer=2))[0]
+    line3 = ref.states[ref.line_numbers.index(3)]
+    assert torch.allclose(pooled[1], line3, atol=2e-3)  # fp16 storage
+    # a killed run resumes: remove one chunk, rebuild, same bytes
+    chunk1 = (out / "chunk_00001.safetensors").read_bytes()
+    (out / "chunk_00001.safetensors").unlink()
+    with pytest.raises(UsageError, match="incomplete"):
+        load_tokens(out)
+    build_cache(tiny, data, (1, 2), out, chunk=2)
+    assert (out / "chunk_00001.safetensors").read_bytes() == chunk1
+    with pytest.raises(UsageError, match="other data"):
+        build_cache(tiny, data[:2], (1, 2), out, chunk=2)
+
+
+def test_export_harvest_skips_sample_starts_and_splits(tiny, tmp_path):
+    data = samples()
+    tokens = load_tokens(build_cache(tiny, data, (2,), tmp_path / "c", chunk=8))
+    out = export_harvest(tokens, 2, tmp_path / "h", "tiny", train_samples={0, 1}, val_samples={2}, ctx_len=4)
+    doc = json.loads((out / "harvest.json").read_text())
+    n = {0: 0, 1: 0, 2: 0}
+    for s in tokens.token_sample.tolist():
+        n[s] += 1
+    assert doc["n_tokens"] == {"train": n[0] + n[1] - 2, "val": n[2] - 1}
+    assert doc["config"]["layer"] == 2 and doc["d_model"] == tiny.d_model
+
+
+def test_context_probe_learns_a_pattern_only_context_reveals(tmp_path):
+    # A line is buggy when its feature 0 is set AND a *later* line has feature 1 set: a causal,
+    # line-local probe cannot see it; the bidirectional one can.
+    gen = torch.Generator().manual_seed(0)
+
+    def make(n):
+        files = []
+        for _ in range(n):
+            x = torch.randn(8, 4, generator=gen) * 0.1
+            i = int(torch.randint(0, 6, (1,), generator=gen))
+            x[i, 0] = 1.0
+            decoy = int(torch.randint(0, 8, (1,), generator=gen))
+            x[decoy, 0] = 1.0 if decoy != i else x[decoy, 0]
+            x[7, 1] = 1.0
+            y = torch.zeros(8)
+            y[i] = 1.0
+            x[i, 2] = 0.0
+            # the decoy has no later marker: move the marker right after the real one
+            x[7, 1] = 0.0
+            x[i + 1, 1] = 1.0
+            files.append((x, y))
+        return files
+
+    probe = train_context_probe(make(300), ContextProbeConfig(epochs=30, hidden=16, loss="both"), make(60))
+    test = make(100)
+    hits = sum(int(probe.risk(x).argmax()) == int(y.argmax()) for x, y in test)
+    assert hits >= 80
+    probe.save(tmp_path / "p")
+    again = ContextProbe.load(tmp_path / "p")
+    x = test[0][0]
+    assert torch.allclose(again.risk(x), probe.risk(x))
+    assert again.contributions(x).shape == x.shape
+
+
+def test_threshold_and_finding_metrics():
+    class Rows:
+        sample = torch.tensor([0, 0, 0, 1, 1, 1])
+        label = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+
+    data = [Sample("a", "python", "o/a:x", "x\ny\nz\n", [2]), Sample("b", "python", "o/b:x", "x\ny\nz\n", [])]
+    scores = np.array([0.1, 0.9, 0.2, 0.3, 0.1, 0.2])
+    t = threshold_for_false_findings(scores, data, Rows, lines_per_finding=3)
+    assert t == pytest.approx(np.quantile([0.3, 0.1, 0.2], 2 / 3))
+    rep = real_bug_report(scores, data, Rows, threshold=0.25)
+    a = rep["all"]
+    assert (a["top1"], a["auroc"], a["n_bugs"]) == (1.0, 1.0, 1)
+    assert a["false_per_1000"] == pytest.approx(1000 / 3, abs=0.01)
+    assert a["precision"] == 0.5 and a["findings"] == 2
