@@ -138,13 +138,17 @@ class CachedTokens:
     entropy: Tensor | None
 
 
-def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None) -> CachedTokens:
-    """All chunks of a (complete) cache; ``layers`` picks which layers' states to load."""
+def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial: bool = False) -> CachedTokens:
+    """All chunks of a complete cache; ``layers`` picks which layers' states to load. With ``partial``,
+    the leading chunks that are on disk (a run still going): ``meta["n_samples"]`` says how many."""
     path = Path(path)
     meta = json.loads((path / "cache.json").read_text())
     n_chunks = (meta["n_samples"] + meta["chunk"] - 1) // meta["chunk"]
     missing = [c for c in range(n_chunks) if not (path / f"chunk_{c:05d}.safetensors").exists()]
-    if missing:
+    if missing and partial and missing[0] > 0:
+        n_chunks = missing[0]
+        meta = {**meta, "n_samples": n_chunks * meta["chunk"], "samples": meta["samples"][: n_chunks * meta["chunk"]]}
+    elif missing:
         raise UsageError(f"{path}: cache incomplete ({len(missing)} of {n_chunks} chunks missing)")
     layers = tuple(meta["key"]["layers"]) if layers is None else layers
     parts = [load_file(str(path / f"chunk_{c:05d}.safetensors")) for c in range(n_chunks)]
