@@ -28,9 +28,10 @@ import re
 import subprocess
 import textwrap
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from risk_core import candidates
 from risk_core.data.jsonl import Sample
@@ -121,7 +122,8 @@ class _Git:
 
     def run(self, *args: str, timeout: int = 600) -> str:
         try:
-            res = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, timeout=timeout)
+            res = subprocess.run(["git", "-C", str(self.repo), *args], check=False, capture_output=True,
+                                 timeout=timeout)
         except FileNotFoundError:
             raise UsageError("git is not installed") from None
         except subprocess.TimeoutExpired:
@@ -245,7 +247,7 @@ def parse_hunks(diff: str) -> dict[str, list[Hunk]]:
     for line in diff.splitlines():
         if line.startswith("--- "):
             path = line[4:].strip()
-            path = None if path == "/dev/null" else path[2:] if path.startswith("a/") else path
+            path = None if path == "/dev/null" else path.removeprefix("a/")
         elif line.startswith("@@") and path is not None:
             m = _HUNK.match(line)
             if m:
