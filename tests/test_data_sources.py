@@ -135,7 +135,7 @@ def test_from_git_labels_the_lines_each_fix_changed(tmp_path):
     (repo / "m.py").write_text(fixed.replace("return x", "return int(x)") + "\n\ndef twice(x):\n    return 2 * x\n")
     _git(repo, "commit", "-qam", "fix typo in docs")  # not a logic fix by its subject
     samples = fix_samples(repo)
-    assert len(samples) == 1
+    assert len(samples) == 2 and samples[1].buggy_lines == [] and samples[1].id == samples[0].id + ":fixed"
     s = samples[0]
     assert s.code == buggy and s.buggy_lines == [4, 5] and s.language == "python" and s.operator == "git-fix"
 
