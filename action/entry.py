@@ -520,7 +520,7 @@ def run(
     )
 
     if report.exceeds(cfg.fail_above):
-        message = f"max risk {report.summary.max_risk:.2f} is above fail-above {cfg.fail_above:.2f}"
+        message = report.gate_message(cfg.fail_above, "fail-above")
         print(annotation("error", message, title="PtTrust gate"), file=out)
         print(f"error: {message}", file=err)
         return 1

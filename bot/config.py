@@ -85,9 +85,9 @@ class ReviewConfig:
     bundle: str | None = None
     """Artifact bundle directory (SAE + probe) matching the model (None: the packaged default)."""
     top_latents: int = 5
-    """How many latents are reported behind each line's score."""
+    """At most this many reasons (latents that push the risk up and have a clear description) per line."""
     fail_above: float | None = None
-    """Exit 1 when any scored line's risk is above this (None: never fail)."""
+    """Exit 1 when a reported finding's risk is above this (None: never fail); lines under threshold never trip it."""
     templates: str | None = None
     """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
 

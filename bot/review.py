@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from bot.config import ReviewConfig
 from bot.context import GitAttributes, SourceReader, build_requests, skip_reason
 from bot.diff import FileChange, Hunk, apply_limits, parse_diff
-from bot.rank import Finding, rank
+from bot.rank import Finding, rank, reasons, scorer_latents, set_ranks
 from bot.select import AiRules, LineAuthorship, select_lines
 
 
@@ -86,6 +86,9 @@ class Summary:
     """Findings above the threshold before the caps."""
     over_file_cap: int = 0
     over_total_cap: int = 0
+    max_comments: int = 0
+    """The caps in force (0 = no limit)."""
+    max_comments_per_file: int = 0
     threshold: float = 0.5
     authored_by: str = "all"
     model: str | None = None
@@ -104,11 +107,30 @@ class Report:
     """Findings above the threshold left out by the caps: not shown, but still flagged (a comment an
     earlier push posted on one is not marked resolved)."""
 
-    def exceeds(self, fail_above: float | None) -> bool:
-        """True when any scored line's risk is above ``fail_above`` (the gate)."""
+    def gate_findings(self, fail_above: float | None) -> list[Finding]:
+        """The reported findings whose risk is above ``fail_above``: those shown, then those a cap
+        left out (listed in the summary). A line below the threshold is no finding and never trips
+        the gate, so the gate acts only on what the review reports."""
         if fail_above is None:
-            return False
-        return any(l.risk > fail_above for f in self.files for l in f.lines)
+            return []
+        return [f for f in self.findings + self.capped if f.risk > fail_above]
+
+    def exceeds(self, fail_above: float | None) -> bool:
+        """True when a reported finding's risk is above ``fail_above`` (the gate)."""
+        return bool(self.gate_findings(fail_above))
+
+    def gate_message(self, fail_above: float, option: str = "--fail-above") -> str:
+        """One line naming the findings that trip the gate, e.g. ``2 finding(s) above --fail-above
+        0.90: a.py:19 (93%), b.py:4-6 (91%)``."""
+        hits = self.gate_findings(fail_above)
+        names = ", ".join(f"{where(f)} ({100 * f.risk:.0f}%)" for f in hits[:10])
+        more = f" and {len(hits) - 10} more" if len(hits) > 10 else ""
+        return f"{len(hits)} finding(s) above {option} {fail_above:.2f}: {names}{more}"
+
+
+def where(f: Finding) -> str:
+    """``path:line`` or ``path:start-end``."""
+    return f"{f.path}:{f.start_line}" + (f"-{f.end_line}" if f.is_multiline else "")
 
 
 @dataclass
@@ -233,11 +255,14 @@ def review(
     if ctx.requests:
         if not hasattr(scorer, "score"):
             scorer = scorer()  # a factory: the model loads only once the input is known good
-        scores = scorer.score(ctx.requests, top_latents=cfg.top_latents)
+        scores = scorer.score(ctx.requests, top_latents=scorer_latents(cfg.top_latents))
     for fs in scores:
         if getattr(fs, "skipped", None):
             skip(fs.path, fs.skipped)
             continue
+        for line in fs.lines:
+            # Only latents that push the risk up and have a clear description are reasons.
+            line.latents = reasons(line.latents, cfg.top_latents)
         reports[fs.path].lines = sorted(fs.lines, key=lambda l: l.line)
 
     ranking = rank(
@@ -253,6 +278,12 @@ def review(
 
     files = list(reports.values())
     scored = [l for f in files for l in f.lines]
+    set_ranks(ranking.findings + ranking.dropped, scored)
+    if cfg.fail_above is not None and cfg.fail_above < cfg.threshold:
+        warnings.append(
+            f"fail_above {cfg.fail_above:.2f} is below threshold {cfg.threshold:.2f}: the gate trips only on "
+            f"findings, i.e. lines above {cfg.threshold:.2f}"
+        )
     summary = Summary(
         files_in_diff=len(parsed.files),
         files_scored=sum(1 for f in files if f.lines),
@@ -265,6 +296,8 @@ def review(
         candidates=ranking.candidates,
         over_file_cap=ranking.over_file_cap,
         over_total_cap=ranking.over_total_cap,
+        max_comments=cfg.max_comments,
+        max_comments_per_file=cfg.max_comments_per_file,
         threshold=cfg.threshold,
         authored_by=authored_by,
         model=model_name,

@@ -278,7 +278,7 @@ def test_dry_run_posts_nothing_and_annotates(server, tmp_path):
 def test_fail_above_exits_1_after_writing_outputs(server, tmp_path):
     code, out, err = _run(_env(server, tmp_path, "pull_request.opened.json", fail_above="0.9"))
     assert code == 1
-    assert err.strip().splitlines()[-1] == "error: max risk 0.97 is above fail-above 0.90"
+    assert err.strip().splitlines()[-1] == "error: 1 finding(s) above fail-above 0.90: app/util.py:12 (97%)"
     assert "::error title=PtTrust gate::" in out
     assert read_outputs(tmp_path / "output.txt")["max-risk"] == "0.9700"
     assert "**fails**" in (tmp_path / "summary.md").read_text()

@@ -104,3 +104,35 @@ def test_html_is_self_contained_and_escaped(report):
     assert "<script" not in html and "http" not in html.split("<body>")[1]
     assert "test-double keyword &lt;b&gt;" in html  # latent labels are escaped
     assert 'data-line="19"' in html
+
+
+def test_reasons_only_push_risk_up_and_have_a_description(report):
+    for f in report.files:
+        for line in f.lines:
+            assert all(x.contribution > 0 and x.label for x in line.latents), line
+    low = next(line for f in report.files for line in f.lines if line.risk == 0.1)
+    assert low.latents == []  # #7 argues against its risk (-0.4) and #42 has no description
+    comment = render_comment(make_environment(), report.findings[0], report)
+    assert "#42" not in comment and "contribution (log-odds of risk)" in comment
+    assert "**What to check:** test-double keyword &lt;b&gt;." in comment
+    assert "the riskiest of 13 added lines scored in this change" in comment
+    second = render_comment(make_environment(), report.findings[1], report)
+    assert "the 2nd riskiest of 13" in second or "the 3rd riskiest of 13" in second
+
+
+def test_summary_lists_what_the_caps_drop():
+    diff = (ROOT / "examples" / "example.diff").read_bytes()
+    capped = review(diff, working_tree_reader(ROOT), KeywordScorer(), ReviewConfig(threshold=0.5, max_comments=1))
+    assert [f.path for f in capped.capped] == ["examples/format.js"]
+    summary = render_summary(make_environment(), capped)
+    assert "1 more finding(s) above the threshold not commented" in summary
+    assert "- 62% `examples/format.js:9` (cut by max_comments)" in summary
+
+
+def test_gate_acts_on_reported_findings_only():
+    diff = (ROOT / "examples" / "example.diff").read_bytes()
+    # nothing is above threshold 0.95, so nothing is reported and a gate at 0.05 cannot trip
+    quiet = review(diff, working_tree_reader(ROOT), KeywordScorer(), ReviewConfig(threshold=0.95, fail_above=0.05))
+    assert quiet.findings == [] and not quiet.exceeds(0.05)
+    assert any("gate trips only on findings" in w for w in quiet.warnings)
+    assert render_check(make_environment(), quiet, 0.05).conclusion == "success"

@@ -54,6 +54,16 @@ def test_fail_above_gates_but_still_writes_out(scorer, tmp_path):
     assert run("--diff", DIFF, "--repo", str(ROOT), "--fail-above", "0.95", "-q").exit_code == 0
 
 
+def test_gate_trips_only_on_reported_findings_and_names_them(scorer):
+    # 93% is below --threshold 0.95: no finding is reported, so --fail-above 0.05 must pass
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--threshold", "0.95", "--fail-above", "0.05", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert "0 finding(s)" in res.stdout
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--fail-above", "0.9", "-q")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "error: 1 finding(s) above --fail-above 0.90: examples/pagination.py:18-19 (93%)"
+
+
 def test_stdin_config_and_flag_override(scorer, tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("threshold: 0.95\nmax_comments: 1\n")
@@ -126,7 +136,9 @@ def test_real_scorer_on_the_example(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["summary"]["lines_scored"] > 0
-    assert all(0.0 <= l["risk"] <= 1.0 and l["latents"] for f in data["files"] for l in f["lines"])
+    assert all(0.0 <= l["risk"] <= 1.0 for f in data["files"] for l in f["lines"])
+    # reasons only: latents that push the risk up and have a description
+    assert all(x["contribution"] > 0 and x["label"] for f in data["files"] for l in f["lines"] for x in l["latents"])
 
 
 def test_authored_by_ai_uses_git_blame(scorer, tmp_path):

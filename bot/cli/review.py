@@ -66,7 +66,7 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option("--fail-above", type=float, default=None, help="Exit 1 when any scored line's risk is above this.")
+@click.option("--fail-above", type=float, default=None, help="Exit 1 when a reported finding's risk is above this.")
 @click.option(
     "--config",
     "config_path",
@@ -165,7 +165,7 @@ def review(
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)
     if report.exceeds(cfg.fail_above):
-        click.echo(f"error: risk {report.summary.max_risk:.3f} is above --fail-above {cfg.fail_above}", err=True)
+        click.echo(f"error: {report.gate_message(cfg.fail_above)}", err=True)
         sys.exit(1)
 
 
