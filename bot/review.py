@@ -61,6 +61,9 @@ class FileReport:
     """The findings kept for this file (riskiest first)."""
     ai_rules: dict[int, str] = field(default_factory=dict)
     """line -> the AI rule that selected it."""
+    not_scored: dict[int, str] = field(default_factory=dict)
+    """Added line -> why it has no risk (not code: blank, comment or string text; not AI-written).
+    Every format shows these as "not scored", never as a number."""
     skipped: str | None = None
 
     @property
@@ -90,6 +93,8 @@ class Summary:
     """The caps in force (0 = no limit)."""
     max_comments_per_file: int = 0
     threshold: float = 0.5
+    fail_above: float | None = None
+    """The gate in force (None: none)."""
     authored_by: str = "all"
     model: str | None = None
     bundle: str | None = None
@@ -265,6 +270,24 @@ def review(
             line.latents = reasons(line.latents, cfg.top_latents)
         reports[fs.path].lines = sorted(fs.lines, key=lambda l: l.line)
 
+    not_code = "not code (blank, comment, string text or punctuation only)"
+    for request in ctx.requests:
+        fr = reports[request.path]
+        if fr.skipped:
+            continue
+        got = {l.line for l in fr.lines}
+        for n in request.target_lines or []:
+            if n not in got:
+                fr.not_scored[n] = not_code
+    for change in scorable:
+        fr = reports[change.path]
+        if fr.skipped:
+            continue
+        chosen = set(sel.lines.get(change.path, []))
+        for n in change.added_lines:
+            if n not in chosen:
+                fr.not_scored.setdefault(n, "not AI-written")
+
     ranking = rank(
         [fs for fs in scores if not getattr(fs, "skipped", None)],
         cfg.threshold,
@@ -299,6 +322,7 @@ def review(
         max_comments=cfg.max_comments,
         max_comments_per_file=cfg.max_comments_per_file,
         threshold=cfg.threshold,
+        fail_above=cfg.fail_above,
         authored_by=authored_by,
         model=model_name,
         bundle=bundle_name,
