@@ -87,6 +87,10 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     metavar="OWNER/REPO#N",
     help="Review a pull request instead of a local diff.",
 )
+@click.option("--staged", is_flag=True, help="Review the staged changes (git diff --cached; the pre-commit hook).")
+@click.option(
+    "--base", "base_ref", default=None, metavar="REF", help="Review HEAD's changes since REF (git diff REF...HEAD)."
+)
 @click.option("--dry-run", is_flag=True, help="With --github: render everything, post nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def review(
@@ -104,6 +108,8 @@ def review(
     config_path,
     templates,
     github_spec,
+    staged,
+    base_ref,
     dry_run,
     quiet,
 ):
@@ -115,6 +121,8 @@ def review(
       git diff main | pttrust review --diff - --format html --out report.html
       pttrust review --github OWNER/REPO#123 --dry-run
       pttrust review --diff my.diff --bundle bundle/ --fail-above 0.9
+      pttrust review --staged --fail-above 0.9      # what the pre-commit hook runs
+      pttrust review --base origin/main --format html --out report.html
 
     \b
     Exit status: 0 done, 1 --fail-above exceeded (or a failure), 2 usage error.
@@ -126,14 +134,15 @@ def review(
     from bot.review import local_source
     from bot.run import score_source
 
-    if (diff_path is None) == (github_spec is None):
-        raise UsageError("give exactly one of --diff PATH|- or --github OWNER/REPO#N")
+    given = [diff_path is not None, github_spec is not None, staged, base_ref is not None]
+    if sum(given) != 1:
+        raise UsageError("give exactly one of --diff PATH|-, --staged, --base REF or --github OWNER/REPO#N")
     if dry_run and github_spec is None:
         raise UsageError("--dry-run only applies to --github")
     for name, value in (("--threshold", threshold), ("--fail-above", fail_above)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise UsageError(f"{name} must be between 0 and 1, got {value}")
-    if diff_path is not None and not Path(repo).is_dir():
+    if github_spec is None and not Path(repo).is_dir():
         raise UsageError(f"--repo is not a directory: {repo}")
 
     cfg = load_config(_find_config(config_path, repo)).replace(
@@ -155,9 +164,17 @@ def review(
             raise UsageError("--github is not available in this installation") from None
         source, publisher = github.open_pull_request(github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out)
     else:
-        data = read_diff(diff_path)
         want_ai = (cfg.authored_by or "all") == "ai"
-        source = local_source(data, repo, name=diff_path, with_blame=want_ai)
+        if staged or base_ref is not None:
+            from bot.git_local import base_diff, revision_reader, staged_diff
+
+            data = staged_diff(repo) if staged else base_diff(repo, base_ref)
+            name = "staged changes" if staged else f"{base_ref}...HEAD"
+            source = local_source(data, repo, name=name, with_blame=want_ai)
+            source.read_file = revision_reader(repo, "" if staged else "HEAD")
+        else:
+            data = read_diff(diff_path)
+            source = local_source(data, repo, name=diff_path, with_blame=want_ai)
         publisher = LocalPublisher(fmt, env, out)
 
     report = score_source(source, cfg, device=device, progress=say)
