@@ -23,7 +23,7 @@ SCHEMA = ROOT / "docs" / "schemas" / "pttrust.schema.json"
 SCHEMA_ID = "https://pypi.org/project/pttrust/schemas/pttrust.schema.json"
 
 _RANGES = {"threshold": (0.0, 1.0), "fail_above": (0.0, 1.0)}
-_ENUMS = {"authored_by": ["all", "ai"]}
+_ENUMS = {"authored_by": ["all", "ai"], "filter_mode": ["added", "diff_context", "file"]}
 
 
 def field_docs() -> dict[str, str]:

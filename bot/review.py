@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.config import ReviewConfig
-from bot.context import GitAttributes, SourceReader, build_requests, skip_reason
+from bot.context import GitAttributes, SourceReader, build_requests, path_matches, skip_reason
 from bot.diff import FileChange, Hunk, apply_limits, parse_diff
 from bot.rank import Finding, rank, reasons, scorer_latents, set_ranks
 from bot.select import AiRules, LineAuthorship, select_lines
@@ -191,6 +191,33 @@ def review_source(
     )
 
 
+def _widen(selected: dict[str, list[int]], changes: list[FileChange], mode: str, read_file: SourceReader):
+    """filter_mode beyond ``added``: also score the hunks' context lines (``diff_context``) or every
+    line (``file``) of each file that has selected lines. Returns the reader to use afterwards
+    (``file`` reads each file once here, to count its lines, and serves that copy again)."""
+    cache: dict[str, bytes | None] = {}
+
+    def read(path: str) -> bytes | None:
+        if path not in cache:
+            cache[path] = read_file(path)
+        return cache[path]
+
+    for change in changes:
+        chosen = selected.get(change.path)
+        if not chosen:
+            continue  # with authored_by=ai, a file without AI-written lines stays out
+        lines = set(chosen)
+        if mode == "diff_context":
+            lines |= {n for h in change.hunks for kind, n, _ in h.lines if kind == " " and n is not None}
+        else:
+            data = read(change.path)
+            if data is not None:
+                n_lines = len(data.decode("utf-8", "replace").splitlines())
+                lines |= set(range(1, n_lines + 1))
+        selected[change.path] = sorted(lines)
+    return read if mode == "file" else read_file
+
+
 def _silent(_: str) -> None:
     pass
 
@@ -239,6 +266,8 @@ def review(
         if not change.added_lines:
             continue  # deletions and pure mode changes: nothing new to score, nothing to report
         reason = skip_reason(change.path, cfg.skip_paths, attributes)
+        if not reason and cfg.paths and not any(path_matches(change.path, p) for p in cfg.paths):
+            reason = f"outside paths ({', '.join(cfg.paths)})"
         if reason:
             skip(change.path, reason)
             continue
@@ -248,6 +277,8 @@ def review(
     sel = select_lines(scorable, authored_by, AiRules.from_config(cfg), authorship, pr_labels)
     for (path, line), rule in sel.rules.items():
         reports[path].ai_rules[line] = rule
+    if cfg.filter_mode != "added":
+        read_file = _widen(sel.lines, scorable, cfg.filter_mode, read_file)
 
     ctx = build_requests(scorable, sel.lines, read_file, cfg.max_file_bytes)
     warnings += ctx.warnings
