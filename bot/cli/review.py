@@ -85,7 +85,7 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     "github_spec",
     default=None,
     metavar="OWNER/REPO#N",
-    help="Review a pull request instead of a local diff.",
+    help="Review a pull request instead of a local diff (token: $GITHUB_TOKEN or $GH_TOKEN).",
 )
 @click.option("--staged", is_flag=True, help="Review the staged changes (git diff --cached; the pre-commit hook).")
 @click.option(
@@ -162,7 +162,13 @@ def review(
             from bot.publish import github
         except ImportError:
             raise UsageError("--github is not available in this installation") from None
-        source, publisher = github.open_pull_request(github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out)
+        import dataclasses
+
+        # A dry run only reads: on a public repository it needs no token (GITHUB_TOKEN or GH_TOKEN).
+        settings = dataclasses.replace(github.DEFAULT_SETTINGS, anonymous=dry_run)
+        source, publisher = github.open_pull_request(
+            github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out, settings=settings
+        )
     else:
         want_ai = (cfg.authored_by or "all") == "ai"
         if staged or base_ref is not None:

@@ -286,6 +286,9 @@ class GitHubServer:
     def _authenticate(self, request: Request) -> TokenInfo:
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
+        if not auth and request.method == "GET":
+            # Like GitHub: anyone may read a public repository (private ones answer 404 below).
+            return TokenInfo("", checks_write=False, anonymous=True)
         if not token:
             raise ApiError(401, "Requires authentication")
         info = self.state.tokens.get(token.strip())
@@ -299,7 +302,7 @@ class GitHubServer:
 
     def _dispatch(self, op: str, request: Request, args: dict, body, user: TokenInfo):
         repo = self.state.repo(args.pop("owner"), args.pop("repo"))
-        if repo is None:
+        if repo is None or (user.anonymous and repo.private):
             raise ApiError(404, "Not Found")
         ctx = _Ctx(self, request, repo, user)
         handler = getattr(ctx, "op_" + op.replace("/", "_").replace("-", "_"))
