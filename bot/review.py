@@ -124,6 +124,27 @@ class Report:
         """True when a reported finding's risk is above ``fail_above`` (the gate)."""
         return bool(self.gate_findings(fail_above))
 
+    def at_level(self, fail_level: str) -> list[Finding]:
+        """The reported findings at ``fail_level`` or worse (`bot.formats.level`): ``error`` = those
+        above fail_above (the gate), ``warning`` = every commented finding plus any capped one above
+        the gate, ``note`` = also every finding the caps left out, ``none`` = nothing."""
+        if fail_level == "none":
+            return []
+        if fail_level == "error":
+            return self.gate_findings(self.summary.fail_above)
+        if fail_level == "warning":
+            return list(self.findings) + [f for f in self.capped if f in self.gate_findings(self.summary.fail_above)]
+        return list(self.findings) + list(self.capped)
+
+    def level_message(self, fail_level: str, option: str = "--fail-above") -> str:
+        """One line naming the findings that fail the run at ``fail_level``."""
+        if fail_level == "error":
+            return self.gate_message(self.summary.fail_above, option)
+        hits = self.at_level(fail_level)
+        names = ", ".join(f"{where(f)} ({100 * f.risk:.0f}%)" for f in hits[:10])
+        more = f" and {len(hits) - 10} more" if len(hits) > 10 else ""
+        return f"{len(hits)} finding(s) at fail-level {fail_level}: {names}{more}"
+
     def gate_message(self, fail_above: float, option: str = "--fail-above") -> str:
         """One line naming the findings that trip the gate, e.g. ``2 finding(s) above --fail-above
         0.90: a.py:19 (93%), b.py:4-6 (91%)``."""

@@ -29,6 +29,11 @@ R = "/repos/<owner>/<repo>"
 # (werkzeug rule, description path template, {method: operationId})
 _ROUTES = [
     (R, "/repos/{owner}/{repo}", {"GET": "repos/get"}),
+    (
+        R + "/compare/<basehead>",
+        "/repos/{owner}/{repo}/compare/{basehead}",
+        {"GET": "repos/compare-commits-with-basehead"},
+    ),
     (R + "/pulls/<int:pull_number>", "/repos/{owner}/{repo}/pulls/{pull_number}", {"GET": "pulls/get"}),
     (
         R + "/pulls/<int:pull_number>/files",
@@ -477,6 +482,35 @@ class _Ctx:
     def op_pulls_get(self, body, pull_number):
         pull = self.pull(pull_number)
         return 200, completed("get", self.T + "/pulls/{pull_number}", 200, self.pull_json(pull))
+
+    def op_repos_compare_commits_with_basehead(self, body, basehead):
+        """``base...head`` by sha (what the Action's push and merge_group runs read)."""
+        from types import SimpleNamespace
+
+        base, sep, head = basehead.partition("...")
+        if not sep or base not in self.repo.commits or head not in self.repo.commits:
+            raise ApiError(404, "Not Found")
+        rng = SimpleNamespace(base_sha=base, head_sha=head)
+        files = []
+        for f in self.repo.pull_files(rng):
+            f = dict(f)
+            f["contents_url"] = f"{self.repo_url}/contents/{quote(f['filename'])}?ref={head}"
+            f["blob_url"] = f["raw_url"] = f["contents_url"]
+            f["changes"] = f["additions"] + f["deletions"]
+            files.append(f)
+        commits = [self.commit_json(c) for c in self.repo.pull_commits(rng)]
+        payload = {
+            "url": f"{self.repo_url}/compare/{basehead}",
+            "status": "ahead",
+            "ahead_by": len(commits),
+            "behind_by": 0,
+            "total_commits": len(commits),
+            "base_commit": self.commit_json(self.repo.commits[base]),
+            "merge_base_commit": self.commit_json(self.repo.commits[base]),
+            "commits": commits,
+            "files": files,
+        }
+        return 200, completed("get", self.T + "/compare/{basehead}", 200, payload)
 
     def op_pulls_list_files(self, body, pull_number):
         pull = self.pull(pull_number)
