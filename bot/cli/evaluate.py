@@ -46,6 +46,7 @@ def _load(bundle_dir: Path | None, model_name: str | None, device: str, quantize
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--bundle",
+    "-b",
     "bundle_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -99,6 +100,7 @@ def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, see
 @click.argument("target")
 @click.option(
     "--bundle",
+    "-b",
     "bundle_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -152,6 +154,7 @@ def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, 
 )
 @click.option(
     "--bundle",
+    "-b",
     "bundle_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,

@@ -48,9 +48,10 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     type=click.Path(file_okay=False),
     help="Working tree the diff applies to (new-side contents, git blame).",
 )
-@click.option("--model", default=None, help="Model registry name or path (default: the embedded model).")
+@click.option("--model", "-m", default=None, help="Model registry name or path (default: the embedded model).")
 @click.option(
     "--bundle",
+    "-b",
     default=None,
     type=click.Path(file_okay=False),
     help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].",
@@ -65,7 +66,7 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     help="Score all added lines or only AI-written ones (default: all for local diffs).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("--out", "-o", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--fail-above", type=float, default=None, help="Exit 1 when a reported finding's risk is above this.")
 @click.option(
     "--config",
