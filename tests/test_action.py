@@ -200,6 +200,11 @@ def test_opened_posts_one_review_and_writes_outputs_and_summary(server, tmp_path
     assert len(server.calls_to("pulls/create-review")) == 1
     repo = server.state.repo("octo", "demo")
     assert len(repo.issue_comments) == 1 and len(repo.check_runs) == 1
+    # the comment a reviewer reads: what to check, the risk, and its rank in the PR
+    (comment,) = repo.review_comments.values()
+    assert "**What to check:** test-double keyword &lt;b&gt;." in comment["body"]
+    assert "high risk (97%)" in comment["body"] and "the riskiest of " in comment["body"]
+    assert "contribution (log-odds of risk)" in comment["body"] and "#42" not in comment["body"]
     server.assert_no_violations()
 
 
