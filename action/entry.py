@@ -29,13 +29,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from action.event import REVIEW_ACTIONS, PullRequestEvent, load_event
+from action.event import REVIEW_ACTIONS, DispatchEvent, PullRequestEvent, RangeEvent, load_event
 from bot.run import ScorerFactory
 from risk_core.errors import PttrustError, UsageError
 
-FORMATS = ("json", "markdown", "sarif", "html", "text")
+FORMATS = ("json", "markdown", "sarif", "rdjson", "rdjsonl", "html", "text")
 """Report formats (bot.formats); the extension of report-path follows the format."""
-_EXTENSIONS = {"json": "json", "markdown": "md", "sarif": "sarif", "html": "html", "text": "txt"}
+_EXTENSIONS = {
+    "json": "json",
+    "markdown": "md",
+    "sarif": "sarif",
+    "rdjson": "rdjson",
+    "rdjsonl": "rdjsonl",
+    "html": "html",
+    "text": "txt",
+}
+FAIL_LEVELS = ("none", "error", "warning", "note")
+"""fail-level: the least severe finding that fails the step (see bot.review.Report.at_level)."""
 SUMMARY_LIMIT = 1_000_000
 """GitHub rejects a step summary over 1 MiB; stay under it with room for the truncation note."""
 MAX_ANNOTATIONS = 50
@@ -59,6 +69,11 @@ class Inputs:
     format: str
     upload_sarif: bool
     dry_run: bool
+    fail_level: str = "error"
+    filter_mode: str | None = None
+    paths: tuple[str, ...] = ()
+    check_name: str | None = None
+    pr_number: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Inputs:
@@ -98,6 +113,13 @@ class Inputs:
         if authored_by not in (None, "ai", "all"):
             raise UsageError(f"input authored-by must be 'ai' or 'all', got {authored_by!r}")
         token = raw("github-token") or env.get("GITHUB_TOKEN", "")
+        fail_level = raw("fail-level") or "error"
+        if fail_level not in FAIL_LEVELS:
+            raise UsageError(f"input fail-level must be one of {', '.join(FAIL_LEVELS)}, got {fail_level!r}")
+        filter_mode = raw("filter-mode") or None
+        if filter_mode not in (None, "added", "diff_context", "file"):
+            raise UsageError(f"input filter-mode must be added, diff_context or file, got {filter_mode!r}")
+        paths = tuple(p.strip() for p in raw("paths").replace(",", "\n").splitlines() if p.strip())
         return cls(
             token=token,
             model=raw("model") or None,
@@ -110,6 +132,11 @@ class Inputs:
             format=fmt,
             upload_sarif=flag("upload-sarif"),
             dry_run=flag("dry-run"),
+            fail_level=fail_level,
+            filter_mode=filter_mode,
+            paths=paths,
+            check_name=raw("check-name") or None,
+            pr_number=raw("pr-number"),
         )
 
 
@@ -196,6 +223,8 @@ class GitHubRun:
     """True when the review/comment/check run reached the PR."""
     forbidden: str | None = None
     """Why posting was refused (a 403: the token lacks pull-requests:write); None when it was not."""
+    review_url: str | None = None
+    """Where the posted review (or summary comment) is on the PR."""
 
 
 def _forbidden(err: BaseException) -> str | None:
@@ -262,7 +291,20 @@ def review_pull_request(
         if reason is None:
             raise
         return GitHubRun(report, posted=False, forbidden=reason)
-    return GitHubRun(report, posted=publish)
+    return GitHubRun(report, posted=publish, review_url=_review_url(publisher) if publish else None)
+
+
+def _review_url(publisher: Any) -> str | None:
+    """The posted review's URL (else the summary comment's, else the PR's)."""
+    pull, result = getattr(publisher, "pull", None), getattr(publisher, "result", None)
+    html = getattr(pull, "html_url", None)
+    if not html:
+        return None
+    if result is not None and result.review_id:
+        return f"{html}#pullrequestreview-{result.review_id}"
+    if result is not None and result.summary_comment_id:
+        return f"{html}#issuecomment-{result.summary_comment_id}"
+    return html
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,7 +322,7 @@ def summary_markdown(
     """The job summary: headline figures, the findings table and where the full report is."""
     s = report.summary
     risk = "n/a" if s.max_risk is None else f"{s.max_risk:.2f}"
-    lines = [f"## PtTrust review of #{event.number} ({event.head_sha[:7]})", ""]
+    lines = [f"## PtTrust review of {event.title}", ""]
     if note:
         lines += [f"> {note}", ""]
     gate = ""
@@ -429,7 +471,20 @@ def resolve_config(
         authored_by=inputs.authored_by,
         model=inputs.model,
         bundle=inputs.bundle,
+        filter_mode=inputs.filter_mode,
+        paths=list(inputs.paths) or None,
     )
+
+
+def resolve_dispatch(event: DispatchEvent, github_env: Mapping[str, str], settings: Any = None) -> PullRequestEvent:
+    """The PR a workflow_dispatch run names, read through the API."""
+    from action.event import pull_request_from_api
+    from bot.publish.github import connect, github_errors
+
+    gh = connect(settings, dict(github_env))
+    with github_errors(f"reading {event.full_name}#{event.number}"):
+        pull = gh.get_repo(event.full_name).get_pull(event.number)
+        return pull_request_from_api(event.owner, event.repo, pull.raw_data)
 
 
 def run(
@@ -445,13 +500,34 @@ def run(
     ``scorer_factory`` and ``github_settings`` (bot.publish.github.GitHubSettings: pacing, retries,
     check name) default to what ``pttrust review --github`` uses.
     """
-    event = load_event(env.get("GITHUB_EVENT_NAME", ""), env.get("GITHUB_EVENT_PATH"))
     inputs = Inputs.from_env(env)
-    if event.action not in REVIEW_ACTIONS:
+    event = load_event(env.get("GITHUB_EVENT_NAME", ""), env.get("GITHUB_EVENT_PATH"), inputs.pr_number)
+    if event is None:
+        print("::notice title=PtTrust::nothing to review: the push deleted its branch", file=out)
+        return 0
+    if event.action not in REVIEW_ACTIONS and not isinstance(event, RangeEvent):
         print(f"::notice title=PtTrust::nothing to review on a {event.event_name} '{event.action}' event", file=out)
         return 0
+    if inputs.check_name:
+        import dataclasses
+
+        from bot.publish.github import DEFAULT_SETTINGS
+
+        github_settings = dataclasses.replace(github_settings or DEFAULT_SETTINGS, check_name=inputs.check_name)
     github_env = _github_env(env, inputs)
+    if isinstance(event, DispatchEvent):
+        event = resolve_dispatch(event, github_env, github_settings)
     cfg = resolve_config(event, inputs, github_env, github_settings, out)
+    if getattr(event, "label", None) is not None and event.label not in cfg.ai_pr_labels:
+        # A label the AI rules do not look at cannot change which lines are scored, nor any score.
+        print(
+            f"::notice title=PtTrust::label {event.label!r} does not change the AI rules "
+            f"(ai_pr_labels: {', '.join(cfg.ai_pr_labels) or 'none'}): not re-scored",
+            file=out,
+        )
+        return 0
+    if isinstance(event, RangeEvent):
+        return _run_range(event, inputs, cfg, env, github_env, out, err, scorer_factory, github_settings)
 
     publish = not inputs.dry_run and not event.read_only_token
     note = None
@@ -499,32 +575,79 @@ def run(
     # The publisher writes the report file too; write it here as well so that it exists whatever
     # happened to posting (a 403 may have stopped the publisher before its local write).
     write_report(report, inputs.format, report_path, cfg.templates)
+    can_write = not (event.read_only_token or result.forbidden)
+    return _finish(
+        event, inputs, cfg, report, env, out, err, report_path, posted=result.posted, note=note,
+        can_write=can_write, review_url=result.review_url,
+    )  # fmt: skip
+
+
+def _finish(
+    event: Any,
+    inputs: Inputs,
+    cfg: Any,
+    report: Any,
+    env: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    report_path: Path,
+    *,
+    posted: bool,
+    note: str | None,
+    can_write: bool,
+    review_url: str | None,
+) -> int:
+    """Outputs, job summary and the gate: the same for a PR and for a pushed range."""
     outputs = {
+        "findings": str(len(report.findings)),
         "max-risk": "" if report.summary.max_risk is None else f"{report.summary.max_risk:.4f}",
         "flagged-lines": str(flagged_lines(report)),
         "report-path": str(report_path),
-        "can-write": "false" if event.read_only_token or result.forbidden else "true",
+        "review-url": review_url or "",
+        "can-write": "true" if can_write else "false",
         "sarif-path": "",
     }
     if inputs.upload_sarif:
-        sarif_path = out_dir / "report.sarif"
+        sarif_path = report_path.parent / "report.sarif"
         if inputs.format != "sarif":
             write_report(report, "sarif", sarif_path, cfg.templates)
         outputs["sarif-path"] = str(sarif_path)
     write_outputs(env.get("GITHUB_OUTPUT"), outputs, out)
     append_summary(
         env.get("GITHUB_STEP_SUMMARY"),
-        summary_markdown(
-            event, report, posted=result.posted, note=note, fail_above=cfg.fail_above, report_path=report_path
-        ),
+        summary_markdown(event, report, posted=posted, note=note, fail_above=cfg.fail_above, report_path=report_path),
     )
 
-    if report.exceeds(cfg.fail_above):
-        message = f"max risk {report.summary.max_risk:.2f} is above fail-above {cfg.fail_above:.2f}"
+    failing = report.at_level(inputs.fail_level)
+    if failing:
+        message = report.level_message(inputs.fail_level, "fail-above")
         print(annotation("error", message, title="PtTrust gate"), file=out)
         print(f"error: {message}", file=err)
         return 1
     return 0
+
+
+def _run_range(event, inputs, cfg, env, github_env, out, err, scorer_factory, settings) -> int:
+    """A push or merge group: score the range, report it (annotations, summary, outputs), gate."""
+    from bot.github_range import open_range
+    from bot.run import score_source
+
+    def say(message: str) -> None:
+        print(message, file=err, flush=True)
+
+    source = open_range(event.full_name, event.base_sha, event.head_sha, environ=dict(github_env), settings=settings)
+    device = env.get("PTTRUST_DEVICE", "").strip() or "auto"
+    report = score_source(source, cfg, device=device, scorer_factory=scorer_factory, progress=say)
+    for line in annotations(report):
+        print(line, file=out)
+    out_dir = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "pttrust"
+    report_path = out_dir / f"report.{_EXTENSIONS[inputs.format]}"
+    write_report(report, inputs.format, report_path, cfg.templates)
+    note = f"A {event.event_name} run: the range {event.base_sha[:7]}...{event.head_sha[:7]} is shown as annotations."
+    return _finish(
+        event, inputs, cfg, report, env, out, err, report_path, posted=False, note=note,
+        can_write=not inputs.dry_run, review_url=None,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -544,9 +667,13 @@ def model_info(env: Mapping[str, str], out: TextIO = sys.stdout, *, github_setti
 
     name = env.get("INPUT_MODEL", "").strip()
     if not name and env.get("GITHUB_EVENT_PATH"):
-        event = load_event(env.get("GITHUB_EVENT_NAME", ""), env.get("GITHUB_EVENT_PATH"))
         inputs = Inputs.from_env(env)
-        name = resolve_config(event, inputs, _github_env(env, inputs), github_settings, out).model or ""
+        event = load_event(env.get("GITHUB_EVENT_NAME", ""), env.get("GITHUB_EVENT_PATH"), inputs.pr_number)
+        if event is not None:
+            github_env = _github_env(env, inputs)
+            if isinstance(event, DispatchEvent):
+                event = resolve_dispatch(event, github_env, github_settings)
+            name = resolve_config(event, inputs, github_env, github_settings, out).model or ""
     name = name or models.DEFAULT_MODEL
     cache_dir = env.get("INPUT_CACHE_DIR", "").strip() or str(
         Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "pttrust-cache"

@@ -52,6 +52,9 @@ DEFAULT_SKIP_PATHS = [
 ]
 
 
+FILTER_MODES = ("added", "diff_context", "file")
+
+
 @dataclass
 class ReviewConfig:
     threshold: float = 0.5
@@ -78,6 +81,10 @@ class ReviewConfig:
     """Commit trailers whose mere presence marks a commit as AI-written."""
     ai_pr_labels: list[str] = field(default_factory=lambda: ["ai-generated"])
     """PR labels that mark every added line of the PR as AI-written."""
+    paths: list[str] = field(default_factory=list)
+    """Only files matching one of these globs are reviewed (gitattributes-style; empty = every file)."""
+    filter_mode: str = "added"
+    """Lines scored in a changed file: added | diff_context (also the hunks' context lines) | file (all)."""
     skip_paths: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP_PATHS))
     """Globs of generated/vendored paths that are never scored (.gitattributes is honoured too)."""
     model: str | None = None
@@ -85,9 +92,9 @@ class ReviewConfig:
     bundle: str | None = None
     """Artifact bundle directory (SAE + probe) matching the model (None: the packaged default)."""
     top_latents: int = 5
-    """How many latents are reported behind each line's score."""
+    """At most this many reasons (latents that push the risk up and have a clear description) per line."""
     fail_above: float | None = None
-    """Exit 1 when any scored line's risk is above this (None: never fail)."""
+    """Exit 1 when a reported finding's risk is above this (None: never fail); lines under threshold never trip it."""
     templates: str | None = None
     """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
 
@@ -123,6 +130,8 @@ class ReviewConfig:
         ):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.filter_mode not in FILTER_MODES:
+            raise bad("filter_mode", f"must be one of {', '.join(FILTER_MODES)}, got {self.filter_mode!r}")
         if self.authored_by not in (None, "all", "ai"):
             raise bad("authored_by", f"must be 'all' or 'ai', got {self.authored_by!r}")
 

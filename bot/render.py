@@ -6,7 +6,9 @@ name in its own directory (``--templates DIR`` or ``templates:`` in .pttrust.yml
 back to the packaged template for every name the team did not override.
 
 Templates get plain data: a `bot.rank.Finding`, a `bot.review.Report`, and the helpers below as
-filters (``risk_pct``, ``risk_level``, ``latent_label``).
+filters (``risk_pct``, ``risk_level``, ``latent_label``, ``rank_phrase``, ``contribution``,
+``ordinal``). The latents a finding carries are already its *reasons* (`bot.rank.reasons`): they push
+the risk up and have a clear description.
 """
 
 from __future__ import annotations
@@ -48,6 +50,34 @@ def latent_label(latent: Any) -> str:
     return f"#{latent.index} \u201c{label}\u201d" if label else f"#{latent.index}"
 
 
+def md_escape(text: str | None) -> str:
+    """Text for a markdown table cell or sentence: no raw HTML, no cell breaks."""
+    return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 22nd..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def rank_phrase(finding: Any) -> str:
+    """How a finding's risk compares with the rest of the review: ``riskiest of 212 added lines
+    scored``, ``3rd riskiest of 212 ...``; empty when the rank is unknown."""
+    rank, out_of = getattr(finding, "rank", 0), getattr(finding, "out_of", 0)
+    if not rank or not out_of:
+        return ""
+    lines = "added line scored" if out_of == 1 else "added lines scored"
+    if rank == 1:
+        return f"riskiest of {out_of} {lines}"
+    return f"{ordinal(rank)} riskiest of {out_of} {lines}"
+
+
+def contribution(latent: Any) -> str:
+    """A latent's contribution in its unit: log-odds of the probe (``+0.43 log-odds``)."""
+    return f"{latent.contribution:+.2f} log-odds"
+
+
 def make_environment(templates_dir: str | Path | None = None) -> jinja2.Environment:
     """A jinja2 environment that looks in ``templates_dir`` first, then in the packaged templates.
 
@@ -69,7 +99,15 @@ def make_environment(templates_dir: str | Path | None = None) -> jinja2.Environm
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(risk_pct=risk_pct, risk_level=risk_level, latent_label=latent_label)
+    env.filters.update(
+        risk_pct=risk_pct,
+        risk_level=risk_level,
+        latent_label=latent_label,
+        rank_phrase=rank_phrase,
+        contribution=contribution,
+        ordinal=ordinal,
+        md_escape=md_escape,
+    )
     return env
 
 

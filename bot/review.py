@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from bot.config import ReviewConfig
-from bot.context import GitAttributes, SourceReader, build_requests, skip_reason
+from bot.context import GitAttributes, SourceReader, build_requests, path_matches, skip_reason
 from bot.diff import FileChange, Hunk, apply_limits, parse_diff
-from bot.rank import Finding, rank
+from bot.rank import Finding, rank, reasons, scorer_latents, set_ranks
 from bot.select import AiRules, LineAuthorship, select_lines
 
 
@@ -62,6 +62,9 @@ class FileReport:
     """The findings kept for this file (riskiest first)."""
     ai_rules: dict[int, str] = field(default_factory=dict)
     """line -> the AI rule that selected it."""
+    not_scored: dict[int, str] = field(default_factory=dict)
+    """Added line -> why it has no risk (not code: blank, comment or string text; not AI-written).
+    Every format shows these as "not scored", never as a number."""
     skipped: str | None = None
 
     @property
@@ -87,7 +90,12 @@ class Summary:
     """Findings above the threshold before the caps."""
     over_file_cap: int = 0
     over_total_cap: int = 0
+    max_comments: int = 0
+    """The caps in force (0 = no limit)."""
+    max_comments_per_file: int = 0
     threshold: float = 0.5
+    fail_above: float | None = None
+    """The gate in force (None: none)."""
     authored_by: str = "all"
     model: str | None = None
     bundle: str | None = None
@@ -105,11 +113,51 @@ class Report:
     """Findings above the threshold left out by the caps: not shown, but still flagged (a comment an
     earlier push posted on one is not marked resolved)."""
 
-    def exceeds(self, fail_above: float | None) -> bool:
-        """True when any scored line's risk is above ``fail_above`` (the gate)."""
+    def gate_findings(self, fail_above: float | None) -> list[Finding]:
+        """The reported findings whose risk is above ``fail_above``: those shown, then those a cap
+        left out (listed in the summary). A line below the threshold is no finding and never trips
+        the gate, so the gate acts only on what the review reports."""
         if fail_above is None:
-            return False
-        return any(l.risk > fail_above for f in self.files for l in f.lines)
+            return []
+        return [f for f in self.findings + self.capped if f.risk > fail_above]
+
+    def exceeds(self, fail_above: float | None) -> bool:
+        """True when a reported finding's risk is above ``fail_above`` (the gate)."""
+        return bool(self.gate_findings(fail_above))
+
+    def at_level(self, fail_level: str) -> list[Finding]:
+        """The reported findings at ``fail_level`` or worse (`bot.formats.level`): ``error`` = those
+        above fail_above (the gate), ``warning`` = every commented finding plus any capped one above
+        the gate, ``note`` = also every finding the caps left out, ``none`` = nothing."""
+        if fail_level == "none":
+            return []
+        if fail_level == "error":
+            return self.gate_findings(self.summary.fail_above)
+        if fail_level == "warning":
+            return list(self.findings) + [f for f in self.capped if f in self.gate_findings(self.summary.fail_above)]
+        return list(self.findings) + list(self.capped)
+
+    def level_message(self, fail_level: str, option: str = "--fail-above") -> str:
+        """One line naming the findings that fail the run at ``fail_level``."""
+        if fail_level == "error":
+            return self.gate_message(self.summary.fail_above, option)
+        hits = self.at_level(fail_level)
+        names = ", ".join(f"{where(f)} ({100 * f.risk:.0f}%)" for f in hits[:10])
+        more = f" and {len(hits) - 10} more" if len(hits) > 10 else ""
+        return f"{len(hits)} finding(s) at fail-level {fail_level}: {names}{more}"
+
+    def gate_message(self, fail_above: float, option: str = "--fail-above") -> str:
+        """One line naming the findings that trip the gate, e.g. ``2 finding(s) above --fail-above
+        0.90: a.py:19 (93%), b.py:4-6 (91%)``."""
+        hits = self.gate_findings(fail_above)
+        names = ", ".join(f"{where(f)} ({100 * f.risk:.0f}%)" for f in hits[:10])
+        more = f" and {len(hits) - 10} more" if len(hits) > 10 else ""
+        return f"{len(hits)} finding(s) above {option} {fail_above:.2f}: {names}{more}"
+
+
+def where(f: Finding) -> str:
+    """``path:line`` or ``path:start-end``."""
+    return f"{f.path}:{f.start_line}" + (f"-{f.end_line}" if f.is_multiline else "")
 
 
 @dataclass
@@ -165,6 +213,33 @@ def review_source(
     )
 
 
+def _widen(selected: dict[str, list[int]], changes: list[FileChange], mode: str, read_file: SourceReader):
+    """filter_mode beyond ``added``: also score the hunks' context lines (``diff_context``) or every
+    line (``file``) of each file that has selected lines. Returns the reader to use afterwards
+    (``file`` reads each file once here, to count its lines, and serves that copy again)."""
+    cache: dict[str, bytes | None] = {}
+
+    def read(path: str) -> bytes | None:
+        if path not in cache:
+            cache[path] = read_file(path)
+        return cache[path]
+
+    for change in changes:
+        chosen = selected.get(change.path)
+        if not chosen:
+            continue  # with authored_by=ai, a file without AI-written lines stays out
+        lines = set(chosen)
+        if mode == "diff_context":
+            lines |= {n for h in change.hunks for kind, n, _ in h.lines if kind == " " and n is not None}
+        else:
+            data = read(change.path)
+            if data is not None:
+                n_lines = len(data.decode("utf-8", "replace").splitlines())
+                lines |= set(range(1, n_lines + 1))
+        selected[change.path] = sorted(lines)
+    return read if mode == "file" else read_file
+
+
 def _silent(_: str) -> None:
     pass
 
@@ -213,6 +288,8 @@ def review(
         if not change.added_lines:
             continue  # deletions and pure mode changes: nothing new to score, nothing to report
         reason = skip_reason(change.path, cfg.skip_paths, attributes)
+        if not reason and cfg.paths and not any(path_matches(change.path, p) for p in cfg.paths):
+            reason = f"outside paths ({', '.join(cfg.paths)})"
         if reason:
             skip(change.path, reason)
             continue
@@ -222,6 +299,8 @@ def review(
     sel = select_lines(scorable, authored_by, AiRules.from_config(cfg), authorship, pr_labels)
     for (path, line), rule in sel.rules.items():
         reports[path].ai_rules[line] = rule
+    if cfg.filter_mode != "added":
+        read_file = _widen(sel.lines, scorable, cfg.filter_mode, read_file)
 
     ctx = build_requests(scorable, sel.lines, read_file, cfg.max_file_bytes)
     warnings += ctx.warnings
@@ -234,12 +313,33 @@ def review(
     if ctx.requests:
         if not isinstance(scorer, RiskScorer):  # has no .score, like the hasattr check it replaces
             scorer = scorer()  # a factory: the model loads only once the input is known good
-        scores = scorer.score(ctx.requests, top_latents=cfg.top_latents)
+        scores = scorer.score(ctx.requests, top_latents=scorer_latents(cfg.top_latents))
     for fs in scores:
         if getattr(fs, "skipped", None):
             skip(fs.path, fs.skipped)
             continue
+        for line in fs.lines:
+            # Only latents that push the risk up and have a clear description are reasons.
+            line.latents = reasons(line.latents, cfg.top_latents)
         reports[fs.path].lines = sorted(fs.lines, key=lambda l: l.line)
+
+    not_code = "not code (blank, comment, string text or punctuation only)"
+    for request in ctx.requests:
+        fr = reports[request.path]
+        if fr.skipped:
+            continue
+        got = {l.line for l in fr.lines}
+        for n in request.target_lines or []:
+            if n not in got:
+                fr.not_scored[n] = not_code
+    for change in scorable:
+        fr = reports[change.path]
+        if fr.skipped:
+            continue
+        chosen = set(sel.lines.get(change.path, []))
+        for n in change.added_lines:
+            if n not in chosen:
+                fr.not_scored.setdefault(n, "not AI-written")
 
     ranking = rank(
         [fs for fs in scores if not getattr(fs, "skipped", None)],
@@ -254,6 +354,12 @@ def review(
 
     files = list(reports.values())
     scored = [l for f in files for l in f.lines]
+    set_ranks(ranking.findings + ranking.dropped, scored)
+    if cfg.fail_above is not None and cfg.fail_above < cfg.threshold:
+        warnings.append(
+            f"fail_above {cfg.fail_above:.2f} is below threshold {cfg.threshold:.2f}: the gate trips only on "
+            f"findings, i.e. lines above {cfg.threshold:.2f}"
+        )
     summary = Summary(
         files_in_diff=len(parsed.files),
         files_scored=sum(1 for f in files if f.lines),
@@ -266,7 +372,10 @@ def review(
         candidates=ranking.candidates,
         over_file_cap=ranking.over_file_cap,
         over_total_cap=ranking.over_total_cap,
+        max_comments=cfg.max_comments,
+        max_comments_per_file=cfg.max_comments_per_file,
         threshold=cfg.threshold,
+        fail_above=cfg.fail_above,
         authored_by=authored_by,
         model=model_name,
         bundle=bundle_name,

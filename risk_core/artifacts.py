@@ -6,7 +6,7 @@ bundle/
   sae/                   SparseCoder (cfg.json + sae.safetensors)
   probe/                 RiskProbe or ContextProbe on SAE line features (cfg.json + probe.safetensors)
   raw_probe/             optional: the same probe on raw pooled states (an evaluation baseline)
-  latents.json           optional: {latent index: {"label", "examples"}}
+  latents.json           optional: {latent index: {"label", "clarity", "terms", "examples"}, "_method": {...}}
   metrics.json           training/validation metrics, data sha256, seed
 ```
 """
@@ -143,7 +143,13 @@ class Bundle:
             raise UsageError(f"bundle reads layer {c.layer} but {loaded.name} has {loaded.num_layers} layers")
 
     def latent_label(self, index: int) -> str | None:
+        """The latent's description, only where `risk_core.evaluate.label_latents` found it clear.
+
+        Entries written before descriptions were learned (no ``clarity``: bags of top tokens such
+        as ``= / if / ' '``) are not descriptions and give None, so they are never shown."""
         if not self.latents:
             return None
         entry = self.latents.get(str(index))
-        return entry.get("label") if isinstance(entry, dict) else entry
+        if not isinstance(entry, dict) or "clarity" not in entry:
+            return None
+        return entry.get("label") or None

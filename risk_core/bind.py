@@ -210,7 +210,13 @@ def bind(
         lab_enc = EncodeConfig(**{**asdict(enc_cfg), "surprise": False})
         pick = [samples[i] for i in train_ids[: cfg.label_files]]
         bundle.latents = label_latents(
-            loaded, bundle, [s.code for s in pick], [s.language for s in pick], lab_enc, n_latents=cfg.label_latents
+            loaded,
+            bundle,
+            [s.code for s in pick],
+            [s.language for s in pick],
+            lab_enc,
+            n_latents=cfg.label_latents,
+            buggy_lines=[s.buggy_lines for s in pick],
         )
     return bundle
 

@@ -195,9 +195,16 @@ def test_opened_posts_one_review_and_writes_outputs_and_summary(server, tmp_path
     assert "PtTrust review of #42 (9f1c3a7)" in summary and "Max risk 0.97" in summary
     assert "`app/util.py`:12" in summary and "Posted to the PR: yes" in summary
     assert "::warning" not in out  # posted as a review: no duplicate annotations
+    assert outputs["findings"] == "1"
+    assert re.fullmatch(r"https://\S+#pullrequestreview-\d+", outputs["review-url"])
     assert len(server.calls_to("pulls/create-review")) == 1
     repo = server.state.repo("octo", "demo")
     assert len(repo.issue_comments) == 1 and len(repo.check_runs) == 1
+    # the comment a reviewer reads: what to check, the risk, and its rank in the PR
+    (comment,) = repo.review_comments.values()
+    assert "**What to check:** test-double keyword &lt;b&gt;." in comment["body"]
+    assert "high risk (97%)" in comment["body"] and "the riskiest of " in comment["body"]
+    assert "contribution (log-odds of risk)" in comment["body"] and "#42" not in comment["body"]
     server.assert_no_violations()
 
 
@@ -278,7 +285,7 @@ def test_dry_run_posts_nothing_and_annotates(server, tmp_path):
 def test_fail_above_exits_1_after_writing_outputs(server, tmp_path):
     code, out, err = _run(_env(server, tmp_path, "pull_request.opened.json", fail_above="0.9"))
     assert code == 1
-    assert err.strip().splitlines()[-1] == "error: max risk 0.97 is above fail-above 0.90"
+    assert err.strip().splitlines()[-1] == "error: 1 finding(s) above fail-above 0.90: app/util.py:12 (97%)"
     assert "::error title=PtTrust gate::" in out
     assert read_outputs(tmp_path / "output.txt")["max-risk"] == "0.9700"
     assert "**fails**" in (tmp_path / "summary.md").read_text()
@@ -307,14 +314,17 @@ def test_sarif_output_when_upload_requested(server, tmp_path):
 # Usage errors and the command line
 
 
-def test_non_pr_event_is_a_usage_error(tmp_path, capsys):
+def test_unsupported_event_and_bad_push_payload_are_usage_errors(tmp_path, capsys):
     payload = tmp_path / "push.json"
     payload.write_text(json.dumps({"ref": "refs/heads/main", "after": H1}))
-    code = entry.main([], {"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(payload)})
+    code = entry.main([], {"GITHUB_EVENT_NAME": "issues", "GITHUB_EVENT_PATH": str(payload)})
     assert code == 2
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("error: the pttrust action reviews")
     assert "Traceback" not in captured.err + captured.out
+    payload.write_text(json.dumps({"ref": "refs/heads/main", "after": H1, "repository": {"full_name": "octo/demo"}}))
+    assert entry.main([], {"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(payload)}) == 2
+    assert "the push payload lacks before or after" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -479,3 +489,95 @@ def test_model_info_for_a_local_directory_and_an_unknown_name(tmp_path, capsys):
     assert read_outputs(out_file)["cacheable"] == "false"
     assert entry.main(["model-info"], {"INPUT_MODEL": "no-such-model"}) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Events beyond pull_request, inputs for every pipeline
+
+
+def _payload(tmp_path, name, data):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _env_for(server, tmp_path, event_name, payload_path, **inputs):
+    env = _env(server, tmp_path, "pull_request.opened.json", event_name=event_name, **inputs)
+    env["GITHUB_EVENT_PATH"] = str(payload_path)
+    return env
+
+
+REPOSITORY = {"full_name": "octo/demo", "default_branch": "main"}
+
+
+def test_push_reviews_the_pushed_range_without_posting(server, tmp_path):
+    path = _payload(tmp_path, "push", {"ref": "refs/heads/main", "before": BASE, "after": H1, "repository": REPOSITORY})
+    code, out, err = _run(_env_for(server, tmp_path, "push", path, authored_by="all"))
+    assert code == 0, err
+    assert "::warning file=app/util.py,line=12," in out
+    outputs = read_outputs(tmp_path / "output.txt")
+    assert outputs["findings"] == "1" and outputs["review-url"] == ""
+    assert "PtTrust review of push 6dcb09b...9f1c3a7" in (tmp_path / "summary.md").read_text()
+    assert _writes(server) == [] and server.calls_to("repos/compare-commits-with-basehead")
+    deleted = _payload(
+        tmp_path, "deleted", {"before": H1, "after": "0" * 40, "deleted": True, "repository": REPOSITORY}
+    )
+    code, out, _ = _run(_env_for(server, tmp_path, "push", deleted))
+    assert code == 0 and "nothing to review" in out
+    server.assert_no_violations()
+
+
+def test_merge_group_gates_the_queued_range(server, tmp_path):
+    group = {"base_sha": BASE, "head_sha": H1, "head_ref": "refs/heads/gh-readonly-queue/main/pr-42-" + H1}
+    path = _payload(
+        tmp_path, "merge_group", {"action": "checks_requested", "merge_group": group, "repository": REPOSITORY}
+    )
+    code, out, err = _run(_env_for(server, tmp_path, "merge_group", path, fail_above="0.9"))
+    assert code == 1
+    assert err.strip().splitlines()[-1] == "error: 1 finding(s) above fail-above 0.90: app/util.py:12 (97%)"
+    assert _writes(server) == []
+
+
+def test_workflow_dispatch_reviews_the_named_pr(server, tmp_path):
+    path = _payload(tmp_path, "dispatch", {"inputs": {"pr": "42"}, "ref": "refs/heads/main", "repository": REPOSITORY})
+    code, _, err = _run(_env_for(server, tmp_path, "workflow_dispatch", path))
+    assert code == 0, err
+    assert len(server.calls_to("pulls/create-review")) == 1
+    assert "#pullrequestreview-" in read_outputs(tmp_path / "output.txt")["review-url"]
+    bare = _payload(tmp_path, "bare", {"inputs": {}, "repository": REPOSITORY})
+    with pytest.raises(UsageError, match="set the action's pr-number input"):
+        _run(_env_for(server, tmp_path, "workflow_dispatch", bare))
+    assert _run(_env_for(server, tmp_path, "workflow_dispatch", bare, pr_number="42"))[0] == 0
+
+
+def test_a_label_outside_the_ai_rules_does_not_rescore(server, tmp_path):
+    payload = json.loads((EVENTS / "pull_request.opened.json").read_text())
+    payload["action"], payload["label"] = "labeled", {"name": "documentation"}
+    path = _payload(tmp_path, "labeled", payload)
+    code, out, _ = _run(_env_for(server, tmp_path, "pull_request", path))
+    assert code == 0 and "label 'documentation' does not change the AI rules" in out
+    assert not server.calls_to("pulls/get") and _writes(server) == []
+    payload["label"] = {"name": "ai-generated"}  # the AI rules' label: every added line is AI-written now
+    code, _, err = _run(_env_for(server, tmp_path, "pull_request", _payload(tmp_path, "ai", payload)))
+    assert code == 0, err
+    assert len(server.calls_to("pulls/create-review")) == 1
+
+
+def test_check_name_fail_level_and_paths_inputs(server, tmp_path):
+    code, _, err = _run(_env(server, tmp_path, "pull_request.opened.json", check_name="PtTrust (api)"))
+    assert code == 0, err
+    repo = server.state.repo("octo", "demo")
+    assert [r["name"] for r in repo.check_runs.values()] == ["PtTrust (api)"]
+    # fail-level warning: any reported finding fails the step, with no fail-above at all
+    code, _, err = _run(_env(server, tmp_path, "pull_request.opened.json", fail_level="warning", dry_run="true"))
+    assert code == 1 and "1 finding(s) at fail-level warning: app/util.py:12 (97%)" in err
+    # fail-level none: report, never fail
+    code, _, _ = _run(_env(server, tmp_path, "pull_request.opened.json", fail_level="none", fail_above="0.5"))
+    assert code == 0
+    # paths: only matching files are reviewed
+    code, _, _ = _run(_env(server, tmp_path, "pull_request.opened.json", paths="docs/**\nweb/**", dry_run="true"))
+    report = json.loads(Path(read_outputs(tmp_path / "output.txt")["report-path"]).read_text())
+    assert code == 0 and report["findings"] == []
+    assert report["skipped"] == [{"path": "app/util.py", "reason": "outside paths (docs/**, web/**)"}]
+    with pytest.raises(UsageError, match="input fail-level must be one of"):
+        _run(_env(server, tmp_path, "pull_request.opened.json", fail_level="fatal"))

@@ -142,7 +142,9 @@ def _action() -> dict:
 def test_composite_structure():
     action = _action()
     assert action["runs"]["using"] == "composite"
-    assert {"max-risk", "flagged-lines", "report-path"} <= set(action["outputs"])
+    assert {"findings", "max-risk", "flagged-lines", "report-path", "sarif-path", "review-url"} <= set(
+        action["outputs"]
+    )
     assert {
         "github-token",
         "model",
@@ -154,6 +156,11 @@ def test_composite_structure():
         "format",
         "upload-sarif",
         "dry-run",
+        "filter-mode",
+        "fail-level",
+        "check-name",
+        "paths",
+        "pr-number",
     } <= set(action["inputs"])
     ids = {s.get("id") for s in action["runs"]["steps"]}
     for name, spec in action["outputs"].items():
@@ -163,7 +170,26 @@ def test_composite_structure():
         if "run" in step:
             assert step.get("shell"), f"composite run step {step.get('name')} needs a shell"
         else:
-            assert re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+", step["uses"]), step["uses"]
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+
+
+def test_third_party_actions_are_pinned_by_full_sha_with_the_version_beside():
+    """Tags move; a full commit sha does not. The version rides along in a comment for humans (and
+    for Dependabot, which updates both)."""
+    for path in [ACTION, *EXAMPLES]:
+        for line in path.read_text().splitlines():
+            m = re.match(r"\s*(?:-\s*)?uses:\s*(\S+)(.*)", line)
+            if not m or m.group(1).startswith(("./", PUBLISHED_AS.split("@")[0])):
+                continue
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", m.group(1)), f"{path.name}: {line.strip()}"
+            assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", m.group(2)), f"{path.name}: version comment: {line.strip()}"
+
+
+def test_installs_into_a_venv_under_the_runner_temp():
+    steps = _action()["runs"]["steps"]
+    torch = next(s for s in steps if s.get("id") == "torch")
+    assert '-m venv --system-site-packages "$VENV"' in torch["run"] and 'VENV="$RUNNER_TEMP/' in torch["run"]
+    assert 'echo "python=$PY"' in torch["run"] and 'PY="$VENV/bin/python"' in torch["run"]
 
 
 def test_every_input_is_used_and_every_used_input_declared():

@@ -127,7 +127,9 @@ def test_bundle_layout_and_metrics(workdir):
     assert m["learning_curve"] and m["learning_curve"][0]["lines"] >= 100
     assert {"pttrust", "raw-probe"} <= set(m["val"])
     lat = json.loads((b / "latents.json").read_text())
-    assert lat and all({"label", "examples"} <= set(v) for v in lat.values())
+    assert lat["_method"]["name"] == "overrepresentation-v1"
+    entries = {k: v for k, v in lat.items() if not k.startswith("_")}
+    assert entries and all({"label", "clarity", "terms", "examples", "buggy_share"} <= set(v) for v in entries.values())
 
 
 def test_eval_json_shape_all_methods_and_cross_language(workdir, tiny_model_dir):
@@ -294,3 +296,42 @@ def test_sweep_layers_reports_every_layer_from_one_pass(workdir, tiny_model_dir)
     assert report["best_layer"] in (1, 2, 4)
     assert all(0 <= m["auroc"] <= 1 and m["n"] > 0 for m in report["layers"].values())
     assert f"best layer: {report['best_layer']}" in r.output
+
+
+def test_label_latents_relabels_a_bundle(workdir, tiny_model_dir, tmp_path):
+    out = tmp_path / "latents.json"
+    args = ["label-latents", "--data", str(workdir / "py.jsonl"), "--bundle", str(workdir / "bundle")]
+    args += ["--model", str(tiny_model_dir), "--latents", "3", "--max-files", "6", "--device", "cpu"]
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "latent(s) described ->" in r.stderr
+    lat = json.loads(out.read_text())
+    method = lat.pop("_method")
+    assert method["name"] == "overrepresentation-v1" and method["min_clarity"] == 0.5
+    assert len(method["data"][0]["sha256"]) == 64 and method["tokens"] > 0
+    assert 1 <= len(lat) <= 3
+    for entry in lat.values():
+        assert entry["label"] is None or entry["clarity"] >= 0.5
+    # the same data, the same descriptions
+    again = tmp_path / "again.json"
+    assert CliRunner().invoke(main, [*args, "--out", str(again)]).exit_code == 0
+    assert json.loads(again.read_text()) == {**lat, "_method": method}
+    r = CliRunner().invoke(main, [*args[:-2], "--min-clarity", "2"])
+    assert r.exit_code == 2 and "--min-clarity must be between 0 and 1" in r.stderr
+
+
+def test_eval_and_explain_default_to_the_shipped_bundle(tmp_path, monkeypatch):
+    import bot.cli.evaluate as ev
+
+    seen = {}
+
+    def fake_load(bundle_dir, model_name, device, quantize):
+        seen["bundle"] = ev._bundle_dir(bundle_dir, model_name)
+        raise UsageError("stop here")
+
+    monkeypatch.setattr(ev, "_load", fake_load)
+    code = tmp_path / "a.py"
+    code.write_text("x = 1\n")
+    r = CliRunner().invoke(main, ["explain", f"{code}:1"])
+    assert r.exit_code == 2 and "stop here" in r.stderr
+    assert seen["bundle"].name == "qwen2.5-coder-0.5b" and (seen["bundle"] / "cfg.json").is_file()

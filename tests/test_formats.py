@@ -104,3 +104,105 @@ def test_html_is_self_contained_and_escaped(report):
     assert "<script" not in html and "http" not in html.split("<body>")[1]
     assert "test-double keyword &lt;b&gt;" in html  # latent labels are escaped
     assert 'data-line="19"' in html
+
+
+def test_reasons_only_push_risk_up_and_have_a_description(report):
+    for f in report.files:
+        for line in f.lines:
+            assert all(x.contribution > 0 and x.label for x in line.latents), line
+    low = next(line for f in report.files for line in f.lines if line.risk == 0.1)
+    assert low.latents == []  # #7 argues against its risk (-0.4) and #42 has no description
+    comment = render_comment(make_environment(), report.findings[0], report)
+    assert "#42" not in comment and "contribution (log-odds of risk)" in comment
+    assert "**What to check:** test-double keyword &lt;b&gt;." in comment
+    assert "the riskiest of 13 added lines scored in this change" in comment
+    second = render_comment(make_environment(), report.findings[1], report)
+    assert "the 2nd riskiest of 13" in second or "the 3rd riskiest of 13" in second
+
+
+def test_summary_lists_what_the_caps_drop():
+    diff = (ROOT / "examples" / "example.diff").read_bytes()
+    capped = review(diff, working_tree_reader(ROOT), KeywordScorer(), ReviewConfig(threshold=0.5, max_comments=1))
+    assert [f.path for f in capped.capped] == ["examples/format.js"]
+    summary = render_summary(make_environment(), capped)
+    assert "1 more finding(s) above the threshold not commented" in summary
+    assert "- 62% `examples/format.js:9` (cut by max_comments)" in summary
+
+
+def test_gate_acts_on_reported_findings_only():
+    diff = (ROOT / "examples" / "example.diff").read_bytes()
+    # nothing is above threshold 0.95, so nothing is reported and a gate at 0.05 cannot trip
+    quiet = review(diff, working_tree_reader(ROOT), KeywordScorer(), ReviewConfig(threshold=0.95, fail_above=0.05))
+    assert quiet.findings == [] and not quiet.exceeds(0.05)
+    assert any("gate trips only on findings" in w for w in quiet.warnings)
+    assert render_check(make_environment(), quiet, 0.05).conclusion == "success"
+
+
+DOCS_SCHEMAS = ROOT / "docs" / "schemas"
+
+
+def _gated():
+    diff = (ROOT / "examples" / "example.diff").read_bytes()
+    cfg = ReviewConfig(threshold=0.5, max_comments=1, fail_above=0.9)
+    return review(diff, working_tree_reader(ROOT), KeywordScorer(candidates=True), cfg)
+
+
+def test_rdjson_and_rdjsonl_validate_against_the_reviewdog_schema():
+    schema = json.loads((DOCS_SCHEMAS / "rdjson.schema.json").read_text())
+    report = _gated()
+    rd = json.loads(format_report(report, "rdjson", make_environment()))
+    jsonschema.Draft7Validator(schema).validate(rd)
+    diags = rd["diagnostics"]
+    assert [(d["location"]["path"], d["severity"]) for d in diags] == [
+        ("examples/pagination.py", "ERROR"),  # 93% trips fail-above 0.9
+        ("examples/format.js", "INFO"),  # left out by max_comments=1: listed, not commented
+    ]
+    assert diags[0]["location"]["range"]["start"] == {"line": 18, "column": 1}
+    assert "riskiest of 12 added lines scored" in diags[0]["message"] and rd["severity"] == "ERROR"
+    one = {"$ref": "#/definitions/Diagnostic", "definitions": schema["definitions"]}
+    lines = format_report(report, "rdjsonl", make_environment()).splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        jsonschema.Draft7Validator(one).validate(json.loads(line))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate({"diagnostics": [{"message": "x", "location": {"line": 1}}]})
+
+
+def test_json_has_a_version_and_validates_against_the_published_schema(report):
+    schema = json.loads((DOCS_SCHEMAS / "report.schema.json").read_text())
+    for r in (report, _gated()):
+        data = json.loads(format_report(r, "json", make_environment()))
+        jsonschema.Draft7Validator(schema).validate(data)
+        assert data["version"] == 2
+
+
+def test_sarif_fingerprints_are_unique_and_levels_follow_threshold_and_gate(tmp_path):
+    (tmp_path / "a.py").write_text("x = page * per_page\ny = 1\nx = page * per_page\n")
+    diff = "--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,3 @@\n+x = page * per_page\n+y = 1\n+x = page * per_page\n"
+    cfg = ReviewConfig(threshold=0.5, merge_gap=1, fail_above=0.95)
+    r = review(diff, working_tree_reader(tmp_path), KeywordScorer(), cfg)
+    sarif = json.loads(format_report(r, "sarif", make_environment()))
+    jsonschema.Draft4Validator(SCHEMA).validate(sarif)
+    results = sarif["runs"][0]["results"]
+    fps = [res["partialFingerprints"]["pttrustCodeHash/v2"] for res in results]
+    assert len(results) == 2 and len(set(fps)) == 2  # identical code, two findings, two alerts
+    assert {res["level"] for res in results} == {"warning"}  # above threshold, below the gate
+    gated = json.loads(format_report(_gated(), "sarif", make_environment()))["runs"][0]["results"]
+    assert [res["level"] for res in gated] == ["error", "note"]
+
+
+def test_lines_that_are_not_candidates_are_not_scored_in_every_format():
+    report = _gated()
+    pag = next(f for f in report.files if f.path == "examples/pagination.py")
+    assert 26 not in pag.risk_by_line() and "not code" in pag.not_scored[26]  # the closing `)`
+    env = make_environment()
+    data = json.loads(format_report(report, "json", env))
+    jpag = next(f for f in data["files"] if f["path"] == "examples/pagination.py")
+    assert {"line": 26, "status": "not scored", "reason": pag.not_scored[26]} in jpag["not_scored"]
+    assert 26 not in [line["line"] for line in jpag["lines"]]
+    text = format_report(report, "text", env, width=140)
+    assert any(row.split()[:3] == ["26", "not", "scored"] for row in text.splitlines())
+    html = format_report(report, "html", env)
+    row = html[html.index('id="f1-L26"') :].split("</tr>")[0]
+    assert "unscored" in html[html.rindex("<tr", 0, html.index('id="f1-L26"')) :].split(">")[0]
+    assert "not scored" in row and "%" not in row

@@ -88,3 +88,25 @@ def test_cli_github_capped_finding_keeps_its_comment_until_fixed(wired):
     assert len(comments) == 2 and not any("pttrust:resolved" in c["body"] for c in comments.values())
     comments = push_and_review("    start = page * per_page\n    return items[start:]\n")
     assert [c["id"] for c in comments.values() if "pttrust:resolved" in c["body"]] == [first["id"]]
+
+
+def test_dry_run_on_a_public_repository_needs_no_token(wired, monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+    res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "--dry-run", "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "p.py:2" in res.stdout and not wired.reviews
+    # posting needs a token, and a private repository is not readable without one
+    res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q"])
+    assert res.exit_code == 2 and "GITHUB_TOKEN is not set" in res.stderr
+    wired.private = True
+    res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "--dry-run", "-q"])
+    assert res.exit_code != 0 and res.stderr.startswith("error:") and "Traceback" not in res.output
+
+
+def test_gh_token_is_read_like_github_token(wired, github_server, monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.setenv("GH_TOKEN", github_server.token)
+    res = CliRunner().invoke(main, ["review", "--github", "octo/demo#1", "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert len(wired.reviews) == 1

@@ -26,7 +26,27 @@ def test_caps_per_file_and_total_are_counted():
     scores = [fs("a.py", {1: 0.9, 3: 0.8, 5: 0.7}), fs("b.py", {1: 0.95, 3: 0.6})]
     r = rank(scores, threshold=0.5, max_comments=2, max_comments_per_file=2)
     assert [(f.path, f.start_line) for f in r.findings] == [("b.py", 1), ("a.py", 1)]
-    assert r.candidates == 5 and r.over_file_cap == 1 and r.over_total_cap == 2
+    assert r.candidates == 5 and r.over_file_cap == 0 and r.over_total_cap == 3
+    assert [(f.path, f.start_line, f.dropped_by) for f in r.dropped] == [
+        ("a.py", 3, "max_comments"),
+        ("a.py", 5, "max_comments"),
+        ("b.py", 3, "max_comments"),
+    ]
+
+
+def test_caps_never_hide_a_finding_riskier_than_one_shown():
+    # a.py's third finding (0.7) is riskier than b.py's only one (0.6): the per-file cap of 2 must not
+    # leave 0.7 out while 0.6 is shown. The cut is a prefix of the ranking.
+    scores = [fs("a.py", {1: 0.9, 3: 0.8, 5: 0.7}), fs("b.py", {1: 0.6})]
+    r = rank(scores, threshold=0.5, max_comments_per_file=2)
+    shown = min(f.risk for f in r.findings)
+    assert all(d.risk <= shown for d in r.dropped)
+    assert [(f.path, f.start_line) for f in r.findings] == [("a.py", 1), ("a.py", 3)]
+    assert [(f.path, f.start_line, f.dropped_by) for f in r.dropped] == [
+        ("a.py", 5, "max_comments_per_file"),
+        ("b.py", 1, "max_comments_per_file"),
+    ]
+    assert r.over_file_cap == 2 and r.candidates == 4
 
 
 def test_threshold_is_strict():

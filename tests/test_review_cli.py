@@ -54,6 +54,16 @@ def test_fail_above_gates_but_still_writes_out(scorer, tmp_path):
     assert run("--diff", DIFF, "--repo", str(ROOT), "--fail-above", "0.95", "-q").exit_code == 0
 
 
+def test_gate_trips_only_on_reported_findings_and_names_them(scorer):
+    # 93% is below --threshold 0.95: no finding is reported, so --fail-above 0.05 must pass
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--threshold", "0.95", "--fail-above", "0.05", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert "0 finding(s)" in res.stdout
+    res = run("--diff", DIFF, "--repo", str(ROOT), "--fail-above", "0.9", "-q")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "error: 1 finding(s) above --fail-above 0.90: examples/pagination.py:18-19 (93%)"
+
+
 def test_stdin_config_and_flag_override(scorer, tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("threshold: 0.95\nmax_comments: 1\n")
@@ -126,7 +136,9 @@ def test_real_scorer_on_the_example(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["summary"]["lines_scored"] > 0
-    assert all(0.0 <= l["risk"] <= 1.0 and l["latents"] for f in data["files"] for l in f["lines"])
+    assert all(0.0 <= l["risk"] <= 1.0 for f in data["files"] for l in f["lines"])
+    # reasons only: latents that push the risk up and have a description
+    assert all(x["contribution"] > 0 and x["label"] for f in data["files"] for l in f["lines"] for x in l["latents"])
 
 
 def test_authored_by_ai_uses_git_blame(scorer, tmp_path):
@@ -160,3 +172,68 @@ def test_authored_by_ai_uses_git_blame(scorer, tmp_path):
     assert set(scored) == {"examples/pagination.py"}
     assert "author name 'Copilot' matches 'copilot*'" in scored["examples/pagination.py"][0]["ai_rule"]
     assert data["summary"]["lines_not_ai"] == 2
+
+
+def _git_repo(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
+
+    def git(*args):
+        subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=Ada", "-c", "user.email=ada@example.com", *args],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+
+    git("init", "-q", "-b", "main")
+    (tmp_path / "pager.py").write_text("def first(page, per_page):\n    return 0\n")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    return git
+
+
+def test_staged_reviews_the_index_not_the_working_tree(scorer, tmp_path):
+    git = _git_repo(tmp_path)
+    (tmp_path / "pager.py").write_text("def first(page, per_page):\n    start = page * per_page\n    return start\n")
+    git("add", "pager.py")
+    # after staging, the working tree changes again: the commit will hold the staged text
+    (tmp_path / "pager.py").write_text("def first(page, per_page):\n    return 0\n# unstaged\n")
+    res = run("--staged", "--repo", str(tmp_path), "--fail-above", "0.9", "--format", "json", "-q")
+    assert res.exit_code == 1, res.output
+    assert res.stderr.strip() == "error: 1 finding(s) above --fail-above 0.90: pager.py:2 (93%)"
+    data = json.loads(res.stdout)
+    assert [(f["path"], f["start_line"]) for f in data["findings"]] == [("pager.py", 2)]
+    assert data["skipped"] == []  # the new side is the index, so it matches the diff
+
+
+def test_base_reviews_the_branch_since_its_merge_base(scorer, tmp_path):
+    git = _git_repo(tmp_path)
+    git("checkout", "-qb", "feature")
+    (tmp_path / "pager.py").write_text("def first(page, per_page):\n    if page == 0:\n        return 0\n")
+    git("commit", "-qam", "feature")
+    res = run("--base", "main", "--repo", str(tmp_path), "--format", "json", "-q")
+    assert res.exit_code == 0, res.output
+    assert [(f["path"], f["start_line"]) for f in json.loads(res.stdout)["findings"]] == [("pager.py", 2)]
+    res = run("--base", "nope", "--repo", str(tmp_path))
+    assert res.exit_code == 2 and "unknown revision 'nope'" in res.stderr
+    res = run("--staged", "--repo", str(tmp_path / "missing"))
+    assert res.exit_code == 2
+
+
+def test_pre_commit_hook_runs_the_staged_review(scorer, tmp_path):
+    import shlex
+
+    import yaml
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert {"id", "name", "entry", "language"} <= set(hook) and hook["pass_filenames"] is False
+    argv = shlex.split(hook["entry"]) + hook["args"]
+    assert argv[:3] == ["pttrust", "review", "--staged"]
+    git = _git_repo(tmp_path)
+    (tmp_path / "pager.py").write_text("def first(page, per_page):\n    return page * per_page\n")
+    git("add", "pager.py")
+    res = CliRunner().invoke(main, [*argv[1:], "--repo", str(tmp_path)], catch_exceptions=False)
+    assert res.exit_code == 1 and "pager.py:2 (93%)" in res.stderr

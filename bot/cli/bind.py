@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli.defaults import DEFAULT_L1, DEFAULT_LAYER
 from risk_core.errors import UsageError
 from risk_core.models import DEFAULT_MODEL
 
@@ -54,7 +55,13 @@ def _languages(value: str | None) -> list[str]:
     show_default=True,
     help="Registry name or local model directory.",
 )
-@click.option("--layer", "-l", type=int, default=None, help="hidden_states index [default: the SAE's layer, else 12].")
+@click.option(
+    "--layer",
+    "-l",
+    type=int,
+    default=None,
+    help="hidden_states index [default: the SAE's layer, else the shipped bundle's].",
+)
 @click.option("--pooling", type=click.Choice(["mean", "last", "max"]), default="mean", show_default=True)
 @click.option(
     "--framing",
@@ -65,7 +72,7 @@ def _languages(value: str | None) -> list[str]:
 )
 @click.option("--features", type=click.Choice(["sae", "sae+surprise"]), default="sae", show_default=True)
 @click.option("--probe", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
-@click.option("--l1", type=float, default=1e-3, show_default=True)
+@click.option("--l1", type=float, default=DEFAULT_L1, show_default=True, help="[default: the shipped bundle's]")
 @click.option("--hidden", type=int, default=64, show_default=True, help="MLP hidden width.")
 @click.option("--epochs", type=int, default=200, show_default=True)
 @click.option("--lr", type=float, default=1e-2, show_default=True)
@@ -137,9 +144,9 @@ def bind_cmd(
     )
     if layer is None:
         try:
-            layer = int(json.loads((sae_dir / "cfg.json").read_text()).get("layer", 12))
+            layer = int(json.loads((sae_dir / "cfg.json").read_text()).get("layer", DEFAULT_LAYER))
         except (OSError, ValueError, TypeError):
-            layer = 12
+            layer = DEFAULT_LAYER
     loaded = load_model(model_name, device=device, quantize=quantize)
     if not 0 <= layer <= loaded.num_layers:
         raise UsageError(f"--layer {layer} is out of range for {loaded.name} (0..{loaded.num_layers})")
@@ -201,7 +208,7 @@ def bind_cmd(
     help="Registry name or local model directory.",
 )
 @click.option("--pooling", type=click.Choice(["mean", "last", "max"]), default="mean", show_default=True)
-@click.option("--l1", type=float, default=1e-3, show_default=True)
+@click.option("--l1", type=float, default=DEFAULT_L1, show_default=True, help="[default: the shipped bundle's]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Share of source paths held out.")
 @click.option("--max-samples", type=int, default=0, help="Use at most this many samples (0 = all).")

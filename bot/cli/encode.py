@@ -6,13 +6,21 @@ from pathlib import Path
 
 import click
 
+from bot.cli.defaults import DEFAULT_LAYER
 from risk_core.errors import UsageError
 from risk_core.models import DEFAULT_MODEL
 
 
 @click.command("encode")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--layer", "-l", type=int, default=12, show_default=True, help="hidden_states index (0 = embeddings).")
+@click.option(
+    "--layer",
+    "-l",
+    type=int,
+    default=DEFAULT_LAYER,
+    show_default=True,
+    help="hidden_states index (0 = embeddings) [default: the shipped bundle's].",
+)
 @click.option(
     "--out",
     "-o",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bot.cli.defaults import DEFAULT_LAYER
 from risk_core.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -43,7 +44,14 @@ def pretrain_group() -> None:
     show_default=True,
     help="Registry name or local model directory.",
 )
-@click.option("--layer", "-l", type=int, default=12, show_default=True, help="hidden_states index (0 = embeddings).")
+@click.option(
+    "--layer",
+    "-l",
+    type=int,
+    default=DEFAULT_LAYER,
+    show_default=True,
+    help="hidden_states index (0 = embeddings) [default: the shipped bundle's].",
+)
 @click.option("--tokens", type=int, default=10_000_000, show_default=True, help="Train activation tokens to harvest.")
 @click.option("--val-tokens", type=int, default=131_072, show_default=True, help="Validation activation tokens.")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output directory (resumable).")

@@ -48,9 +48,10 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     type=click.Path(file_okay=False),
     help="Working tree the diff applies to (new-side contents, git blame).",
 )
-@click.option("--model", default=None, help="Model registry name or path (default: the embedded model).")
+@click.option("--model", "-m", default=None, help="Model registry name or path (default: the embedded model).")
 @click.option(
     "--bundle",
+    "-b",
     default=None,
     type=click.Path(file_okay=False),
     help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].",
@@ -65,8 +66,8 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     help="Score all added lines or only AI-written ones (default: all for local diffs).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option("--fail-above", type=float, default=None, help="Exit 1 when any scored line's risk is above this.")
+@click.option("--out", "-o", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("--fail-above", type=float, default=None, help="Exit 1 when a reported finding's risk is above this.")
 @click.option(
     "--config",
     "config_path",
@@ -85,7 +86,11 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     "github_spec",
     default=None,
     metavar="OWNER/REPO#N",
-    help="Review a pull request instead of a local diff.",
+    help="Review a pull request instead of a local diff (token: $GITHUB_TOKEN or $GH_TOKEN).",
+)
+@click.option("--staged", is_flag=True, help="Review the staged changes (git diff --cached; the pre-commit hook).")
+@click.option(
+    "--base", "base_ref", default=None, metavar="REF", help="Review HEAD's changes since REF (git diff REF...HEAD)."
 )
 @click.option("--dry-run", is_flag=True, help="With --github: render everything, post nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
@@ -104,6 +109,8 @@ def review(
     config_path,
     templates,
     github_spec,
+    staged,
+    base_ref,
     dry_run,
     quiet,
 ):
@@ -115,6 +122,8 @@ def review(
       git diff main | pttrust review --diff - --format html --out report.html
       pttrust review --github OWNER/REPO#123 --dry-run
       pttrust review --diff my.diff --bundle bundle/ --fail-above 0.9
+      pttrust review --staged --fail-above 0.9      # what the pre-commit hook runs
+      pttrust review --base origin/main --format html --out report.html
 
     \b
     Exit status: 0 done, 1 --fail-above exceeded (or a failure), 2 usage error.
@@ -126,14 +135,15 @@ def review(
     from bot.review import local_source
     from bot.run import score_source
 
-    if (diff_path is None) == (github_spec is None):
-        raise UsageError("give exactly one of --diff PATH|- or --github OWNER/REPO#N")
+    given = [diff_path is not None, github_spec is not None, staged, base_ref is not None]
+    if sum(given) != 1:
+        raise UsageError("give exactly one of --diff PATH|-, --staged, --base REF or --github OWNER/REPO#N")
     if dry_run and github_spec is None:
         raise UsageError("--dry-run only applies to --github")
     for name, value in (("--threshold", threshold), ("--fail-above", fail_above)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise UsageError(f"{name} must be between 0 and 1, got {value}")
-    if diff_path is not None and not Path(repo).is_dir():
+    if github_spec is None and not Path(repo).is_dir():
         raise UsageError(f"--repo is not a directory: {repo}")
 
     cfg = load_config(_find_config(config_path, repo)).replace(
@@ -153,12 +163,26 @@ def review(
             from bot.publish import github
         except ImportError:
             raise UsageError("--github is not available in this installation") from None
-        source, publisher = github.open_pull_request(github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out)
+        import dataclasses
+
+        # A dry run only reads: on a public repository it needs no token (GITHUB_TOKEN or GH_TOKEN).
+        settings = dataclasses.replace(github.DEFAULT_SETTINGS, anonymous=dry_run)
+        source, publisher = github.open_pull_request(
+            github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out, settings=settings
+        )
     else:
-        assert diff_path is not None  # exactly one of --diff and --github, checked above
-        data = read_diff(diff_path)
         want_ai = (cfg.authored_by or "all") == "ai"
-        source = local_source(data, repo, name=diff_path, with_blame=want_ai)
+        if staged or base_ref is not None:
+            from bot.git_local import base_diff, revision_reader, staged_diff
+
+            data = staged_diff(repo) if staged else base_diff(repo, base_ref)
+            name = "staged changes" if staged else f"{base_ref}...HEAD"
+            source = local_source(data, repo, name=name, with_blame=want_ai)
+            source.read_file = revision_reader(repo, "" if staged else "HEAD")
+        else:
+            assert diff_path is not None  # exactly one source is given, checked above
+            data = read_diff(diff_path)
+            source = local_source(data, repo, name=diff_path, with_blame=want_ai)
         publisher = LocalPublisher(fmt, env, out)
 
     report = score_source(source, cfg, device=device, progress=say)
@@ -166,7 +190,7 @@ def review(
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)
     if report.exceeds(cfg.fail_above):
-        click.echo(f"error: risk {report.summary.max_risk:.3f} is above --fail-above {cfg.fail_above}", err=True)
+        click.echo(f"error: {report.gate_message(cfg.fail_above)}", err=True)
         sys.exit(1)
 
 

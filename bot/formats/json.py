@@ -1,6 +1,10 @@
-"""JSON report: ``{"files": [{"path", "lines": [{"line", "risk", "latents"}]}], "summary", "skipped"}``.
+"""JSON report: ``{"version", "files": [{"path", "lines": [{"line", "risk", "latents"}], "not_scored"}],
+"findings", "capped", "summary", "skipped", "warnings"}``; schema in docs/schemas/report.schema.json.
 
-Plain data only, stable key order, so that tools (and diffs of two runs) can read it.
+Plain data only, stable key order, so that tools (and diffs of two runs) can read it. ``version``
+changes when a field changes meaning or goes away (adding fields does not change it). ``latents``
+are the reasons behind a score: they push the risk up and have a description. Added lines without a
+risk are under ``not_scored`` with the reason, never with a number.
 """
 
 from __future__ import annotations
@@ -8,6 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any
+
+VERSION = 2
+"""1: the first format (no version field); 2: version, capped, not_scored, rank, reasons only."""
+
+SCHEMA_URI = "https://pypi.org/project/pttrust/schemas/report.schema.json"
 
 
 def latent_dict(l: Any) -> dict:
@@ -23,6 +32,9 @@ def finding_dict(f: Any) -> dict:
         "lines": [l.line for l in f.lines],
         "latents": [latent_dict(l) for l in f.latents],
         "ai_rule": f.ai_rule,
+        "rank": f.rank,
+        "out_of": f.out_of,
+        "dropped_by": getattr(f, "dropped_by", None),
     }
 
 
@@ -47,11 +59,17 @@ def to_dict(report: Any) -> dict:
                     }
                     for l in f.lines
                 ],
+                "not_scored": [
+                    {"line": n, "status": "not scored", "reason": why} for n, why in sorted(f.not_scored.items())
+                ],
             }
         )
     return {
+        "$schema": SCHEMA_URI,
+        "version": VERSION,
         "files": files,
         "findings": [finding_dict(f) for f in report.findings],
+        "capped": [finding_dict(f) for f in report.capped],
         "summary": dataclasses.asdict(report.summary),
         "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
         "warnings": list(report.warnings),

@@ -1,5 +1,9 @@
 """SARIF 2.1.0 as GitHub code scanning accepts it: one rule, one result per finding, skipped files
-as tool execution notifications (so "not scored" is visible there too, not silently absent)."""
+as tool execution notifications (so "not scored" is visible there too, not silently absent).
+
+Levels come from the calibrated threshold and the gate (`bot.formats.level`): ``error`` trips
+fail-above, ``warning`` is a finding, ``note`` a finding the caps left out. Fingerprints are unique
+per finding (`fingerprints`)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import hashlib
 import json
 from typing import Any
 
-from bot.render import latent_label, risk_level, risk_pct
+from bot.formats import level
+from bot.render import latent_label, rank_phrase, risk_level, risk_pct
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULE_ID = "pttrust/risky-line"
@@ -22,26 +27,45 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _level(risk: float) -> str:
-    # GitHub shows "error" as a failing alert; keep that for high risk only.
-    return "error" if risk >= 0.8 else "warning" if risk >= 0.5 else "note"
-
-
-def _result(f: Any) -> dict:
-    latents = ", ".join(f"{latent_label(l)} ({l.contribution:+.3f})" for l in f.latents[:5])
+def message(f: Any) -> str:
+    """One finding in a sentence: risk, rank in the review, what to check, why it was scored."""
     where = f"lines {f.start_line}-{f.end_line}" if f.is_multiline else f"line {f.start_line}"
-    text = f"PtTrust: {risk_level(f.risk)} risk ({risk_pct(f.risk)}) on {where}."
-    if latents:
-        text += f" Latents: {latents}."
+    text = f"PtTrust: {risk_level(f.risk)} risk ({risk_pct(f.risk)}) on {where}"
+    phrase = rank_phrase(f)
+    text += f", the {phrase}." if phrase else "."
+    if f.latents:
+        text += " What to check: " + "; ".join(l.label for l in f.latents) + "."
+    if getattr(f, "dropped_by", None):
+        text += f" Not commented: over {f.dropped_by}."
     if f.ai_rule:
         text += f" AI-written: {f.ai_rule}."
-    # A stable fingerprint from path + code, so alerts follow the code when lines move.
-    code = "\n".join(l.text.strip() for l in f.lines)
-    fp = hashlib.sha256(f"{f.path}\0{code}".encode()).hexdigest()[:32]
+    return text
+
+
+def fingerprints(findings: list[Any]) -> list[str]:
+    """One fingerprint per finding, unique within the run: a hash of path + code (so an alert
+    follows its code when lines move) and the occurrence of that code in the file (so two findings
+    on identical lines do not collapse into one alert)."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in sorted(findings, key=lambda f: (f.path, f.start_line)):
+        code = "\n".join(l.text.strip() for l in f.lines)
+        digest = hashlib.sha256(f"{f.path}\0{code}".encode()).hexdigest()[:32]
+        seen[digest] = seen.get(digest, 0) + 1
+        out.append((id(f), f"{digest}:{seen[digest]}"))
+    by_id = dict(out)
+    return [by_id[id(f)] for f in findings]
+
+
+def _result(f: Any, fp: str, severity: str) -> dict:
+    latents = ", ".join(f"{latent_label(l)} ({l.contribution:+.3f})" for l in f.latents[:5])
+    text = message(f)
+    if latents:
+        text += f" Latents (contribution, log-odds): {latents}."
     return {
         "ruleId": RULE_ID,
         "ruleIndex": 0,
-        "level": _level(f.risk),
+        "level": severity,
         "message": {"text": text},
         "locations": [
             {
@@ -51,7 +75,7 @@ def _result(f: Any) -> dict:
                 }
             }
         ],
-        "partialFingerprints": {"pttrustCodeHash/v1": fp},
+        "partialFingerprints": {"pttrustCodeHash/v2": fp},
         "properties": {
             "risk": round(f.risk, 6),
             "latents": [
@@ -59,8 +83,22 @@ def _result(f: Any) -> dict:
                 for l in f.latents
             ],
             "aiRule": f.ai_rule,
+            "rank": f.rank,
+            "outOf": f.out_of,
+            "capped": bool(getattr(f, "dropped_by", None)),
         },
     }
+
+
+def results(report: Any) -> list[dict]:
+    """The shown findings, then those the caps left out (as notes: listed, not commented)."""
+    s = report.summary
+    every = list(report.findings) + list(report.capped)
+    fps = fingerprints(every)
+    return [
+        _result(f, fp, level(f.risk, s.threshold, s.fail_above, capped=i >= len(report.findings)))
+        for i, (f, fp) in enumerate(zip(every, fps))
+    ]
 
 
 def to_sarif(report: Any) -> dict:
@@ -108,9 +146,10 @@ def to_sarif(report: Any) -> dict:
                 },
                 "automationDetails": {"id": "pttrust/"},
                 "invocations": [invocation],
-                "results": [_result(f) for f in report.findings],
+                "results": results(report),
                 "properties": {
                     "threshold": s.threshold,
+                    "failAbove": s.fail_above,
                     "linesScored": s.lines_scored,
                     "maxRisk": s.max_risk,
                     "model": s.model,

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.render import latent_label, risk_pct
+from bot.formats import NOT_SCORED
+from bot.render import ordinal, risk_pct
 
 
 def _style(risk: float, threshold: float) -> str:
@@ -37,15 +38,20 @@ def format_report(report: Any, color: bool = False, width: int = 120) -> str:
     table.add_column("risk", justify="right")
     table.add_column("where")
     table.add_column("code", overflow="fold")
-    table.add_column("top latents", overflow="fold")
+    table.add_column("rank")
+    table.add_column("what to check (contribution, log-odds)", overflow="fold")
     for f in report.findings:
         where = f"{f.path}:{f.start_line}" + (f"-{f.end_line}" if f.is_multiline else "")
-        latents = ", ".join(f"{latent_label(l)} {l.contribution:+.2f}" for l in f.latents[:3])
-        table.add_row(Text(risk_pct(f.risk), style=_style(f.risk, th)), where, f.peak.text.strip(), latents)
+        reasons = "; ".join(f"{l.label} ({l.contribution:+.2f})" for l in f.latents[:3]) or "(no clear description)"
+        rank = f"{ordinal(f.rank)} of {f.out_of}" if f.rank else ""
+        table.add_row(Text(risk_pct(f.risk), style=_style(f.risk, th)), where, f.peak.text.strip(), rank, reasons)
     if report.findings:
         console.print(table)
-    if s.over_file_cap or s.over_total_cap:
-        console.print(f"{s.over_file_cap + s.over_total_cap} more finding(s) over the comment limits")
+    if report.capped:
+        console.print(f"{len(report.capped)} more finding(s) over the comment limits (none riskier than one shown):")
+        for f in report.capped:
+            where = f"{f.path}:{f.start_line}" + (f"-{f.end_line}" if f.is_multiline else "")
+            console.print(f"  {risk_pct(f.risk):>4} {where} (cut by {f.dropped_by})")
 
     for f in report.files:
         if not f.lines:
@@ -59,8 +65,8 @@ def format_report(report: Any, color: bool = False, width: int = 120) -> str:
                 if kind == "-":
                     continue  # the report is about the new side; removed lines add noise here
                 lr = scored.get(n) if kind == "+" else None
-                risk = risk_pct(lr.risk) if lr is not None else ""
-                line = Text(f"{n:>5} {risk:>5} {kind} ", style=_style(lr.risk, th) if lr else "dim")
+                risk = risk_pct(lr.risk) if lr is not None else (NOT_SCORED if n in f.not_scored else "")
+                line = Text(f"{n:>5} {risk:>10} {kind} ", style=_style(lr.risk, th) if lr else "dim")
                 line.append(text)
                 console.print(line, overflow="fold", crop=False)
 

@@ -83,6 +83,8 @@ class GitHubSettings:
     """Seconds per HTTP request."""
     check_name: str = "PtTrust risk review"
     """Name of the check run, and context of the fallback commit status."""
+    anonymous: bool = False
+    """Without a token, read anonymously (a dry run on a public repository) instead of refusing."""
 
 
 DEFAULT_SETTINGS = GitHubSettings()
@@ -103,8 +105,9 @@ def connect(settings: GitHubSettings | None = None, env: Mapping[str, str] | Non
 
     settings = settings or DEFAULT_SETTINGS
     env = os.environ if env is None else env
-    token = env.get(settings.token_env, "").strip()
-    if not token:
+    # GH_TOKEN is the gh CLI's name for the same thing; either works.
+    token = (env.get(settings.token_env, "") or env.get("GH_TOKEN", "")).strip()
+    if not token and not settings.anonymous:
         raise UsageError(f"${settings.token_env} is not set: a token is needed to talk to GitHub")
     base_url = (settings.base_url or env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
     retry = _retry_class()(
@@ -119,7 +122,7 @@ def connect(settings: GitHubSettings | None = None, env: Mapping[str, str] | Non
         raise_on_status=False,
     )
     return Github(
-        auth=Auth.Token(token),
+        auth=Auth.Token(token) if token else None,
         base_url=base_url,
         timeout=settings.timeout,
         retry=retry,

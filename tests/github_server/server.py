@@ -29,6 +29,11 @@ R = "/repos/<owner>/<repo>"
 # (werkzeug rule, description path template, {method: operationId})
 _ROUTES = [
     (R, "/repos/{owner}/{repo}", {"GET": "repos/get"}),
+    (
+        R + "/compare/<basehead>",
+        "/repos/{owner}/{repo}/compare/{basehead}",
+        {"GET": "repos/compare-commits-with-basehead"},
+    ),
     (R + "/pulls/<int:pull_number>", "/repos/{owner}/{repo}/pulls/{pull_number}", {"GET": "pulls/get"}),
     (
         R + "/pulls/<int:pull_number>/files",
@@ -286,6 +291,9 @@ class GitHubServer:
     def _authenticate(self, request: Request) -> TokenInfo:
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
+        if not auth and request.method == "GET":
+            # Like GitHub: anyone may read a public repository (private ones answer 404 below).
+            return TokenInfo("", checks_write=False, anonymous=True)
         if not token:
             raise ApiError(401, "Requires authentication")
         info = self.state.tokens.get(token.strip())
@@ -299,7 +307,7 @@ class GitHubServer:
 
     def _dispatch(self, op: str, request: Request, args: dict, body, user: TokenInfo):
         repo = self.state.repo(args.pop("owner"), args.pop("repo"))
-        if repo is None:
+        if repo is None or (user.anonymous and repo.private):
             raise ApiError(404, "Not Found")
         ctx = _Ctx(self, request, repo, user)
         handler = getattr(ctx, "op_" + op.replace("/", "_").replace("-", "_"))
@@ -474,6 +482,35 @@ class _Ctx:
     def op_pulls_get(self, body, pull_number):
         pull = self.pull(pull_number)
         return 200, completed("get", self.T + "/pulls/{pull_number}", 200, self.pull_json(pull))
+
+    def op_repos_compare_commits_with_basehead(self, body, basehead):
+        """``base...head`` by sha (what the Action's push and merge_group runs read)."""
+        from types import SimpleNamespace
+
+        base, sep, head = basehead.partition("...")
+        if not sep or base not in self.repo.commits or head not in self.repo.commits:
+            raise ApiError(404, "Not Found")
+        rng = SimpleNamespace(base_sha=base, head_sha=head)
+        files = []
+        for f in self.repo.pull_files(rng):
+            f = dict(f)
+            f["contents_url"] = f"{self.repo_url}/contents/{quote(f['filename'])}?ref={head}"
+            f["blob_url"] = f["raw_url"] = f["contents_url"]
+            f["changes"] = f["additions"] + f["deletions"]
+            files.append(f)
+        commits = [self.commit_json(c) for c in self.repo.pull_commits(rng)]
+        payload = {
+            "url": f"{self.repo_url}/compare/{basehead}",
+            "status": "ahead",
+            "ahead_by": len(commits),
+            "behind_by": 0,
+            "total_commits": len(commits),
+            "base_commit": self.commit_json(self.repo.commits[base]),
+            "merge_base_commit": self.commit_json(self.repo.commits[base]),
+            "commits": commits,
+            "files": files,
+        }
+        return 200, completed("get", self.T + "/compare/{basehead}", 200, payload)
 
     def op_pulls_list_files(self, body, pull_number):
         pull = self.pull(pull_number)

@@ -55,6 +55,8 @@ class Pull:
 class Repo:
     owner: str
     name: str
+    private: bool = False
+    """A private repository answers 404 to anonymous reads."""
     id: int = field(default_factory=next_id)
     commits: dict[str, Commit] = field(default_factory=dict)
     pulls: dict[int, Pull] = field(default_factory=dict)
@@ -214,6 +216,8 @@ class TokenInfo:
     login: str
     checks_write: bool = True
     """Whether the token may create check runs (a GITHUB_TOKEN without ``checks: write`` may not)."""
+    anonymous: bool = False
+    """A request without a token (reads of public repositories only)."""
 
 
 class GitHubState:
