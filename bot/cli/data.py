@@ -163,20 +163,19 @@ def humaneval_cmd(
 @click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output JSONL.")
 @click.option("--max-commits", type=int, default=2000, show_default=True, help="Commits to look at (newest first).")
-<<<<<<< HEAD
 @click.option(
     "--max-changed-lines",
     type=int,
-    default=6,
+    default=3,
     show_default=True,
-    help="Skip fixes that change more lines of a file than this.",
+    help="Skip fixes that change more code lines of the function than this.",
 )
-=======
-@click.option("--max-changed-lines", type=int, default=3, show_default=True,
-              help="Skip fixes that change more code lines of the function than this.")
-@click.option("--fixed/--no-fixed", default=True, show_default=True,
-              help="Also write each fixed function (same window) as a clean negative, id '<id>:fixed'.")
->>>>>>> mining
+@click.option(
+    "--fixed/--no-fixed",
+    default=True,
+    show_default=True,
+    help="Also write each fixed function (same window) as a clean negative, id '<id>:fixed'.",
+)
 @click.option("--languages", default=None, help="Comma-separated languages (default: all supported).")
 @click.option("--rev", default="HEAD", show_default=True, help="Walk history back from this revision.")
 def from_git_cmd(repo, out, max_commits, max_changed_lines, languages, rev, fixed):
@@ -185,14 +184,14 @@ def from_git_cmd(repo, out, max_commits, max_changed_lines, languages, rev, fixe
     from risk_core.data.from_git import fix_samples
     from risk_core.data.jsonl import write_jsonl
 
-<<<<<<< HEAD
     samples = fix_samples(
-        repo, max_commits=max_commits, max_changed_lines=max_changed_lines, languages=_languages(languages), rev=rev
+        repo,
+        max_commits=max_commits,
+        max_changed_lines=max_changed_lines,
+        languages=_languages(languages),
+        rev=rev,
+        with_fixed=fixed,
     )
-=======
-    samples = fix_samples(repo, max_commits=max_commits, max_changed_lines=max_changed_lines,
-                          languages=_languages(languages), rev=rev, with_fixed=fixed)
->>>>>>> mining
     write_jsonl(out, samples)
     click.echo(_summary(out, samples))
 
