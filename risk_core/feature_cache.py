@@ -56,8 +56,11 @@ def build_cache(
     chunk: int = 32,
     batch_size: int = 8,
     progress=None,
+    stop_after: int | None = None,
 ) -> Path:
-    """Encode ``samples`` into ``out`` (resuming where chunks exist). Returns ``out``."""
+    """Encode ``samples`` into ``out`` (resuming where chunks exist). Returns ``out``. ``stop_after``
+    encodes only the chunks that cover the first N samples: a prefix that ``load_tokens(partial=True)``
+    reads, under the key of the whole data (a later run continues it)."""
     out = Path(out)
     layers = tuple(sorted(set(layers)))
     key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise)
@@ -86,6 +89,8 @@ def build_cache(
     _atomic_write(meta_path, json.dumps(meta).encode())
     cfg = EncodeConfig(layer=layers[-1], extra_layers=layers[:-1], surprise=surprise, batch_size=batch_size)
     n_chunks = (len(samples) + chunk - 1) // chunk
+    if stop_after is not None:
+        n_chunks = min(n_chunks, (stop_after + chunk - 1) // chunk)
     for c in range(n_chunks):
         path = out / f"chunk_{c:05d}.safetensors"
         if not path.exists():
