@@ -71,7 +71,7 @@ def reasons(latents: list[Any], n: int) -> list[Any]:
 
 def scorer_latents(n: int) -> int:
     """How many latents to ask the scorer for so that ``n`` reasons survive `reasons` (the scorer
-    orders by |contribution| and includes negative and unlabelled ones)."""
+    orders by contribution but includes unlabelled ones)."""
     return max(4 * n, 16) if n else 0
 
 

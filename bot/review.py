@@ -17,6 +17,7 @@ The `Report` is then rendered (`bot.render`, `bot.formats`) and published (`bot.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +27,9 @@ from bot.context import GitAttributes, SourceReader, build_requests, path_matche
 from bot.diff import FileChange, Hunk, apply_limits, parse_diff
 from bot.rank import Finding, rank, reasons, scorer_latents, set_ranks
 from bot.select import AiRules, LineAuthorship, select_lines
+
+DEFAULT_THRESHOLD = 0.5
+"""The finding threshold for a bundle that records no calibrated one."""
 
 
 @runtime_checkable
@@ -314,6 +318,10 @@ def review(
         if not isinstance(scorer, RiskScorer):  # has no .score, like the hasattr check it replaces
             scorer = scorer()  # a factory: the model loads only once the input is known good
         scores = scorer.score(ctx.requests, top_latents=scorer_latents(cfg.top_latents))
+        if cfg.threshold is None:  # the bundle's calibrated default
+            cfg = dataclasses.replace(cfg, threshold=getattr(scorer, "default_threshold", None))
+    if cfg.threshold is None:
+        cfg = dataclasses.replace(cfg, threshold=DEFAULT_THRESHOLD)
     for fs in scores:
         if getattr(fs, "skipped", None):
             skip(fs.path, fs.skipped)

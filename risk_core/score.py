@@ -51,7 +51,8 @@ class LineRisk:
     text: str
     """The line's text (no newline)."""
     latents: list[LatentContribution] = field(default_factory=list)
-    """The latents that drove the score, by |contribution|, largest first."""
+    """The latents that pushed the score up most, by contribution (largest first; the reasons a
+    reviewer is shown); where fewer push it up, the least negative follow."""
 
 
 @dataclass
@@ -74,6 +75,12 @@ class Scorer:
         self.encode_cfg.surprise = "surprise" in bundle.cfg.features
         if self.encode_cfg.layer != bundle.cfg.layer or self.encode_cfg.pooling != bundle.cfg.pooling:
             raise ValueError("encode config must read the bundle's layer with its pooling")
+
+    @property
+    def default_threshold(self) -> float | None:
+        """The bundle's calibrated finding threshold (metrics.json ``threshold``), where it records one."""
+        value = (self.bundle.metrics or {}).get("threshold")
+        return float(value) if isinstance(value, (int, float)) else None
 
     @torch.no_grad()
     def score(self, files: list[FileToScore], top_latents: int = 5) -> list[FileScores]:
@@ -142,7 +149,7 @@ class Scorer:
         out = []
         for k, (n, r) in enumerate(picked):
             c = contrib[k, :n_latents]
-            top = torch.topk(c.abs(), k=min(top_latents, n_latents)).indices.tolist()
+            top = torch.topk(c, k=min(top_latents, n_latents)).indices.tolist()
             latents = [
                 LatentContribution(i, float(latents_of_rows[r, i]), float(c[i]), self.bundle.latent_label(i))
                 for i in top
