@@ -186,12 +186,26 @@ def method_scores(table, bundle, seed: int = 0) -> dict[str, np.ndarray]:
         if bundle.raw_probe is not None and table.raw is not None:
             x = table.matrix(bundle.cfg.features.replace("sae", "raw"))
             out["raw-probe"] = bundle.raw_probe.risk(x).double().numpy() + jitter
-        out["pttrust"] = bundle.probe.risk(table.matrix(bundle.cfg.features)).double().numpy() + jitter
+        out["pttrust"] = probe_risk(bundle.probe, table.matrix(bundle.cfg.features), table.sample_index) + jitter
     return out
 
 
-def evaluate_table(table, samples, scores: dict[str, np.ndarray]) -> dict:
-    """The report: {"methods": {M: {LANG: cell}}, "by_operator": ..., "by_sample": ..., "counts": ...}."""
+def probe_risk(probe, x: torch.Tensor, sample_index: torch.Tensor) -> np.ndarray:
+    """A probe's risk for rows of many samples: a sequence (context) probe reads each sample's rows
+    together, in order; a line probe reads each row alone."""
+    if not getattr(probe, "sequence", False):
+        return probe.risk(x).double().numpy()
+    out = np.zeros(len(x))
+    for s in torch.unique(sample_index).tolist():
+        m = sample_index == s
+        out[m.numpy()] = probe.risk(x[m]).double().numpy()
+    return out
+
+
+def evaluate_table(table, samples, scores: dict[str, np.ndarray], threshold: float | None = None) -> dict:
+    """The report: {"methods": {M: {LANG: cell}}, "by_operator": ..., "by_sample": ..., "counts": ...,
+    "findings": {M: {LANG: finding_cell}}}: the findings at ``threshold`` (the bundle's default) count
+    false findings on clean samples (no buggy lines and not failing: fixed versions, passing code)."""
     si = table.sample_index.numpy()
     y = table.labels.numpy()
     langs = np.array([samples[i].language for i in si])
@@ -227,6 +241,17 @@ def evaluate_table(table, samples, scores: dict[str, np.ndarray]) -> dict:
             lang: {"auroc": _r(auroc([a for a, _ in xs], [b for _, b in xs])), "n": len(xs)}
             for lang, xs in by_lang.items()
         }
+    clean = np.array([not samples[i].buggy_lines and samples[i].passed is not False for i in si], dtype=bool)
+    pick = line_labeled | clean
+    report["threshold"] = _r(threshold)
+    report["findings"] = {}
+    for m, s in scores.items():
+        t = threshold if m in PROBABILISTIC else None
+        report["findings"][m] = {
+            lang: finding_cell(s[sel], y[sel], si[sel], clean[sel], t)
+            for lang in ["all"] + sorted(set(langs.tolist()))
+            for sel in [pick & ((langs == lang) if lang != "all" else True)]
+        }
     report["counts"] = {
         "samples": len(samples),
         "lines": int(len(y)),
@@ -252,7 +277,8 @@ def evaluate(loaded, bundle, samples, enc_cfg, seed: int = 0, progress=None) -> 
         keep_raw=bundle.raw_probe is not None,
         progress=progress,
     )
-    report = evaluate_table(table, samples, method_scores(table, bundle, seed))
+    threshold = (bundle.metrics or {}).get("threshold")
+    report = evaluate_table(table, samples, method_scores(table, bundle, seed), threshold)
     bound = bundle.cfg.languages
     report["bundle"] = {
         "model": bundle.cfg.model_name,
@@ -288,6 +314,22 @@ def to_markdown(report: dict) -> str:
                 lines.append(
                     f"| {m} | {fmt(c['top1'])} | {fmt(c['top3'])} | {fmt(c['auroc'])} | "
                     f"{fmt(c['auprc'])} | {fmt(c['ece'])} |"
+                )
+        lines.append("")
+    found = report.get("findings", {})
+    if found:
+        t = report.get("threshold")
+        lines += [
+            f"### findings at the bundle threshold ({fmt(t)}): top-5, false findings per 1,000 clean lines",
+            "",
+            "| method | language | bugs | top-5 | false / 1,000 | precision |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for m, per in found.items():
+            for lang, c in per.items():
+                lines.append(
+                    f"| {m} | {lang} | {c['n_bugs']} | {fmt(c['top5'])} | {fmt(c['false_per_1000'])} | "
+                    f"{fmt(c['precision'])} |"
                 )
         lines.append("")
     ops = report.get("by_operator", {}).get("pttrust")
