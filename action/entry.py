@@ -384,7 +384,13 @@ def _github_env(env: Mapping[str, str], inputs: Inputs) -> dict[str, str]:
     """What the GitHub half reads: the github-token input wins over an ambient GITHUB_TOKEN."""
     if not inputs.token:
         raise UsageError("no github-token: pass `github-token: ${{ github.token }}` (the default)")
-    return {"GITHUB_TOKEN": inputs.token, "GITHUB_API_URL": env.get("GITHUB_API_URL") or "https://api.github.com"}
+    out = {"GITHUB_TOKEN": inputs.token, "GITHUB_API_URL": env.get("GITHUB_API_URL") or "https://api.github.com"}
+    # Whose markers count (bot.publish.github.BotIdentity): the bot's login for an App token, and a
+    # secret (e.g. `env: PTTRUST_MARKER_SECRET: ${{ secrets.PTTRUST_MARKER_SECRET }}`) keying their HMAC.
+    for name in ("PTTRUST_BOT_LOGIN", "PTTRUST_MARKER_SECRET"):
+        if env.get(name, "").strip():
+            out[name] = env[name].strip()
+    return out
 
 
 def resolve_config(

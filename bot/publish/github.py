@@ -4,9 +4,16 @@ One run posts at most one review holding every new inline comment (a single crea
 review is never half-posted), edits one summary issue comment, and reports a check run (or, without
 ``checks: write``, a commit status).
 
-Idempotence rests on hidden markers:
+Idempotence rests on hidden markers, and only the bot's own markers count: a marker is read only from
+a comment authored by the bot's identity (`BotIdentity`: the token's user from GET /user, or for an App
+or Actions token, which GET /user refuses, the configured login, by default ``github-actions[bot]``),
+and it carries ``sig=``, an HMAC over (repository, PR number, marker kind, finding id) keyed by a secret
+only the bot's run has (``$PTTRUST_MARKER_SECRET``, else a key derived from the token). Anyone else
+pasting a marker into a comment steers nothing. With a configured secret, or a long-lived token (a
+PAT), a bot-authored marker whose signature does not verify is ignored too; with a short-lived App or
+Actions token (``ghs_``) and no secret, the author is the check (that token changes every run).
 
-- each inline comment carries ``<!-- pttrust:finding=<id> -->``, ``id`` = hash of path, the text of
+- each inline comment carries ``<!-- pttrust:finding=<id> sig=<hmac> -->``, ``id`` = hash of path, the text of
   the finding's lines and the finding kind (plus an occurrence index for identical lines). A finding
   whose id is already commented is not posted again, even if its line number moved;
 - a bot comment whose id is no longer flagged at all (a later push fixed or removed the code) is
@@ -35,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -47,11 +55,21 @@ from risk_core.errors import PttrustError, UsageError
 
 log = logging.getLogger(__name__)
 
-FINDING_MARKER = "<!-- pttrust:finding={id} -->"
+FINDING_MARKER = "<!-- pttrust:finding={id} sig={sig} -->"
 RESOLVED_MARKER = "<!-- pttrust:resolved -->"
 SUMMARY_MARKER_PREFIX = "<!-- pttrust:summary"
-_FINDING_RE = re.compile(r"<!-- pttrust:finding=([0-9a-f]+) -->")
+_FINDING_RE = re.compile(r"<!-- pttrust:finding=([0-9a-f]+)(?: sig=([0-9a-f]*))? -->")
 _SUMMARY_RE = re.compile(r"<!-- pttrust:summary(?P<meta>[^>]*)-->")
+_SIG_RE = re.compile(r" sig=[0-9a-f]*(?= -->)")
+MARKER_SECRET_ENV = "PTTRUST_MARKER_SECRET"
+"""A secret that keys the markers' HMAC (e.g. a repository secret); without it, a key from the token."""
+BOT_LOGIN_ENV = "PTTRUST_BOT_LOGIN"
+"""The bot's login where GET /user is refused (a GitHub App: ``<app-slug>[bot]``)."""
+ACTIONS_LOGIN = "github-actions[bot]"
+"""Who an Actions ``GITHUB_TOKEN`` posts as (GET /user answers it 403)."""
+_SHORT_LIVED_TOKEN_PREFIXES = ("ghs_",)
+"""App installation and Actions tokens: they expire within hours, so a key from one cannot verify
+markers from an earlier run."""
 MAX_ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit per check-run create/update call
 MAX_BISECT_PROBES = 40
 T = TypeVar("T")
@@ -83,6 +101,8 @@ class GitHubSettings:
     """Seconds per HTTP request."""
     check_name: str = "PtTrust risk review"
     """Name of the check run, and context of the fallback commit status."""
+    bot_login: str | None = None
+    """The bot's own login; None: ``$PTTRUST_BOT_LOGIN``, else GET /user, else ``github-actions[bot]``."""
 
 
 DEFAULT_SETTINGS = GitHubSettings()
@@ -231,6 +251,62 @@ def github_errors(what: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Whose markers count
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    """Who the bot posts as and the key of its markers' HMAC (never printed)."""
+
+    login: str
+    key: bytes = field(repr=False)
+    strict: bool
+    """Whether a marker must carry a valid signature (a configured secret or a long-lived token);
+    otherwise the author alone decides (a short-lived token cannot verify an earlier run's)."""
+
+    def sign(self, repo: str, number: int, kind: str, value: str) -> str:
+        msg = "\0".join([repo.lower(), str(number), kind, value]).encode()
+        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()[:32]
+
+    def authored(self, obj: Any) -> bool:
+        user = getattr(obj, "user", None)
+        login = getattr(user, "login", None) if user is not None else None
+        return bool(login) and login.lower() == self.login.lower()
+
+    def verified(self, repo: str, number: int, kind: str, value: str, sig: str | None) -> bool:
+        if sig and hmac.compare_digest(sig, self.sign(repo, number, kind, value)):
+            return True
+        return not self.strict
+
+
+def bot_identity(requester: Any, settings: GitHubSettings | None = None, env: dict | None = None) -> BotIdentity:
+    """The identity of the token ``requester`` (a PyGithub Requester) authenticates with."""
+    from github import GithubException
+    from github.AuthenticatedUser import AuthenticatedUser
+
+    settings = settings or DEFAULT_SETTINGS
+    env = os.environ if env is None else env
+    auth = getattr(requester, "auth", None)
+    token = getattr(auth, "token", None) or ""
+    login = settings.bot_login or env.get(BOT_LOGIN_ENV, "").strip() or None
+    if login is None:
+        try:
+            login = AuthenticatedUser(requester, url="/user", completed=False).login
+        except GithubException as err:
+            if err.status != 403:  # 403: an App or Actions token, which may not read /user
+                raise
+            login = ACTIONS_LOGIN
+            log.info("GET /user refused (an App or Actions token): taking the bot to be %s", login)
+    secret = env.get(MARKER_SECRET_ENV, "")
+    if secret:
+        key, strict = hashlib.sha256(b"pttrust-marker\0" + secret.encode()).digest(), True
+    else:
+        key = hmac.new(token.encode(), b"pttrust-marker", hashlib.sha256).digest()
+        strict = bool(token) and not token.startswith(_SHORT_LIVED_TOKEN_PREFIXES)
+    return BotIdentity(login, key, strict)
+
+
+# ---------------------------------------------------------------------------------------------------
 # What gets published
 
 
@@ -325,21 +401,24 @@ def publish(
     patches: dict[str, str | None],
     settings: GitHubSettings | None = None,
     dry_run: bool = False,
+    identity: BotIdentity | None = None,
 ) -> PublishResult:
     """Publish ``pub`` on ``pull`` (PyGithub objects) for commit ``head_sha``.
 
     ``patches`` maps each PR file to its GitHub patch (from `bot.github_source`), used to check that
     every comment targets a line of the diff before anything is posted. With ``dry_run`` everything is
-    read and planned, nothing written.
+    read and planned, nothing written. ``identity``: whose markers count (default: the token's,
+    `bot_identity`).
     """
     settings = settings or DEFAULT_SETTINGS
     result = PublishResult(head_sha)
     with github_errors(f"publishing to {repo.full_name}#{pull.number}"):
+        marks = _Marks(identity or bot_identity(pull.requester, settings), repo.full_name, pull.number)
         # Ids over every flagged finding: a finding's id (its occurrence index among identical lines)
         # must not depend on which of them made the cap.
         ids = finding_ids(pub.findings + pub.capped)
         by_id = dict(zip(ids[: len(pub.findings)], pub.findings))
-        existing = _bot_review_comments(pull)
+        existing = marks.review_comments(pull)
 
         new: list[tuple[str, InlineFinding]] = []
         for fid, finding in by_id.items():
@@ -349,7 +428,7 @@ def publish(
             elif RESOLVED_MARKER in comment.body:
                 result.reopened_comment_ids.append(comment.id)
                 if not dry_run:
-                    comment.edit(_comment_body(finding, fid))
+                    comment.edit(marks.comment_body(finding, fid))
                 result.already_commented.append(finding)
             else:
                 result.already_commented.append(finding)
@@ -365,7 +444,7 @@ def publish(
                 postable.append((fid, finding))
 
         if postable and not dry_run:
-            postable, rejected = _post_review(repo, pull, head_sha, postable, pub, result)
+            postable, rejected = _post_review(repo, pull, head_sha, postable, pub, result, marks)
             result.rejected += rejected
         result.posted = [f for _, f in postable]
 
@@ -374,7 +453,7 @@ def publish(
             if not dry_run:
                 comment.edit(_resolved_body(comment.body, head_sha))
 
-        summary_comment, meta = _find_summary(pull)
+        summary_comment, meta = marks.summary(pull)
         check_hash = _hash(
             pub.conclusion,
             pub.check_title,
@@ -388,9 +467,13 @@ def publish(
         elif not dry_run:
             _report_check(repo, head_sha, pub, settings, result)
 
-        marker = f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} -->"
+        sig = marks.ident.sign(marks.repo, marks.number, "summary", "")
+        marker = (
+            f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} sig={sig} -->"
+        )
         body = marker + "\n" + pub.summary.rstrip() + "\n" + _publication_notes(result)
-        if summary_comment is not None and summary_comment.body == body:
+        # The signature of a short-lived token's key changes every run; the content decides.
+        if summary_comment is not None and _SIG_RE.sub("", summary_comment.body) == _SIG_RE.sub("", body):
             result.summary_action = "unchanged"
             result.summary_comment_id = summary_comment.id
         elif dry_run:
@@ -401,24 +484,50 @@ def publish(
         else:
             # No summary existed when this run started: one found now is the one this create made.
             created = _create_once(
-                lambda: pull.create_issue_comment(body), lambda: _find_summary(pull)[0], "the summary comment"
+                lambda: pull.create_issue_comment(body), lambda: marks.summary(pull)[0], "the summary comment"
             )
             result.summary_action, result.summary_comment_id = "created", created.id
     return result
 
 
-def _bot_review_comments(pull: Any) -> dict[str, Any]:
-    """Review comments carrying a finding marker, by finding id (the first one wins)."""
-    out: dict[str, Any] = {}
-    for comment in pull.get_review_comments():
-        m = _FINDING_RE.search(comment.body or "")
-        if m and m.group(1) not in out:
-            out[m.group(1)] = comment
-    return out
+@dataclass(frozen=True)
+class _Marks:
+    """The markers of one pull request, written and read as `BotIdentity` ``ident``'s only."""
 
+    ident: BotIdentity
+    repo: str
+    number: int
 
-def _comment_body(finding: InlineFinding, fid: str) -> str:
-    return f"{finding.body.rstrip()}\n\n{FINDING_MARKER.format(id=fid)}"
+    def finding_marker(self, fid: str) -> str:
+        return FINDING_MARKER.format(id=fid, sig=self.ident.sign(self.repo, self.number, "finding", fid))
+
+    def comment_body(self, finding: InlineFinding, fid: str) -> str:
+        return f"{finding.body.rstrip()}\n\n{self.finding_marker(fid)}"
+
+    def review_comments(self, pull: Any) -> dict[str, Any]:
+        """The bot's review comments carrying a valid finding marker, by finding id (the first wins).
+        A marker in anybody else's comment, or one whose signature fails, is ignored."""
+        out: dict[str, Any] = {}
+        for comment in pull.get_review_comments():
+            m = _FINDING_RE.search(comment.body or "")
+            if not m or m.group(1) in out or not self.ident.authored(comment):
+                continue
+            if self.ident.verified(self.repo, self.number, "finding", m.group(1), m.group(2)):
+                out[m.group(1)] = comment
+            else:
+                log.info("ignoring review comment %s: its marker's signature does not verify", comment.id)
+        return out
+
+    def summary(self, pull: Any) -> tuple[Any | None, dict[str, str]]:
+        """The bot's summary issue comment and its marker's fields ((None, {}) when there is none)."""
+        for comment in pull.get_issue_comments():
+            m = _SUMMARY_RE.search(comment.body or "")
+            if not m or not self.ident.authored(comment):
+                continue
+            meta = dict(kv.split("=", 1) for kv in m.group("meta").split() if "=" in kv)
+            if self.ident.verified(self.repo, self.number, "summary", "", meta.get("sig")):
+                return comment, meta
+        return None, {}
 
 
 def _resolved_body(old: str, head_sha: str) -> str:
@@ -461,46 +570,48 @@ def _diff_reason(finding: InlineFinding, patches: dict[str, str | None]) -> str 
     return None
 
 
-def _review_comment(fid: str, finding: InlineFinding) -> dict:
-    comment = {"path": finding.path, "body": _comment_body(finding, fid), "line": finding.line, "side": "RIGHT"}
+def _review_comment(fid: str, finding: InlineFinding, marks: _Marks) -> dict:
+    comment = {"path": finding.path, "body": marks.comment_body(finding, fid), "line": finding.line, "side": "RIGHT"}
     if finding.start_line is not None and finding.start_line < finding.line:
         comment.update(start_line=finding.start_line, start_side="RIGHT")
     return comment
 
 
-def _post_review(repo, pull, head_sha, postable, pub, result):
+def _post_review(repo, pull, head_sha, postable, pub, result, marks):
     """One create-review call with every comment; on 422 find the rejected ones, post the rest."""
     from github import GithubException
 
     commit = repo.get_commit(head_sha)
-    comments = [_review_comment(fid, f) for fid, f in postable]
+    comments = [_review_comment(fid, f, marks) for fid, f in postable]
     try:
-        result.review_id = _create_review(pull, commit, pub, [f for _, f in postable], comments)
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in postable], comments, marks)
         return postable, []
     except GithubException as err:
         if err.status != 422:
             raise
         reason = _error_text(err)
     log.info("GitHub rejected the review (%s); looking for the rejected comments", reason)
-    bad = _find_rejected(pull, commit, comments)
+    bad = _find_rejected(pull, commit, comments, marks.ident)
     keep = [pf for pf, c in zip(postable, comments) if id(c) not in bad]
     rejected = [
         (f, f"GitHub rejected the comment: {reason}") for (fid, f), c in zip(postable, comments) if id(c) in bad
     ]
     if keep:
         kept_comments = [c for c in comments if id(c) not in bad]
-        result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments)
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments, marks)
     return keep, rejected
 
 
-def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding], comments: list[dict]) -> int:
+def _create_review(
+    pull, commit, pub: Publication, findings: list[InlineFinding], comments: list[dict], marks: _Marks
+) -> int:
     """The review's id. A review is created whole or not at all, so after a 5xx it was made if every
     comment's finding marker is on the PR now (none was there before: these are new findings)."""
     body = pub.review_body or _review_body(findings)
 
     def find():
         fids = {_FINDING_RE.search(c["body"]).group(1) for c in comments}
-        on_pr = _bot_review_comments(pull)
+        on_pr = marks.review_comments(pull)
         return pull.get_review(on_pr[next(iter(fids))].pull_request_review_id) if fids <= on_pr.keys() else None
 
     return _create_once(
@@ -508,7 +619,7 @@ def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding]
     ).id
 
 
-def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
+def _find_rejected(pull, commit, comments: list[dict], ident: BotIdentity) -> set[int]:
     """ids of the comments GitHub rejects, found by bisection with pending reviews.
 
     A pending review (no ``event``) is visible only to its author and is deleted right after the
@@ -518,10 +629,10 @@ def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
     from github import GithubException
 
     def pending():  # after a 5xx on a probe: the probe, if GitHub made it (one pending per user)
-        return next((r for r in pull.get_reviews() if r.state == "PENDING"), None)
+        return next((r for r in pull.get_reviews() if r.state == "PENDING" and ident.authored(r)), None)
 
     for review in pull.get_reviews():  # a stale probe would block ours (one pending per user)
-        if review.state == "PENDING":
+        if review.state == "PENDING" and ident.authored(review):
             review.delete()
     probes = 0
     bad: set[int] = set()
@@ -625,15 +736,6 @@ def _annotation(f: InlineFinding) -> dict:
     }
 
 
-def _find_summary(pull: Any) -> tuple[Any | None, dict[str, str]]:
-    for comment in pull.get_issue_comments():
-        m = _SUMMARY_RE.search(comment.body or "")
-        if m:
-            meta = dict(kv.split("=", 1) for kv in m.group("meta").split() if "=" in kv)
-            return comment, meta
-    return None, {}
-
-
 def _hash(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
@@ -715,8 +817,9 @@ class GitHubPublisher:
         dry_run: bool = False,
         local: Any = None,
         stream=None,
+        identity: BotIdentity | None = None,
     ):
-        self.repo, self.pull, self.reader = repo, pull, reader
+        self.repo, self.pull, self.reader, self.identity = repo, pull, reader, identity
         self.settings, self.env, self.fail_above = settings, env, fail_above
         self.dry_run, self.local = dry_run, local
         self.stream = stream or sys.stderr
@@ -726,7 +829,14 @@ class GitHubPublisher:
         pub = publication_from_report(report, self.env, self.fail_above)
         patches = {f.path: f.patch for f in self.reader.data.files}
         self.result = publish(
-            self.repo, self.pull, pub, self.reader.data.head_sha, patches, self.settings, dry_run=self.dry_run
+            self.repo,
+            self.pull,
+            pub,
+            self.reader.data.head_sha,
+            patches,
+            self.settings,
+            dry_run=self.dry_run,
+            identity=self.identity,
         )
         if self.local is not None:
             self.local.publish(report)
@@ -762,6 +872,7 @@ def open_pull_request(
         pull = repo.get_pull(number)
         reader = PullRequestReader(repo, pull)
         diff = reader.unified_diff()
+        identity = bot_identity(repo.requester, settings, environ)
     source = ReviewSource(
         diff=diff,
         read_file=_guarded(reader.read_file, spec),
@@ -776,7 +887,7 @@ def open_pull_request(
 
         local = LocalPublisher(fmt, env, out)
     fail_above = getattr(cfg, "fail_above", None)
-    return source, GitHubPublisher(repo, pull, reader, settings, env, fail_above, dry_run, local)
+    return source, GitHubPublisher(repo, pull, reader, settings, env, fail_above, dry_run, local, identity=identity)
 
 
 def _guarded(fn: Callable, spec: str) -> Callable:

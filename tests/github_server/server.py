@@ -1,8 +1,10 @@
 """A stateful fake GitHub REST server on 127.0.0.1 that validates every request and response against
 GitHub's REST description (see ``spec.py``) and records each violation in ``server.violations``.
 
-Only the operations in the description subset are routed; anything else (GET /user, /rate_limit
-aside, which are in it) is itself a violation: the bot must not depend on operations outside it.
+Only the operations in the description subset are routed; anything else (/rate_limit aside, which is
+in it) is itself a violation: the bot must not depend on operations outside it. GET /user answers the
+token's login, or 403 for a token made with ``user_api=False`` (an App installation token or an Actions
+``GITHUB_TOKEN``, which GitHub refuses there).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ _ROUTES = [
     ),
     (R + "/statuses/<sha>", "/repos/{owner}/{repo}/statuses/{sha}", {"POST": "repos/create-commit-status"}),
     (R + "/labels", "/repos/{owner}/{repo}/labels", {"GET": "issues/list-labels-for-repo"}),
+    ("/user", "/user", {"GET": "users/get-authenticated"}),
 ]
 
 
@@ -170,9 +173,10 @@ class GitHubServer:
         """What PyGithub's ``base_url`` should be (includes the Enterprise prefix)."""
         return f"http://127.0.0.1:{self._server.server_port}{self.prefix}"
 
-    def add_token(self, login: str, checks_write: bool = True) -> str:
-        token = "ghs_" + secrets.token_hex(16)
-        self.state.tokens[token] = TokenInfo(login, checks_write)
+    def add_token(self, login: str, checks_write: bool = True, user_api: bool = True, prefix: str = "ghs_") -> str:
+        """Another identity (a second user, ``github-actions[bot]`` with ``user_api=False``...)."""
+        token = prefix + secrets.token_hex(16)
+        self.state.tokens[token] = TokenInfo(login, checks_write, user_api)
         return token
 
     def assert_no_violations(self) -> None:
@@ -298,6 +302,17 @@ class GitHubServer:
         return f"{request.host_url.rstrip('/')}{self.prefix}"
 
     def _dispatch(self, op: str, request: Request, args: dict, body, user: TokenInfo):
+        if op == "users/get-authenticated":
+            if not user.user_api:
+                raise ApiError(403, "Resource not accessible by integration")
+            ctx = _Ctx(self, request, None, user)
+            payload = ctx.user_json(user.login) | {
+                "node_id": "U",
+                "avatar_url": "",
+                "gravatar_id": None,
+                "html_url": f"https://github.com/{quote(user.login)}",
+            }
+            return 200, completed("get", "/user", 200, payload), {}
         repo = self.state.repo(args.pop("owner"), args.pop("repo"))
         if repo is None:
             raise ApiError(404, "Not Found")
@@ -315,7 +330,7 @@ class _Ctx:
     def __init__(self, server: GitHubServer, request: Request, repo: Repo, user: TokenInfo):
         self.server, self.request, self.repo, self.user = server, request, repo, user
         self.api = server._api(request)
-        self.repo_url = f"{self.api}/repos/{repo.full_name}"
+        self.repo_url = f"{self.api}/repos/{repo.full_name}" if repo is not None else ""
 
     # -- helpers ------------------------------------------------------------------------------------
     def pull(self, number: int) -> Pull:

@@ -214,6 +214,9 @@ class TokenInfo:
     login: str
     checks_write: bool = True
     """Whether the token may create check runs (a GITHUB_TOKEN without ``checks: write`` may not)."""
+    user_api: bool = True
+    """Whether GET /user answers (False: a GitHub App installation token or an Actions GITHUB_TOKEN,
+    which GitHub answers 403 "Resource not accessible by integration")."""
 
 
 class GitHubState:

@@ -1,0 +1,133 @@
+"""Hardening of the GitHub half (issue 14): whose markers count, a publish that fails midway, GitHub's
+size limits. Against the validating loopback server, with the same test double as test_github_publish
+(`DeterministicTestScorer`: every added line holding RISKY gets risk 0.9; not a model)."""
+
+from __future__ import annotations
+
+import github
+
+from bot.publish import github as gp
+
+try:
+    from tests.github_server import github_server, make_github_server  # noqa: F401
+    from tests.test_github_publish import make_pr, review_comments, run_once
+except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.path
+    from github_server import github_server, make_github_server  # noqa: F401
+    from test_github_publish import make_pr, review_comments, run_once
+
+
+def client(server, token):
+    return github.Github(auth=github.Auth.Token(token), base_url=server.base_url, retry=None)
+
+
+def bot_comments(repo, login="pttrust-bot[bot]"):
+    return [c for c in review_comments(repo) if c["_login"] == login]
+
+
+# -- 1. markers count only from the bot's own comments, and carry an HMAC ------------------------------
+
+
+def test_a_second_user_pasting_markers_steers_nothing(github_server):
+    repo = make_pr(github_server, n_risky=2)
+    # The finding ids are public (a hash of path, line text, kind): an intruder can write them, and can
+    # copy any signature the bot has posted elsewhere.
+    fids = gp.finding_ids(
+        [gp.InlineFinding("app.py", 3 + i, None, 0.9, f"x{i} = eval('RISKY {i}')", "") for i in range(2)]
+    )
+    intruder = client(github_server, github_server.add_token("mallory"))
+    pull = intruder.get_repo("octo/demo").get_pull(1)
+    head = intruder.get_repo("octo/demo").get_commit(repo.pulls[1].head_sha)
+    pull.create_review(
+        commit=head,
+        body="lgtm",
+        event="COMMENT",
+        comments=[
+            {"path": "app.py", "line": 3, "side": "RIGHT", "body": f"fine <!-- pttrust:finding={fids[0]} -->"},
+            {"path": "app.py", "line": 5, "side": "RIGHT", "body": "<!-- pttrust:finding=0123456789abcdef0123 -->"},
+        ],
+    )
+    pull.create_issue_comment("<!-- pttrust:summary head=x check=y run= -->\nmine now")
+
+    res = run_once(github_server)
+    # Nothing suppressed: both findings are posted by the bot although "marked" by mallory.
+    assert len(res.posted) == 2 and res.already_commented == []
+    # mallory's comment with an unknown id was not "resolved" (rewritten) by the bot.
+    mine = [c for c in review_comments(repo) if c["_login"] == "mallory"]
+    assert len(mine) == 2 and not any(c["body"].startswith("**Resolved**") for c in mine)
+    assert res.resolved_comment_ids == []
+    # mallory's issue comment was not adopted as the summary: the bot made its own.
+    assert res.summary_action == "created"
+    bodies = {c["_login"]: c["body"] for c in repo.issue_comments.values()}
+    assert bodies["mallory"].endswith("mine now") and "pttrust:summary" in bodies["pttrust-bot[bot]"]
+
+    # mallory copies the bot's own (signed) marker into her comment: still hers, still ignored.
+    bot_marker = next(c["body"] for c in bot_comments(repo)).rsplit("\n", 1)[-1]
+    assert " sig=" in bot_marker
+    pull.create_review(
+        commit=head,
+        body="x",
+        event="COMMENT",
+        comments=[{"path": "app.py", "line": 1, "side": "RIGHT", "body": bot_marker}],
+    )
+    res2 = run_once(github_server)
+    assert res2.posted == [] and len(res2.already_commented) == 2 and res2.resolved_comment_ids == []
+    assert res2.summary_action == "unchanged"
+    assert all(not c["body"].startswith("**Resolved**") for c in review_comments(repo))
+    github_server.assert_no_violations()
+
+
+def test_an_actions_token_without_get_user_is_github_actions_bot(github_server):
+    """GET /user answers an Actions GITHUB_TOKEN 403: its comments are github-actions[bot]'s."""
+    make_pr(github_server, n_risky=2)
+    token = github_server.add_token("github-actions[bot]", user_api=False)
+    first = run_once(github_server, env={"GITHUB_TOKEN": token})
+    assert len(first.posted) == 2
+    # A new run gets a new token (same identity): it recognises its comments and posts nothing.
+    again = run_once(
+        github_server, env={"GITHUB_TOKEN": github_server.add_token("github-actions[bot]", user_api=False)}
+    )
+    assert again.posted == [] and len(again.already_commented) == 2 and again.summary_action == "unchanged"
+    assert github_server.calls_to("users/get-authenticated")[-1].status == 403
+
+
+def test_a_configured_bot_login_is_used_without_get_user(github_server, monkeypatch):
+    make_pr(github_server, n_risky=1)
+    token = github_server.add_token("my-app[bot]", user_api=False)
+    monkeypatch.setenv(gp.BOT_LOGIN_ENV, "my-app[bot]")
+    assert len(run_once(github_server, env={"GITHUB_TOKEN": token}).posted) == 1
+    assert run_once(github_server, env={"GITHUB_TOKEN": token}).posted == []
+    assert github_server.calls_to("users/get-authenticated") == []
+
+
+def test_with_a_secret_only_markers_it_signed_count(github_server, monkeypatch):
+    """Code running as the same bot (another workflow with the same github-actions[bot]) cannot forge
+    a marker without the secret: an unsigned or wrongly signed one is ignored."""
+    repo = make_pr(github_server, n_risky=1)
+    monkeypatch.setenv(gp.MARKER_SECRET_ENV, "s3cret-one")
+    assert len(run_once(github_server).posted) == 1
+    assert run_once(github_server).posted == []  # same secret: recognised
+    monkeypatch.setenv(gp.MARKER_SECRET_ENV, "another-secret")
+    res = run_once(github_server)  # a different key: the earlier markers are not this bot's
+    assert len(res.posted) == 1 and res.resolved_comment_ids == [] and res.summary_action == "created"
+    assert len(bot_comments(repo)) == 2
+
+
+def test_a_long_lived_token_verifies_its_markers(github_server):
+    """A PAT is stable, so its key is enforced: markers signed with another token's key do not count."""
+    make_pr(github_server, n_risky=1)
+    pat = github_server.add_token("pttrust-bot[bot]", prefix="ghp_")
+    assert len(run_once(github_server, env={"GITHUB_TOKEN": pat}).posted) == 1
+    assert run_once(github_server, env={"GITHUB_TOKEN": pat}).posted == []
+    other = github_server.add_token("pttrust-bot[bot]", prefix="ghp_")
+    assert len(run_once(github_server, env={"GITHUB_TOKEN": other}).posted) == 1
+
+
+def test_identity_signature_is_bound_to_repo_pr_and_id():
+    ident = gp.BotIdentity("bot", b"k" * 32, strict=True)
+    sig = ident.sign("o/r", 1, "finding", "ab")
+    assert ident.verified("o/r", 1, "finding", "ab", sig)
+    assert not ident.verified("o/r", 2, "finding", "ab", sig)
+    assert not ident.verified("o/x", 1, "finding", "ab", sig)
+    assert not ident.verified("o/r", 1, "finding", "ac", sig)
+    assert not ident.verified("o/r", 1, "finding", "ab", None)
+    assert "k" not in repr(ident).replace("key", "")
