@@ -195,28 +195,11 @@ class GitHubRun:
     posted: bool
     """True when the review/comment/check run reached the PR."""
     forbidden: str | None = None
-    """Why posting was refused (a 403: the token lacks pull-requests:write); None when it was not."""
-
-
-def _forbidden(err: BaseException) -> str | None:
-    """The reason when ``err`` is GitHub refusing a write for lack of permission, else None.
-
-    403 is also GitHub's status for a primary rate limit; PyGithub turns that one into
-    RateLimitExceededException (and waits/retries), so it does not land here as a permission error.
-    """
-    from github import GithubException, RateLimitExceededException
-
-    seen: BaseException | None = err
-    while seen is not None:  # the publisher may wrap PyGithub's exception in a PttrustError
-        if (
-            isinstance(seen, GithubException)
-            and not isinstance(seen, RateLimitExceededException)
-            and seen.status == 403
-        ):
-            message = seen.data.get("message") if isinstance(seen.data, dict) else None
-            return f"HTTP 403: {message or 'forbidden'}"
-        seen = seen.__cause__ or seen.__context__
-    return None
+    """Why posting was refused before anything was posted (a 403 on the first write: the token lacks
+    pull-requests:write); None when it was not."""
+    incomplete: Any = None
+    """`bot.publish.github.PublishIncomplete` when a write failed after others had landed: an error,
+    not a permission fallback (what was and was not posted is in it)."""
 
 
 def review_pull_request(
@@ -235,7 +218,8 @@ def review_pull_request(
     """Fetch the PR through the API, score it, and post unless ``publish`` is False.
 
     ``environ`` holds ``GITHUB_TOKEN``/``GITHUB_API_URL`` (default: ``os.environ``, as for
-    ``pttrust review --github``). A 403 on posting is returned in ``GitHubRun.forbidden``, not
+    ``pttrust review --github``). A 403 on the first write (nothing posted) is returned in
+    ``GitHubRun.forbidden`` and a failure after some writes landed in ``GitHubRun.incomplete``, not
     raised, so that the entry can still show the findings it already has.
     """
     from bot.publish import github
@@ -257,11 +241,10 @@ def review_pull_request(
     report = score_source(source, cfg, device=device, scorer_factory=scorer_factory, progress=progress)
     try:
         publisher.publish(report)
-    except Exception as err:  # noqa: BLE001 - only a permission refusal is handled; the rest re-raises
-        reason = _forbidden(err)
-        if reason is None:
-            raise
-        return GitHubRun(report, posted=False, forbidden=reason)
+    except github.PostingForbidden as err:
+        return GitHubRun(report, posted=False, forbidden=err.reason)
+    except github.PublishIncomplete as err:
+        return GitHubRun(report, posted=False, incomplete=err)
     return GitHubRun(report, posted=publish)
 
 
@@ -491,7 +474,13 @@ def run(
         progress=say,
     )
     report = result.report
-    if result.forbidden:
+    if result.incomplete is not None:
+        failed = result.incomplete
+        note = (
+            f"Posting failed midway: posted {', '.join(failed.posted)}; not posted: "
+            f"{', '.join(failed.not_posted)}. The findings are shown as annotations too."
+        )
+    elif result.forbidden:
         note = (
             f"The token may not post to this PR ({result.forbidden}); grant "
             f"`pull-requests: write` to get a review. Findings are shown as annotations instead."
@@ -525,6 +514,8 @@ def run(
         ),
     )
 
+    if result.incomplete is not None:
+        raise result.incomplete
     if report.exceeds(cfg.fail_above):
         message = f"max risk {report.summary.max_risk:.2f} is above fail-above {cfg.fail_above:.2f}"
         print(annotation("error", message, title="PtTrust gate"), file=out)

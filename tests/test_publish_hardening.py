@@ -5,14 +5,18 @@ size limits. Against the validating loopback server, with the same test double a
 from __future__ import annotations
 
 import github
+import pytest
 
 from bot.publish import github as gp
+from risk_core.errors import PttrustError
 
 try:
     from tests.github_server import github_server, make_github_server  # noqa: F401
+    from tests.test_action import _env, _run, read_outputs, server  # noqa: F401
     from tests.test_github_publish import make_pr, review_comments, run_once
 except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.path
     from github_server import github_server, make_github_server  # noqa: F401
+    from test_action import _env, _run, read_outputs, server  # noqa: F401
     from test_github_publish import make_pr, review_comments, run_once
 
 
@@ -131,3 +135,52 @@ def test_identity_signature_is_bound_to_repo_pr_and_id():
     assert not ident.verified("o/r", 1, "finding", "ac", sig)
     assert not ident.verified("o/r", 1, "finding", "ab", None)
     assert "k" not in repr(ident).replace("key", "")
+
+
+# -- 2. a 403 after some writes landed is an error listing them, not "no permission" -------------------
+
+
+def test_403_after_the_review_is_an_error_listing_what_was_posted(github_server):
+    repo = make_pr(github_server, n_risky=2)
+    github_server.faults.forbidden("issues/create-comment")
+    with pytest.raises(gp.PublishIncomplete) as caught:
+        run_once(github_server)
+    err = caught.value
+    assert err.exit_code == 1 and "\n" not in str(err)
+    assert "failed midway" in str(err) and "403" in str(err)
+    (review_id,) = repo.reviews
+    assert err.posted[0] == f"review {review_id} (2 comment(s))" and err.posted[1].startswith("check run ")
+    assert err.not_posted == ["the summary comment"]
+    assert len(repo.check_runs) == 1 and repo.issue_comments == {}
+
+
+def test_403_on_the_first_write_is_posting_forbidden(github_server):
+    repo = make_pr(github_server, n_risky=1)
+    github_server.faults.forbidden("pulls/create-review")
+    with pytest.raises(gp.PostingForbidden) as caught:
+        run_once(github_server)
+    assert "may not post" in str(caught.value) and caught.value.reason.startswith("HTTP 403")
+    assert repo.reviews == {} and repo.check_runs == {} and repo.issue_comments == {}
+
+
+def test_a_403_on_a_read_is_not_a_permission_fallback(github_server):
+    make_pr(github_server, n_risky=1)
+    github_server.faults.forbidden("pulls/list-review-comments")
+    with pytest.raises(PttrustError) as caught:
+        run_once(github_server)
+    assert not isinstance(caught.value, (gp.PostingForbidden, gp.PublishIncomplete))
+
+
+def test_action_403_midway_exits_1_and_lists_what_was_posted(server, tmp_path):
+    server.faults.forbidden("issues/create-comment")
+    with pytest.raises(gp.PublishIncomplete) as caught:  # entry.main prints it as one line, exit 1
+        _run(_env(server, tmp_path, "pull_request.opened.json"))
+    message = str(caught.value)
+    assert caught.value.exit_code == 1
+    assert message.startswith("publishing to octo/demo#42: failed midway") and "not posted: the summary" in message
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Posting failed midway" in summary and "pull-requests: write" not in summary
+    assert "Posted to the PR: no" in summary
+    assert read_outputs(tmp_path / "output.txt")["can-write"] == "true"
+    repo = server.state.repo("octo", "demo")
+    assert len(repo.reviews) == 1 and len(repo.check_runs) == 1 and repo.issue_comments == {}

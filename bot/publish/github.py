@@ -306,6 +306,69 @@ def bot_identity(requester: Any, settings: GitHubSettings | None = None, env: di
     return BotIdentity(login, key, strict)
 
 
+class PostingForbidden(PttrustError):
+    """GitHub refused the first write for lack of permission (a 403 that is not a rate limit): the token
+    may not post to this pull request, and nothing was posted."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class PublishIncomplete(PttrustError):
+    """A write failed after others had reached the PR: what was and was not posted is in the message
+    (and in ``posted`` / ``not_posted``)."""
+
+    def __init__(self, message: str, posted: list[str], not_posted: list[str], result: Any):
+        super().__init__(message)
+        self.posted, self.not_posted, self.result = posted, not_posted, result
+
+
+# The writes of one publish, in order (see `publish`): what is left when one fails.
+_STAGES = ("reopened comments", "the review", "resolved comments", "the check run", "the summary comment")
+
+
+class _Writes:
+    """Which writes of a publish reached GitHub, to tell "may not post at all" from "failed midway"."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+        self.current: str | None = None
+
+    def start(self, stage: str) -> None:
+        self.current = stage
+
+    def finish(self, what: str) -> None:
+        self.done.append(what)
+        self.current = None
+
+    def failure(self, err: PttrustError, what: str) -> PttrustError:
+        """The error to raise for ``err`` (from `github_errors`) given what was already written."""
+        cause = err.__cause__ or err.__context__
+        reason = _permission_refusal(cause) if cause is not None else None
+        if not self.done:
+            if self.current is not None and reason is not None:
+                return PostingForbidden(f"{what}: the token may not post to this pull request ({reason})", reason)
+            return err
+        stage = self.current or "the next write"
+        later = list(_STAGES[_STAGES.index(stage) + 1 :]) if stage in _STAGES else []
+        not_posted = [stage, *later]
+        text = str(err).removeprefix(f"{what}: ")
+        message = f"{what}: failed midway ({text}); posted: {', '.join(self.done)}; not posted: {', '.join(not_posted)}"
+        return PublishIncomplete(message, list(self.done), not_posted, None)
+
+
+def _permission_refusal(err: BaseException) -> str | None:
+    """``HTTP 403: message`` when ``err`` is GitHub refusing a request for lack of permission (not a
+    primary rate limit, which PyGithub raises as RateLimitExceededException)."""
+    from github import GithubException, RateLimitExceededException
+
+    if isinstance(err, GithubException) and not isinstance(err, RateLimitExceededException) and err.status == 403:
+        message = err.data.get("message") if isinstance(err.data, dict) else None
+        return f"HTTP 403: {message or 'forbidden'}"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------
 # What gets published
 
@@ -412,82 +475,108 @@ def publish(
     """
     settings = settings or DEFAULT_SETTINGS
     result = PublishResult(head_sha)
-    with github_errors(f"publishing to {repo.full_name}#{pull.number}"):
-        marks = _Marks(identity or bot_identity(pull.requester, settings), repo.full_name, pull.number)
-        # Ids over every flagged finding: a finding's id (its occurrence index among identical lines)
-        # must not depend on which of them made the cap.
-        ids = finding_ids(pub.findings + pub.capped)
-        by_id = dict(zip(ids[: len(pub.findings)], pub.findings))
-        existing = marks.review_comments(pull)
-
-        new: list[tuple[str, InlineFinding]] = []
-        for fid, finding in by_id.items():
-            comment = existing.get(fid)
-            if comment is None:
-                new.append((fid, finding))
-            elif RESOLVED_MARKER in comment.body:
-                result.reopened_comment_ids.append(comment.id)
-                if not dry_run:
-                    comment.edit(marks.comment_body(finding, fid))
-                result.already_commented.append(finding)
-            else:
-                result.already_commented.append(finding)
-        flagged = set(ids)
-        stale = [c for fid, c in existing.items() if fid not in flagged and RESOLVED_MARKER not in c.body]
-
-        postable = []
-        for fid, finding in new:
-            reason = _diff_reason(finding, patches)
-            if reason:
-                result.rejected.append((finding, reason))
-            else:
-                postable.append((fid, finding))
-
-        if postable and not dry_run:
-            postable, rejected = _post_review(repo, pull, head_sha, postable, pub, result, marks)
-            result.rejected += rejected
-        result.posted = [f for _, f in postable]
-
-        for comment in stale:
-            result.resolved_comment_ids.append(comment.id)
-            if not dry_run:
-                comment.edit(_resolved_body(comment.body, head_sha))
-
-        summary_comment, meta = marks.summary(pull)
-        check_hash = _hash(
-            pub.conclusion,
-            pub.check_title,
-            pub.check_summary,
-            pub.check_text,
-            *[f"{f.path}:{f.start_line}:{f.line}:{f.body}" for f in pub.findings],
-        )
-        if meta.get("head") == head_sha and meta.get("check") == check_hash:
-            result.check_action = "unchanged"
-            result.check_run_id = int(meta["run"]) if meta.get("run", "").isdigit() else None
-        elif not dry_run:
-            _report_check(repo, head_sha, pub, settings, result)
-
-        sig = marks.ident.sign(marks.repo, marks.number, "summary", "")
-        marker = (
-            f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} sig={sig} -->"
-        )
-        body = marker + "\n" + pub.summary.rstrip() + "\n" + _publication_notes(result)
-        # The signature of a short-lived token's key changes every run; the content decides.
-        if summary_comment is not None and _SIG_RE.sub("", summary_comment.body) == _SIG_RE.sub("", body):
-            result.summary_action = "unchanged"
-            result.summary_comment_id = summary_comment.id
-        elif dry_run:
-            result.summary_action = "would edit" if summary_comment else "would create"
-        elif summary_comment is not None:
-            summary_comment.edit(body)
-            result.summary_action, result.summary_comment_id = "edited", summary_comment.id
-        else:
-            # No summary existed when this run started: one found now is the one this create made.
-            created = _create_once(
-                lambda: pull.create_issue_comment(body), lambda: marks.summary(pull)[0], "the summary comment"
-            )
-            result.summary_action, result.summary_comment_id = "created", created.id
+    writes = _Writes()
+    what = f"publishing to {repo.full_name}#{pull.number}"
+    try:
+        with github_errors(what):
+            _publish(repo, pull, pub, head_sha, patches, settings, dry_run, identity, result, writes)
+    except PttrustError as err:
+        failure = writes.failure(err, what)
+        if isinstance(failure, PublishIncomplete):
+            failure.result = result
+        if failure is err:
+            raise
+        raise failure from None
     return result
+
+
+def _publish(repo, pull, pub, head_sha, patches, settings, dry_run, identity, result, writes: _Writes) -> None:
+    """The body of `publish`, inside its github_errors; ``writes`` records each write that lands."""
+    marks = _Marks(identity or bot_identity(pull.requester, settings), repo.full_name, pull.number)
+    # Ids over every flagged finding: a finding's id (its occurrence index among identical lines)
+    # must not depend on which of them made the cap.
+    ids = finding_ids(pub.findings + pub.capped)
+    by_id = dict(zip(ids[: len(pub.findings)], pub.findings))
+    existing = marks.review_comments(pull)
+
+    new: list[tuple[str, InlineFinding]] = []
+    for fid, finding in by_id.items():
+        comment = existing.get(fid)
+        if comment is None:
+            new.append((fid, finding))
+        elif RESOLVED_MARKER in comment.body:
+            result.reopened_comment_ids.append(comment.id)
+            if not dry_run:
+                writes.start("reopened comments")
+                comment.edit(marks.comment_body(finding, fid))
+                writes.finish(f"comment {comment.id} reopened")
+            result.already_commented.append(finding)
+        else:
+            result.already_commented.append(finding)
+    flagged = set(ids)
+    stale = [c for fid, c in existing.items() if fid not in flagged and RESOLVED_MARKER not in c.body]
+
+    postable = []
+    for fid, finding in new:
+        reason = _diff_reason(finding, patches)
+        if reason:
+            result.rejected.append((finding, reason))
+        else:
+            postable.append((fid, finding))
+
+    if postable and not dry_run:
+        writes.start("the review")
+        postable, rejected = _post_review(repo, pull, head_sha, postable, pub, result, marks)
+        result.rejected += rejected
+        if result.review_id is not None:
+            writes.finish(f"review {result.review_id} ({len(postable)} comment(s))")
+    result.posted = [f for _, f in postable]
+
+    for comment in stale:
+        result.resolved_comment_ids.append(comment.id)
+        if not dry_run:
+            writes.start("resolved comments")
+            comment.edit(_resolved_body(comment.body, head_sha))
+            writes.finish(f"comment {comment.id} marked resolved")
+
+    summary_comment, meta = marks.summary(pull)
+    check_hash = _hash(
+        pub.conclusion,
+        pub.check_title,
+        pub.check_summary,
+        pub.check_text,
+        *[f"{f.path}:{f.start_line}:{f.line}:{f.body}" for f in pub.findings],
+    )
+    if meta.get("head") == head_sha and meta.get("check") == check_hash:
+        result.check_action = "unchanged"
+        result.check_run_id = int(meta["run"]) if meta.get("run", "").isdigit() else None
+    elif not dry_run:
+        writes.start("the check run")
+        _report_check(repo, head_sha, pub, settings, result)
+        writes.finish(f"check run {result.check_run_id}" if result.check_action == "check-run" else "a commit status")
+
+    sig = marks.ident.sign(marks.repo, marks.number, "summary", "")
+    marker = f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} sig={sig} -->"
+    body = marker + "\n" + pub.summary.rstrip() + "\n" + _publication_notes(result)
+    # The signature of a short-lived token's key changes every run; the content decides.
+    if summary_comment is not None and _SIG_RE.sub("", summary_comment.body) == _SIG_RE.sub("", body):
+        result.summary_action = "unchanged"
+        result.summary_comment_id = summary_comment.id
+    elif dry_run:
+        result.summary_action = "would edit" if summary_comment else "would create"
+    elif summary_comment is not None:
+        writes.start("the summary comment")
+        summary_comment.edit(body)
+        result.summary_action, result.summary_comment_id = "edited", summary_comment.id
+        writes.finish(f"summary comment {summary_comment.id} edited")
+    else:
+        # No summary existed when this run started: one found now is the one this create made.
+        writes.start("the summary comment")
+        created = _create_once(
+            lambda: pull.create_issue_comment(body), lambda: marks.summary(pull)[0], "the summary comment"
+        )
+        result.summary_action, result.summary_comment_id = "created", created.id
+        writes.finish(f"summary comment {created.id}")
 
 
 @dataclass(frozen=True)
