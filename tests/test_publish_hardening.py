@@ -4,20 +4,23 @@ size limits. Against the validating loopback server, with the same test double a
 
 from __future__ import annotations
 
+import re
+
 import github
 import pytest
 
+from bot.github_source import PullRequestReader
 from bot.publish import github as gp
 from risk_core.errors import PttrustError
 
 try:
     from tests.github_server import github_server, make_github_server  # noqa: F401
     from tests.test_action import _env, _run, read_outputs, server  # noqa: F401
-    from tests.test_github_publish import make_pr, review_comments, run_once
+    from tests.test_github_publish import FAST, make_pr, review_comments, run_once
 except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.path
     from github_server import github_server, make_github_server  # noqa: F401
     from test_action import _env, _run, read_outputs, server  # noqa: F401
-    from test_github_publish import make_pr, review_comments, run_once
+    from test_github_publish import FAST, make_pr, review_comments, run_once
 
 
 def client(server, token):
@@ -184,3 +187,57 @@ def test_action_403_midway_exits_1_and_lists_what_was_posted(server, tmp_path):
     assert read_outputs(tmp_path / "output.txt")["can-write"] == "true"
     repo = server.state.repo("octo", "demo")
     assert len(repo.reviews) == 1 and len(repo.check_runs) == 1 and repo.issue_comments == {}
+
+
+# -- 3. every body within GitHub's size limits, with an explicit "N more" line -------------------------
+
+
+def test_a_1500_file_pr_keeps_every_body_within_githubs_limits(github_server):
+    repo = github_server.state.create_repo("octo", "demo")
+    n = 1500
+    base = repo.commit({f"pkg/module_{i:04d}.py": "x = 1\n" for i in range(n)})
+    head = repo.commit(
+        {f"pkg/module_{i:04d}.py": f"x = 1\ny = eval('RISKY {i}')\n" for i in range(n)},
+        parent=base,
+        author_login="copilot[bot]",
+    )
+    repo.open_pull(base, head)
+    gh = gp.connect(
+        gp.GitHubSettings(**{**FAST.__dict__, "base_url": github_server.base_url}),
+        {"GITHUB_TOKEN": github_server.token},
+    )
+    ghrepo = gh.get_repo("octo/demo")
+    pull = ghrepo.get_pull(1)
+    reader = PullRequestReader(ghrepo, pull)
+    assert len(reader.data.files) == n
+    rows = "\n".join(f"| 0.90 | `pkg/module_{i:04d}.py:2` | `y = eval('RISKY {i}')` |" for i in range(n))
+    summary = f"## PtTrust\n\n| risk | where | line |\n| --- | --- | --- |\n{rows}\n"
+    assert len(summary) > 90_000
+    findings = [
+        gp.InlineFinding(f"pkg/module_{i:04d}.py", 2, None, 0.9, f"y = eval('RISKY {i}')", "risky") for i in range(60)
+    ]
+    pub = gp.Publication(findings, summary, "neutral", "1500 findings", summary, summary)
+    patches = {f.path: f.patch for f in reader.data.files}
+    res = gp.publish(ghrepo, pull, pub, reader.data.head_sha, patches, FAST)
+    assert res.summary_action == "created" and res.check_action == "check-run"
+    (comment,) = repo.issue_comments.values()
+    assert len(comment["body"]) <= gp.BODY_LIMIT
+    assert re.search(r"… \d+ more line\(s\) not shown: GitHub allows 65,536 characters", comment["body"])
+    (run,) = repo.check_runs.values()
+    for key in ("summary", "text"):
+        assert len(run["output"][key]) <= gp.CHECK_OUTPUT_LIMIT and "more line(s) not shown" in run["output"][key]
+    # Rows kept + rows cut = every row: nothing is dropped silently.
+    kept = comment["body"].count("| 0.90 |")
+    cut = int(re.search(r"… (\d+) more line", comment["body"]).group(1))
+    assert kept + cut == n
+    github_server.assert_no_violations()
+
+
+def test_cap_text_cuts_at_lines_and_says_how_many():
+    text = "".join(f"line {i}\n" for i in range(1000))
+    out = gp.cap_text(text, 500, "here")
+    assert len(out) <= 500 and out.endswith("the full report has them.\n")
+    shown = [l for l in out.splitlines() if l.startswith("line ")]
+    assert f"… {1000 - len(shown)} more line(s)" in out
+    assert gp.cap_text("short", 500) == "short"
+    assert len(gp.cap_text("x" * 10_000, 300)) <= 300  # one overlong line

@@ -71,6 +71,12 @@ _SHORT_LIVED_TOKEN_PREFIXES = ("ghs_",)
 """App installation and Actions tokens: they expire within hours, so a key from one cannot verify
 markers from an earlier run."""
 MAX_ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit per check-run create/update call
+BODY_LIMIT = 65536
+"""GitHub's limit, in characters, on an issue comment's, review's or review comment's body."""
+CHECK_OUTPUT_LIMIT = 65535
+"""GitHub's limit, in characters, on a check run's output.summary and output.text."""
+ANNOTATION_MESSAGE_LIMIT = 64000
+"""GitHub's limit on an annotation's message (64 KB)."""
 MAX_BISECT_PROBES = 40
 T = TypeVar("T")
 
@@ -557,7 +563,9 @@ def _publish(repo, pull, pub, head_sha, patches, settings, dry_run, identity, re
 
     sig = marks.ident.sign(marks.repo, marks.number, "summary", "")
     marker = f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} sig={sig} -->"
-    body = marker + "\n" + pub.summary.rstrip() + "\n" + _publication_notes(result)
+    notes = cap_text(_publication_notes(result), BODY_LIMIT // 2, "in a comment", BODY_LIMIT)
+    room = BODY_LIMIT - len(marker) - 2 - len(notes)
+    body = marker + "\n" + cap_text(pub.summary.rstrip(), room, "in a comment", BODY_LIMIT).rstrip() + "\n" + notes
     # The signature of a short-lived token's key changes every run; the content decides.
     if summary_comment is not None and _SIG_RE.sub("", summary_comment.body) == _SIG_RE.sub("", body):
         result.summary_action = "unchanged"
@@ -591,7 +599,9 @@ class _Marks:
         return FINDING_MARKER.format(id=fid, sig=self.ident.sign(self.repo, self.number, "finding", fid))
 
     def comment_body(self, finding: InlineFinding, fid: str) -> str:
-        return f"{finding.body.rstrip()}\n\n{self.finding_marker(fid)}"
+        marker = self.finding_marker(fid)
+        body = cap_text(finding.body.rstrip(), BODY_LIMIT - len(marker) - 2, "in a comment", BODY_LIMIT)
+        return f"{body.rstrip()}\n\n{marker}"
 
     def review_comments(self, pull: Any) -> dict[str, Any]:
         """The bot's review comments carrying a valid finding marker, by finding id (the first wins).
@@ -620,8 +630,8 @@ class _Marks:
 
 
 def _resolved_body(old: str, head_sha: str) -> str:
-    original = _FINDING_RE.sub("", old).strip()
     marker = _FINDING_RE.search(old).group(0)
+    original = cap_text(_FINDING_RE.sub("", old).strip(), BODY_LIMIT - 400 - len(marker), "in a comment", BODY_LIMIT)
     return (
         f"**Resolved**: PtTrust no longer flags this as of {head_sha[:7]}.\n\n"
         f"<details><summary>Original comment</summary>\n\n{original}\n\n</details>\n\n"
@@ -696,7 +706,7 @@ def _create_review(
 ) -> int:
     """The review's id. A review is created whole or not at all, so after a 5xx it was made if every
     comment's finding marker is on the PR now (none was there before: these are new findings)."""
-    body = pub.review_body or _review_body(findings)
+    body = cap_text(pub.review_body or _review_body(findings), BODY_LIMIT, "in a review")
 
     def find():
         fids = {_FINDING_RE.search(c["body"]).group(1) for c in comments}
@@ -774,8 +784,8 @@ def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSetting
     def output(batch):
         return {
             "title": pub.check_title,
-            "summary": pub.check_summary or pub.check_title,
-            "text": pub.check_text,
+            "summary": cap_text(pub.check_summary or pub.check_title, CHECK_OUTPUT_LIMIT, "in a check run's summary"),
+            "text": cap_text(pub.check_text, CHECK_OUTPUT_LIMIT, "in a check run's text"),
             "annotations": batch,
         }
 
@@ -821,12 +831,42 @@ def _annotation(f: InlineFinding) -> dict:
         "end_line": f.line,
         "annotation_level": f.annotation_level,
         "title": f"PtTrust risk {100 * f.risk:.0f}%",
-        "message": _FINDING_RE.sub("", f.body).strip()[:64000] or f"risk {f.risk:.2f}",
+        "message": cap_text(_FINDING_RE.sub("", f.body).strip(), ANNOTATION_MESSAGE_LIMIT, "in an annotation")
+        or f"risk {f.risk:.2f}",
     }
 
 
 def _hash(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def cap_text(text: str, limit: int, where: str = "here", github_limit: int | None = None) -> str:
+    """``text`` cut at a line boundary to at most ``limit`` characters, ending in an explicit
+    "N more line(s)…" line when anything was cut (GitHub rejects a longer body outright).
+    ``github_limit``: GitHub's limit for the whole body, when ``limit`` is this part's share of it."""
+    shown = github_limit or limit
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines(keepends=True)
+    kept: list[str] = []
+    size = 0
+    for i, line in enumerate(lines):
+        note = _cut_note(len(lines) - i, shown, where)
+        if size + len(line) + len(note) > limit:
+            break
+        kept.append(line)
+        size += len(line)
+    note = _cut_note(len(lines) - len(kept), shown, where)
+    head = "".join(kept)
+    if not kept:  # one line longer than the limit: cut inside it
+        head = text[: max(0, limit - len(note) - 1)] + "\n"
+    elif not head.endswith("\n"):
+        head += "\n"
+    return (head + note)[:limit]
+
+
+def _cut_note(n: int, limit: int, where: str) -> str:
+    return f"\n… {n} more line(s) not shown: GitHub allows {limit:,} characters {where}; the full report has them.\n"
 
 
 # -- minimal rendering (the packaged templates render the summary itself; see publication_from_report)

@@ -574,6 +574,9 @@ class _Ctx:
     def op_pulls_create_review(self, body, pull_number):
         """Validates like GitHub: commit in the PR, each comment on a RIGHT line of a diff hunk."""
         pull = self.pull(pull_number)
+        _check_body(body.get("body"))
+        for c in body.get("comments", []):
+            _check_body(c.get("body"))
         commit_id = body.get("commit_id", pull.head_sha)
         if commit_id not in {c.sha for c in self.repo.pull_commits(pull)}:
             raise ApiError(422, "Unprocessable Entity", ["commit_id is not part of the pull request"])
@@ -658,6 +661,7 @@ class _Ctx:
         return 200, completed("get", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200, self.review_json(review))
 
     def op_pulls_update_review(self, body, pull_number, review_id):
+        _check_body(body.get("body"))
         review = self.repo.reviews.get(review_id)
         if review is None:
             raise ApiError(404, "Not Found")
@@ -682,6 +686,7 @@ class _Ctx:
         )
 
     def op_pulls_update_review_comment(self, body, comment_id):
+        _check_body(body.get("body"))
         c = self._review_comment(comment_id)
         c["body"], c["updated_at"] = body["body"], _now()
         return 200, completed("patch", self.T + "/pulls/comments/{comment_id}", 200, self.review_comment_json(c))
@@ -700,6 +705,7 @@ class _Ctx:
         return self.page("get", self.T + "/issues/{issue_number}/comments", comments)
 
     def op_issues_create_comment(self, body, issue_number):
+        _check_body(body.get("body"))
         self.pull(issue_number)
         cid = next_id()
         c = {
@@ -728,6 +734,7 @@ class _Ctx:
         )
 
     def op_issues_update_comment(self, body, comment_id):
+        _check_body(body.get("body"))
         c = self._issue_comment(comment_id)
         c["body"], c["updated_at"] = body["body"], _now()
         return 200, completed("patch", self.T + "/issues/comments/{comment_id}", 200, self.issue_comment_json(c))
@@ -787,6 +794,7 @@ class _Ctx:
         if not self.user.checks_write:
             raise ApiError(403, "Resource not accessible by integration")
         output = body.get("output", {})
+        _check_output(output)
         annotations = output.get("annotations", [])
         if len(annotations) > 50:
             raise ApiError(422, "Only 50 annotations are allowed per request")
@@ -816,6 +824,7 @@ class _Ctx:
     def op_checks_update(self, body, check_run_id):
         run = self._run(check_run_id)
         output = body.get("output", {})
+        _check_output(output)
         annotations = output.get("annotations", [])
         if len(annotations) > 50:
             raise ApiError(422, "Only 50 annotations are allowed per request")
@@ -840,6 +849,24 @@ class _Ctx:
             "creator": self.user_json(self.user.login),
         }
         return 201, completed("post", self.T + "/statuses/{sha}", 201, payload)
+
+
+BODY_LIMIT = 65536
+"""GitHub's limit on a comment's or review's body, in characters ("Body is too long")."""
+CHECK_OUTPUT_LIMIT = 65535
+"""GitHub's limit on a check run's output.summary and output.text, in characters."""
+
+
+def _check_body(text) -> None:
+    if isinstance(text, str) and len(text) > BODY_LIMIT:
+        raise ApiError(422, "Validation Failed", [f"Body is too long (maximum is {BODY_LIMIT} characters)"])
+
+
+def _check_output(output: dict) -> None:
+    for key in ("summary", "text"):
+        value = output.get(key)
+        if isinstance(value, str) and len(value) > CHECK_OUTPUT_LIMIT:
+            raise ApiError(422, "Invalid request.", [f"output.{key} is too long (maximum is {CHECK_OUTPUT_LIMIT})"])
 
 
 def _now() -> str:
