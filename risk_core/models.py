@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "PTTRUST_CACHE_DIR"
 MANIFEST = "manifest.json"
+STAMP = ".verified.json"
+"""Per converted file, the size and mtime at which its sha256 last matched the manifest: a load re-hashes
+a file only when these changed (a flipped byte rewrites the file, so its mtime moves)."""
 # Bump when the layout of a converted directory changes, so that old caches are rebuilt.
 FORMAT_VERSION = 1
 # fp16 keeps ~3 more mantissa bits than bf16 and every de-quantized weight of the embedded GGUFs
@@ -191,22 +194,56 @@ def _read_manifest(path: Path) -> dict | None:
         return None
 
 
+def _read_stamp(path: Path) -> dict:
+    try:
+        stamp = json.loads((path / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _write_stamp(path: Path, stamp: dict) -> None:
+    """Best effort: a read-only cache is still usable, it is only re-hashed on every load."""
+    try:
+        tmp = path / f"{STAMP}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path / STAMP)
+    except OSError:
+        pass
+
+
+def _file_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def cache_problem(spec: ModelSpec, path: Path, verify: bool = False) -> str | None:
     """Why the converted directory at ``path`` cannot be used, or None when it is sound.
 
-    Sizes are always checked (cheap, and catches truncation); ``verify`` also re-hashes every file.
+    Every file's sha256 is checked against the manifest, cheaply: a file whose size, mtime and inode
+    are those of its last good hash (the stamp) is not hashed again. ``verify`` re-hashes every file
+    whatever the stamp says.
     """
     manifest = _read_manifest(path)
     if manifest is None:
         return "no manifest" if path.exists() else "not prepared"
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("source_sha256") != spec.sha256:
         return "made from other weights or by an older version"
+    stamp = _read_stamp(path)
+    fresh = {}
     for name, meta in manifest["files"].items():
         file = path / name
         if not file.is_file() or file.stat().st_size != meta["size"]:
             return f"{name} is missing or truncated"
-        if verify and _sha256_file(file) != meta["sha256"]:
+        key = _file_key(file.stat())
+        seen = stamp.get(name)
+        if not verify and isinstance(seen, dict) and seen.get("key") == key and seen.get("sha256") == meta["sha256"]:
+            fresh[name] = seen
+            continue
+        if _sha256_file(file) != meta["sha256"]:
             return f"{name} does not match its recorded sha256"
+        fresh[name] = {"key": key, "sha256": meta["sha256"]}
+    if fresh != stamp:
+        _write_stamp(path, fresh)
     return None
 
 
@@ -325,6 +362,9 @@ def _write_manifest(spec: ModelSpec, out: Path) -> None:
         "files": files,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    # Hashed just now: the first load need not hash them again (a rename keeps size, mtime and inode).
+    stamp = {name: {"key": _file_key((out / name).stat()), "sha256": meta["sha256"]} for name, meta in files.items()}
+    _write_stamp(out, stamp)
 
 
 def _swap_into_place(new: Path, dest: Path) -> None:

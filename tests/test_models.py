@@ -133,13 +133,42 @@ def test_tampered_cache_is_rebuilt_with_verify(fake_parts):
     path = _prepare(fake_parts)
     weights = path / "model.safetensors"
     original = weights.read_bytes()
+    st = weights.stat()
     with open(weights, "r+b") as f:  # same size, different content: only a hash notices
         f.seek(len(original) - 10)
         f.write(bytes(10))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the mtime put back: only verify notices
     assert models.is_prepared(NAME, registry={NAME: fake_parts[0]})
     assert not models.is_prepared(NAME, verify=True, registry={NAME: fake_parts[0]})
     _prepare(fake_parts, verify=True)
     assert weights.read_bytes() == original
+
+
+def test_one_flipped_byte_is_caught_on_load_and_rebuilt(fake_parts):
+    """Issue 14 item 4: a flipped byte passed the size-only check and changed every score."""
+    path = _prepare(fake_parts)
+    weights = path / "model.safetensors"
+    original = weights.read_bytes()
+    with open(weights, "r+b") as f:
+        f.seek(len(original) // 2)
+        byte = f.read(1)
+        f.seek(len(original) // 2)
+        f.write(bytes([byte[0] ^ 0x01]))
+    problem = models.cache_problem(fake_parts[0], path)
+    assert problem == "model.safetensors does not match its recorded sha256"
+    assert _prepare(fake_parts) == path and weights.read_bytes() == original
+
+
+def test_a_sound_cache_is_hashed_once_not_on_every_load(fake_parts, monkeypatch):
+    path = _prepare(fake_parts)
+    assert models.cache_problem(fake_parts[0], path) is None  # stamps every file
+    hashed = []
+    real = models._sha256_file
+    monkeypatch.setattr(models, "_sha256_file", lambda p, *a: hashed.append(p.name) or real(p, *a))
+    assert models.cache_problem(fake_parts[0], path) is None and hashed == []
+    os.utime(path / "model.safetensors")  # touched: hashed again (it still matches), then stamped
+    assert models.cache_problem(fake_parts[0], path) is None and hashed == ["model.safetensors"]
+    assert models.cache_problem(fake_parts[0], path) is None and hashed == ["model.safetensors"]
 
 
 def test_bad_parts_are_refused(fake_parts, tmp_path):
