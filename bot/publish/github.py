@@ -1000,7 +1000,7 @@ def open_pull_request(
         repo = gh.get_repo(full_name)
         pull = repo.get_pull(number)
         reader = PullRequestReader(repo, pull)
-        diff = reader.unified_diff()
+        diff = reader.parsed_diff()  # named by the API's filenames, not re-parsed from a header
         identity = bot_identity(repo.requester, settings, environ)
     source = ReviewSource(
         diff=diff,
