@@ -81,7 +81,15 @@ class ParsedDiff:
 def read_diff(source: str | Path) -> bytes:
     """Read a diff from a path or ``-`` (stdin), as bytes so that decoding stays ours."""
     if str(source) == "-":
-        return sys.stdin.buffer.read()
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # `<&-`: Python has no stdin at all
+            raise UsageError("--diff -: standard input is closed; pipe a diff in or pass a path")
+        try:
+            return stdin.read()
+        except (OSError, ValueError) as err:
+            raise UsageError(
+                f"--diff -: cannot read standard input ({getattr(err, 'strerror', None) or err})"
+            ) from None
     path = Path(source)
     try:
         return path.read_bytes()
@@ -91,6 +99,19 @@ def read_diff(source: str | Path) -> bytes:
         raise UsageError(f"diff is a directory: {path}") from None
     except OSError as err:
         raise UsageError(f"cannot read diff {path}: {err.strerror}") from None
+
+
+def printable_line(text: str, limit: int = 160) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: line breaks, tabs and other
+    control or invisible characters escaped (so a diff's bytes cannot forge terminal output)."""
+    out = []
+    for c in text:
+        if c.isprintable():
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    line = "".join(out)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def decode(data: bytes | str, what: str) -> tuple[str, list[str]]:
@@ -330,7 +351,7 @@ def parse_diff(data: bytes | str | ParsedDiff) -> ParsedDiff:
         # newline="" keeps CRLF inside values; we strip it ourselves and remember it.
         patch = PatchSet(io.StringIO(normalized, newline=""))
     except UnidiffParseError as err:
-        raise UsageError(f"malformed diff: {err}") from None
+        raise UsageError(f"malformed diff: {printable_line(str(err))}") from None
     if not len(patch):
         raise UsageError("not a unified diff: no file headers (---/+++ or diff --git) found")
     return ParsedDiff([_file_change(pf, names) for pf in patch], warnings)
