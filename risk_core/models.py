@@ -438,7 +438,8 @@ def load_model(
                 f"(known: {', '.join(sorted(REGISTRY))})"
             )
 
-    kwargs: dict = {"dtype": torch_dtype, "local_files_only": True}
+    # safetensors only: a pytorch_model.bin is a pickle, and unpickling runs code from the directory.
+    kwargs: dict = {"dtype": torch_dtype, "local_files_only": True, "use_safetensors": True}
     if quantize != "none":
         from transformers import BitsAndBytesConfig
 
@@ -456,9 +457,14 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure of a model directory is one line, never a traceback
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot load model {name_or_path!r} from local files: {first}") from None
+        if len(first) > 300:
+            first = first[:299] + "…"
+        hint = ""
+        if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
+            hint = " (model directories must hold safetensors weights; pickled pytorch_model.bin is refused)"
+        raise UsageError(f"cannot load model {name_or_path!r} from local files: {first}{hint}") from None
     if not tokenizer.is_fast:
         raise UsageError(f"model {name_or_path!r} has no fast tokenizer (tokenizer.json); offsets are needed")
     model.eval().requires_grad_(False)

@@ -235,3 +235,31 @@ def test_cli_models(tmp_path):
     assert res.exit_code == 0 and "qwen2.5-coder-0.5b" in res.output and "qwen2.5-coder-1.5b" in res.output
     res = CliRunner().invoke(main, ["models", "prepare", "nope"])
     assert res.exit_code == 2 and res.output.startswith("error: unknown model 'nope'")
+
+
+def test_a_pickled_model_directory_is_refused_in_one_line(tiny_model_dir, tmp_path):
+    """Issue 14 item 9: --model DIR loaded pytorch_model.bin (a pickle: unpickling runs code)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, pickled)
+    state = load_file(str(pickled / "model.safetensors"))
+    (pickled / "model.safetensors").unlink()
+    torch.save(state, pickled / "pytorch_model.bin")
+    with pytest.raises(UsageError) as caught:
+        load_model(str(pickled))
+    message = str(caught.value)
+    assert "\n" not in message and "safetensors" in message and "pytorch_model.bin" in message
+
+
+def test_a_corrupt_model_directory_is_one_line(tiny_model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(UsageError) as caught:
+        load_model(str(broken))
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(f"cannot load model {str(broken)!r}")
