@@ -40,7 +40,7 @@ def load_scorer(model: str | None, bundle: str | None, device: str = "auto", pro
     say(f"loading bundle {bundle_path}")
     loaded_bundle = Bundle.load(bundle_path)
     say(f"loading model {name}")
-    loaded = load_model(name, device=device)
+    loaded = load_model(name, device=device, say=progress)  # the CLI's reporter: respects -q
     encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
     return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
 

@@ -259,12 +259,14 @@ def prepare(
     verify: bool = False,
     registry: Mapping[str, ModelSpec] | None = None,
     locate: PartLocator = installed_part_files,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Registry name -> converted (safetensors + tokenizer) directory in the cache, built on first use.
 
     Safe against concurrent callers (a file lock per model; the directory is built aside and moved
     into place atomically) and self-healing: a truncated or tampered cache is rebuilt. ``registry``
-    and ``locate`` let tests and packagers supply their own entries and part files.
+    and ``locate`` let tests and packagers supply their own entries and part files. ``say`` is the
+    caller's progress reporter (a line per step; the CLI's respects ``-q``): nothing else is printed.
     """
     from filelock import FileLock
 
@@ -285,7 +287,9 @@ def prepare(
             gguf = Path(tmp) / "model.gguf"
             _assemble(spec, parts, gguf, progress)
             out = Path(tmp) / "converted"
-            _convert_gguf(gguf, out)
+            if say:
+                say(f"converting the GGUF of {spec.name} (once; later runs reuse the cache)")
+            _convert_gguf(gguf, out, say)
             gguf.unlink()
             _write_manifest(spec, out)
             _swap_into_place(out, dest)
@@ -322,24 +326,39 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _convert_gguf(gguf: Path, out: Path) -> None:
+def _reporting_bar(say: Callable[[str], None] | None):
+    """A stand-in for tqdm that reports through ``say`` (about every 10%) and draws nothing."""
+
+    def bar(iterable=None, *args, desc=None, total=None, **kwargs):
+        items = list(iterable) if iterable is not None else []
+        n = total or len(items)
+        step = max(1, n // 10)
+        for i, item in enumerate(items, start=1):
+            yield item
+            if say and (i % step == 0 or i == n):
+                say(f"converting the GGUF: {100 * i // max(n, 1)}% ({i}/{n} tensors)")
+
+    return bar
+
+
+def _convert_gguf(gguf: Path, out: Path, say: Callable[[str], None] | None = None) -> None:
     import torch
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
 
     # De-quantizing is fastest in float32; the cast to the stored dtype happens once, at the end.
-    # The GGUF de-quantizer draws a bare tqdm bar that ignores transformers' switch; tqdm honours this.
-    previous = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
+    # The GGUF de-quantizer draws a bare tqdm bar that ignores transformers' switch, and TQDM_DISABLE
+    # is read when tqdm is imported (too late to set here): its tqdm is swapped for our reporter.
+    previous = getattr(gguf_utils, "tqdm", None)
+    gguf_utils.tqdm = _reporting_bar(say)
     try:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     finally:
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous
+        if previous is not None:
+            gguf_utils.tqdm = previous
     # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
     # weights are already plain de-quantized tensors; dropping the marker makes them saveable.
     model.hf_quantizer = None
@@ -399,9 +418,11 @@ def load_model(
     dtype: str = "auto",
     *,
     verify: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Load a registry model (preparing its cache on first use), a local directory or an HF id that is
-    already in the local HF cache. CUDA defaults to bitsandbytes nf4, CPU to float32."""
+    already in the local HF cache. CUDA defaults to bitsandbytes nf4, CPU to float32. ``say``: the
+    caller's progress reporter (the one-time conversion reports through it)."""
     import torch
 
     if quantize not in QUANTIZE_CHOICES:
@@ -428,7 +449,7 @@ def load_model(
 
     sha256 = None
     if name_or_path in REGISTRY:
-        path: str | Path = prepare(name_or_path, verify=verify)
+        path: str | Path = prepare(name_or_path, verify=verify, say=say)
         sha256 = REGISTRY[name_or_path].sha256
     else:
         path = name_or_path

@@ -263,3 +263,15 @@ def test_a_corrupt_model_directory_is_one_line(tiny_model_dir, tmp_path):
     with pytest.raises(UsageError) as caught:
         load_model(str(broken))
     assert "\n" not in str(caught.value) and str(caught.value).startswith(f"cannot load model {str(broken)!r}")
+
+
+def test_gguf_conversion_progress_goes_through_the_reporter_only(fake_parts, capfd):
+    """Issue 14 item 12: transformers' de-quantizer drew a tqdm bar on stderr (TQDM_DISABLE is read when
+    tqdm is imported, so setting it later did nothing); now its progress reaches `say` alone."""
+    messages: list[str] = []
+    spec, files = fake_parts
+    prepare(NAME, registry={NAME: spec}, locate=lambda s: files, say=messages.append)
+    captured = capfd.readouterr()
+    assert "de-quantizing" not in captured.err and "it/s" not in captured.err and "%|" not in captured.err
+    assert any(m.startswith("converting the GGUF: ") for m in messages)
+    assert messages[-1].endswith(" tensors)")
