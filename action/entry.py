@@ -59,6 +59,7 @@ class Inputs:
     format: str
     upload_sarif: bool
     dry_run: bool
+    on_skip: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Inputs:
@@ -97,6 +98,9 @@ class Inputs:
         authored_by = raw("authored-by") or None
         if authored_by not in (None, "ai", "all"):
             raise UsageError(f"input authored-by must be 'ai' or 'all', got {authored_by!r}")
+        on_skip = raw("on-skip") or None
+        if on_skip not in (None, "fail", "warn"):
+            raise UsageError(f"input on-skip must be 'fail' or 'warn', got {on_skip!r}")
         token = raw("github-token") or env.get("GITHUB_TOKEN", "")
         return cls(
             token=token,
@@ -110,6 +114,7 @@ class Inputs:
             format=fmt,
             upload_sarif=flag("upload-sarif"),
             dry_run=flag("dry-run"),
+            on_skip=on_skip,
         )
 
 
@@ -415,6 +420,7 @@ def resolve_config(
         threshold=inputs.threshold,
         max_comments=inputs.max_comments,
         fail_above=inputs.fail_above,
+        on_skip=inputs.on_skip,
         authored_by=inputs.authored_by,
         model=inputs.model,
         bundle=inputs.bundle,
@@ -507,6 +513,12 @@ def run(
             write_report(report, "sarif", sarif_path, cfg.templates)
         outputs["sarif-path"] = str(sarif_path)
     write_outputs(env.get("GITHUB_OUTPUT"), outputs, out)
+    from bot.run import gate_skip_problem
+
+    problem = gate_skip_problem(report, cfg)
+    if problem is not None:  # the summary must not say "passes" about files the gate never saw
+        note = f"{note} " if note else ""
+        note += f"Gate {'**fails**' if problem[0] == 'error' else 'warning'}: {problem[1]}."
     append_summary(
         env.get("GITHUB_STEP_SUMMARY"),
         summary_markdown(
@@ -521,6 +533,12 @@ def run(
         print(annotation("error", message, title="PtTrust gate"), file=out)
         print(f"error: {message}", file=err)
         return 1
+    if problem is not None:
+        level, message = problem
+        print(annotation(level, message, title="PtTrust gate"), file=out)
+        print(f"{level}: {message}", file=err)
+        if level == "error":
+            return 1
     return 0
 
 

@@ -88,6 +88,9 @@ class ReviewConfig:
     """How many latents are reported behind each line's score."""
     fail_above: float | None = None
     """Exit 1 when any scored line's risk is above this (None: never fail)."""
+    on_skip: str | None = None
+    """With a gate (fail_above): fail | warn when files with added lines went unscored (a limit, too
+    large, unreadable). None: fail. A gate must not pass what it did not look at."""
     templates: str | None = None
     """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
 
@@ -123,6 +126,8 @@ class ReviewConfig:
         ):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.on_skip not in (None, "fail", "warn"):
+            raise bad("on_skip", f"must be 'fail' or 'warn', got {self.on_skip!r}")
         if self.authored_by not in (None, "all", "ai"):
             raise bad("authored_by", f"must be 'all' or 'ai', got {self.authored_by!r}")
 

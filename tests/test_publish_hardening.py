@@ -15,11 +15,11 @@ from risk_core.errors import PttrustError
 
 try:
     from tests.github_server import github_server, make_github_server  # noqa: F401
-    from tests.test_action import _env, _run, read_outputs, server  # noqa: F401
+    from tests.test_action import BASE, _env, _run, read_outputs, server  # noqa: F401
     from tests.test_github_publish import FAST, make_pr, review_comments, run_once
 except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.path
     from github_server import github_server, make_github_server  # noqa: F401
-    from test_action import _env, _run, read_outputs, server  # noqa: F401
+    from test_action import BASE, _env, _run, read_outputs, server  # noqa: F401
     from test_github_publish import FAST, make_pr, review_comments, run_once
 
 
@@ -241,3 +241,16 @@ def test_cap_text_cuts_at_lines_and_says_how_many():
     assert f"… {1000 - len(shown)} more line(s)" in out
     assert gp.cap_text("short", 500) == "short"
     assert len(gp.cap_text("x" * 10_000, 300)) <= 300  # one overlong line
+
+
+# -- 7. the Action's gate does not pass a PR whose files it skipped ------------------------------------
+
+
+@pytest.mark.parametrize("on_skip, code", [("", 1), ("fail", 1), ("warn", 0)])
+def test_action_gate_with_every_file_over_the_limit(server, tmp_path, on_skip, code):
+    server.state.repo("octo", "demo").commits[BASE].tree[".pttrust.yml"] = "max_file_bytes: 10\n"
+    got, out, err = _run(_env(server, tmp_path, "pull_request.opened.json", fail_above="0", on_skip=on_skip))
+    assert got == code, err
+    level = "error" if code else "warning"
+    assert f"{level}: the gate (fail-above 0) did not look at " in err and "over the limit of 10 bytes" in err
+    assert "did not look at" in (tmp_path / "summary.md").read_text()

@@ -68,6 +68,12 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--fail-above", type=float, default=None, help="Exit 1 when any scored line's risk is above this.")
 @click.option(
+    "--on-skip",
+    type=click.Choice(["fail", "warn"]),
+    default=None,
+    help="With --fail-above: fail (default) or warn when files with added lines went unscored.",
+)
+@click.option(
     "--config",
     "config_path",
     default=None,
@@ -101,6 +107,7 @@ def review(
     fmt,
     out,
     fail_above,
+    on_skip,
     config_path,
     templates,
     github_spec,
@@ -124,7 +131,7 @@ def review(
     from bot.publish.local import LocalPublisher
     from bot.render import make_environment
     from bot.review import local_source
-    from bot.run import score_source
+    from bot.run import gate_skip_problem, score_source
 
     if (diff_path is None) == (github_spec is None):
         raise UsageError("give exactly one of --diff PATH|- or --github OWNER/REPO#N")
@@ -141,6 +148,7 @@ def review(
         max_comments=max_comments,
         authored_by=authored_by,
         fail_above=fail_above,
+        on_skip=on_skip,
         templates=templates,
         model=model,
         bundle=bundle,
@@ -167,6 +175,12 @@ def review(
     if report.exceeds(cfg.fail_above):
         click.echo(f"error: risk {report.summary.max_risk:.3f} is above --fail-above {cfg.fail_above}", err=True)
         sys.exit(1)
+    problem = gate_skip_problem(report, cfg)
+    if problem is not None:
+        level, message = problem
+        click.echo(f"{level}: {message}", err=True)
+        if level == "error":
+            sys.exit(1)
 
 
 COMMANDS = [review]
