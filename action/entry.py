@@ -74,6 +74,7 @@ class Inputs:
     paths: tuple[str, ...] = ()
     check_name: str | None = None
     pr_number: str = ""
+    on_skip: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Inputs:
@@ -112,6 +113,9 @@ class Inputs:
         authored_by = raw("authored-by") or None
         if authored_by not in (None, "ai", "all"):
             raise UsageError(f"input authored-by must be 'ai' or 'all', got {authored_by!r}")
+        on_skip = raw("on-skip") or None
+        if on_skip not in (None, "fail", "warn"):
+            raise UsageError(f"input on-skip must be 'fail' or 'warn', got {on_skip!r}")
         token = raw("github-token") or env.get("GITHUB_TOKEN", "")
         fail_level = raw("fail-level") or "error"
         if fail_level not in FAIL_LEVELS:
@@ -137,6 +141,7 @@ class Inputs:
             paths=paths,
             check_name=raw("check-name") or None,
             pr_number=raw("pr-number"),
+            on_skip=on_skip,
         )
 
 
@@ -222,30 +227,13 @@ class GitHubRun:
     posted: bool
     """True when the review/comment/check run reached the PR."""
     forbidden: str | None = None
-    """Why posting was refused (a 403: the token lacks pull-requests:write); None when it was not."""
+    """Why posting was refused before anything was posted (a 403 on the first write: the token lacks
+    pull-requests:write); None when it was not."""
+    incomplete: Any = None
+    """`bot.publish.github.PublishIncomplete` when a write failed after others had landed: an error,
+    not a permission fallback (what was and was not posted is in it)."""
     review_url: str | None = None
     """Where the posted review (or summary comment) is on the PR."""
-
-
-def _forbidden(err: BaseException) -> str | None:
-    """The reason when ``err`` is GitHub refusing a write for lack of permission, else None.
-
-    403 is also GitHub's status for a primary rate limit; PyGithub turns that one into
-    RateLimitExceededException (and waits/retries), so it does not land here as a permission error.
-    """
-    from github import GithubException, RateLimitExceededException
-
-    seen: BaseException | None = err
-    while seen is not None:  # the publisher may wrap PyGithub's exception in a PttrustError
-        if (
-            isinstance(seen, GithubException)
-            and not isinstance(seen, RateLimitExceededException)
-            and seen.status == 403
-        ):
-            message = seen.data.get("message") if isinstance(seen.data, dict) else None
-            return f"HTTP 403: {message or 'forbidden'}"
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def review_pull_request(
@@ -264,7 +252,8 @@ def review_pull_request(
     """Fetch the PR through the API, score it, and post unless ``publish`` is False.
 
     ``environ`` holds ``GITHUB_TOKEN``/``GITHUB_API_URL`` (default: ``os.environ``, as for
-    ``pttrust review --github``). A 403 on posting is returned in ``GitHubRun.forbidden``, not
+    ``pttrust review --github``). A 403 on the first write (nothing posted) is returned in
+    ``GitHubRun.forbidden`` and a failure after some writes landed in ``GitHubRun.incomplete``, not
     raised, so that the entry can still show the findings it already has.
     """
     from bot.publish import github
@@ -286,11 +275,10 @@ def review_pull_request(
     report = score_source(source, cfg, device=device, scorer_factory=scorer_factory, progress=progress)
     try:
         publisher.publish(report)
-    except Exception as err:  # noqa: BLE001 - only a permission refusal is handled; the rest re-raises
-        reason = _forbidden(err)
-        if reason is None:
-            raise
-        return GitHubRun(report, posted=False, forbidden=reason)
+    except github.PostingForbidden as err:
+        return GitHubRun(report, posted=False, forbidden=err.reason)
+    except github.PublishIncomplete as err:
+        return GitHubRun(report, posted=False, incomplete=err)
     return GitHubRun(report, posted=publish, review_url=_review_url(publisher) if publish else None)
 
 
@@ -426,7 +414,13 @@ def _github_env(env: Mapping[str, str], inputs: Inputs) -> dict[str, str]:
     """What the GitHub half reads: the github-token input wins over an ambient GITHUB_TOKEN."""
     if not inputs.token:
         raise UsageError("no github-token: pass `github-token: ${{ github.token }}` (the default)")
-    return {"GITHUB_TOKEN": inputs.token, "GITHUB_API_URL": env.get("GITHUB_API_URL") or "https://api.github.com"}
+    out = {"GITHUB_TOKEN": inputs.token, "GITHUB_API_URL": env.get("GITHUB_API_URL") or "https://api.github.com"}
+    # Whose markers count (bot.publish.github.BotIdentity): the bot's login for an App token, and a
+    # secret (e.g. `env: PTTRUST_MARKER_SECRET: ${{ secrets.PTTRUST_MARKER_SECRET }}`) keying their HMAC.
+    for name in ("PTTRUST_BOT_LOGIN", "PTTRUST_MARKER_SECRET"):
+        if env.get(name, "").strip():
+            out[name] = env[name].strip()
+    return out
 
 
 def resolve_config(
@@ -468,6 +462,7 @@ def resolve_config(
         threshold=inputs.threshold,
         max_comments=inputs.max_comments,
         fail_above=inputs.fail_above,
+        on_skip=inputs.on_skip,
         authored_by=inputs.authored_by,
         model=inputs.model,
         bundle=inputs.bundle,
@@ -561,7 +556,13 @@ def run(
         progress=say,
     )
     report = result.report
-    if result.forbidden:
+    if result.incomplete is not None:
+        failed = result.incomplete
+        note = (
+            f"Posting failed midway: posted {', '.join(failed.posted)}; not posted: "
+            f"{', '.join(failed.not_posted)}. The findings are shown as annotations too."
+        )
+    elif result.forbidden:
         note = (
             f"The token may not post to this PR ({result.forbidden}); grant "
             f"`pull-requests: write` to get a review. Findings are shown as annotations instead."
@@ -578,7 +579,7 @@ def run(
     can_write = not (event.read_only_token or result.forbidden)
     return _finish(
         event, inputs, cfg, report, env, out, err, report_path, posted=result.posted, note=note,
-        can_write=can_write, review_url=result.review_url,
+        can_write=can_write, review_url=result.review_url, incomplete=result.incomplete,
     )  # fmt: skip
 
 
@@ -596,6 +597,7 @@ def _finish(
     note: str | None,
     can_write: bool,
     review_url: str | None,
+    incomplete: Any = None,
 ) -> int:
     """Outputs, job summary and the gate: the same for a PR and for a pushed range."""
     outputs = {
@@ -613,17 +615,31 @@ def _finish(
             write_report(report, "sarif", sarif_path, cfg.templates)
         outputs["sarif-path"] = str(sarif_path)
     write_outputs(env.get("GITHUB_OUTPUT"), outputs, out)
+    from bot.run import gate_skip_problem
+
+    problem = gate_skip_problem(report, cfg)
+    if problem is not None:  # the summary must not say "passes" about files the gate never saw
+        note = f"{note} " if note else ""
+        note += f"Gate {'**fails**' if problem[0] == 'error' else 'warning'}: {problem[1]}."
     append_summary(
         env.get("GITHUB_STEP_SUMMARY"),
         summary_markdown(event, report, posted=posted, note=note, fail_above=cfg.fail_above, report_path=report_path),
     )
 
+    if incomplete is not None:  # an error, after the summary and outputs were written
+        raise incomplete
     failing = report.at_level(inputs.fail_level)
     if failing:
         message = report.level_message(inputs.fail_level, "fail-above")
         print(annotation("error", message, title="PtTrust gate"), file=out)
         print(f"error: {message}", file=err)
         return 1
+    if problem is not None:
+        level, message = problem
+        print(annotation(level, message, title="PtTrust gate"), file=out)
+        print(f"{level}: {message}", file=err)
+        if level == "error":
+            return 1
     return 0
 
 

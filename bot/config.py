@@ -96,6 +96,9 @@ class ReviewConfig:
     """At most this many reasons (latents that push the risk up and have a clear description) per line."""
     fail_above: float | None = None
     """Exit 1 when a reported finding's risk is above this (None: never fail); lines under threshold never trip it."""
+    on_skip: str | None = None
+    """With a gate (fail_above): fail | warn when files with added lines went unscored (a limit, too
+    large, unreadable). None: fail. A gate must not pass what it did not look at."""
     templates: str | None = None
     """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
 
@@ -133,6 +136,8 @@ class ReviewConfig:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}")
         if self.filter_mode not in FILTER_MODES:
             raise bad("filter_mode", f"must be one of {', '.join(FILTER_MODES)}, got {self.filter_mode!r}")
+        if self.on_skip not in (None, "fail", "warn"):
+            raise bad("on_skip", f"must be 'fail' or 'warn', got {self.on_skip!r}")
         if self.authored_by not in (None, "all", "ai"):
             raise bad("authored_by", f"must be 'all' or 'ai', got {self.authored_by!r}")
 

@@ -10,11 +10,13 @@ commits go to `bot.select` (login globs, trailers), the labels to its label rule
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.diff import ParsedDiff, parse_diff, quote_path
 from bot.select import CommitInfo
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,11 @@ class PullRequestReader:
     # -- what the pipeline reads ----------------------------------------------------------------------
     def unified_diff(self) -> str:
         return assemble_diff(self.data.files)
+
+    def parsed_diff(self) -> ParsedDiff:
+        """The PR's files as `bot.diff.FileChange`s named by the API's ``filename`` (what the pipeline
+        reads): see `pull_diff`."""
+        return pull_diff(self.data.files)
 
     def read_file(self, path: str) -> bytes | None:
         """New-side bytes of ``path`` at the head sha (None when absent there)."""
@@ -171,26 +178,57 @@ def apply_patch_origins(origins: list, patch: str, sha: str) -> list:
     return out
 
 
+def pull_diff(files: list[PullFile]) -> ParsedDiff:
+    """GitHub's per-file patches as a ParsedDiff whose paths are the API's ``filename`` and
+    ``previous_filename``, exactly: the names never go through a diff header and back. Each file is
+    parsed under a plain stand-in name, then given its own."""
+    real: dict[str, str] = {}
+    standins = []
+    for i, f in enumerate(files):
+        path = f"pttrust-file-{i}"
+        real[path] = f.path
+        previous = None
+        if f.previous_path:
+            previous = path if f.previous_path == f.path else f"pttrust-previous-{i}"
+            real[previous] = f.previous_path
+        standins.append(dataclasses.replace(f, path=path, previous_path=previous))
+    parsed = parse_diff(assemble_diff(standins))
+    for change in parsed.files:
+        change.path = real.get(change.path, change.path)
+        if change.old_path is not None:
+            change.old_path = real.get(change.old_path, change.old_path)
+    return parsed
+
+
+def _git_name(prefix: str, name: str) -> str:
+    """``a/`` + ``name`` as git writes it in a header (C-quoted where it must be)."""
+    return quote_path(prefix + name)
+
+
 def assemble_diff(files: list[PullFile]) -> str:
-    """A git-style unified diff from GitHub's per-file patches (what `bot.diff.parse_diff` reads)."""
+    """A git-style unified diff from GitHub's per-file patches, names quoted as git quotes them (the
+    pipeline reads `pull_diff` instead, which keeps the API's names as they are)."""
     parts: list[str] = []
     for f in files:
         old = f.previous_path or f.path
-        parts.append(f"diff --git a/{old} b/{f.path}\n")
+        parts.append(f"diff --git {_git_name('a/', old)} {_git_name('b/', f.path)}\n")
         if f.status == "added":
             parts.append("new file mode 100644\n")
         elif f.status == "removed":
             parts.append("deleted file mode 100644\n")
         if f.previous_path and f.previous_path != f.path:
-            parts.append(f"rename from {f.previous_path}\nrename to {f.path}\n")
+            parts.append(f"rename from {quote_path(f.previous_path)}\nrename to {quote_path(f.path)}\n")
         if f.patch is None:
             if f.status not in ("renamed",):
-                parts.append(f"Binary files a/{old} and b/{f.path} differ\n")
+                parts.append(f"Binary files {_git_name('a/', old)} and {_git_name('b/', f.path)} differ\n")
             continue
         if not f.patch:
             continue
-        parts.append("--- /dev/null\n" if f.status == "added" else f"--- a/{old}\n")
-        parts.append("+++ /dev/null\n" if f.status == "removed" else f"+++ b/{f.path}\n")
+        # git ends a name holding a space with a tab, so that the header says where the name ends.
+        tab_old = "\t" if " " in old else ""
+        tab_new = "\t" if " " in f.path else ""
+        parts.append("--- /dev/null\n" if f.status == "added" else f"--- {_git_name('a/', old)}{tab_old}\n")
+        parts.append("+++ /dev/null\n" if f.status == "removed" else f"+++ {_git_name('b/', f.path)}{tab_new}\n")
         parts.append(f.patch if f.patch.endswith("\n") else f.patch + "\n")
     return "".join(parts)
 

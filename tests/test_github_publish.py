@@ -309,7 +309,7 @@ def test_enterprise_base_url(make_github_server):
     repo = make_pr(server, n_risky=1)
     res = run_once(server)
     assert len(res.posted) == 1 and len(repo.reviews) == 1
-    assert all(c.path.startswith("/repos/") for c in server.calls)
+    assert all(c.path.startswith("/repos/") or c.path == "/user" for c in server.calls)
 
 
 def test_dry_run_writes_nothing(github_server):

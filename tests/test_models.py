@@ -133,13 +133,42 @@ def test_tampered_cache_is_rebuilt_with_verify(fake_parts):
     path = _prepare(fake_parts)
     weights = path / "model.safetensors"
     original = weights.read_bytes()
+    st = weights.stat()
     with open(weights, "r+b") as f:  # same size, different content: only a hash notices
         f.seek(len(original) - 10)
         f.write(bytes(10))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the mtime put back: only verify notices
     assert models.is_prepared(NAME, registry={NAME: fake_parts[0]})
     assert not models.is_prepared(NAME, verify=True, registry={NAME: fake_parts[0]})
     _prepare(fake_parts, verify=True)
     assert weights.read_bytes() == original
+
+
+def test_one_flipped_byte_is_caught_on_load_and_rebuilt(fake_parts):
+    """Issue 14 item 4: a flipped byte passed the size-only check and changed every score."""
+    path = _prepare(fake_parts)
+    weights = path / "model.safetensors"
+    original = weights.read_bytes()
+    with open(weights, "r+b") as f:
+        f.seek(len(original) // 2)
+        byte = f.read(1)
+        f.seek(len(original) // 2)
+        f.write(bytes([byte[0] ^ 0x01]))
+    problem = models.cache_problem(fake_parts[0], path)
+    assert problem == "model.safetensors does not match its recorded sha256"
+    assert _prepare(fake_parts) == path and weights.read_bytes() == original
+
+
+def test_a_sound_cache_is_hashed_once_not_on_every_load(fake_parts, monkeypatch):
+    path = _prepare(fake_parts)
+    assert models.cache_problem(fake_parts[0], path) is None  # stamps every file
+    hashed = []
+    real = models._sha256_file
+    monkeypatch.setattr(models, "_sha256_file", lambda p, *a: hashed.append(p.name) or real(p, *a))
+    assert models.cache_problem(fake_parts[0], path) is None and hashed == []
+    os.utime(path / "model.safetensors")  # touched: hashed again (it still matches), then stamped
+    assert models.cache_problem(fake_parts[0], path) is None and hashed == ["model.safetensors"]
+    assert models.cache_problem(fake_parts[0], path) is None and hashed == ["model.safetensors"]
 
 
 def test_bad_parts_are_refused(fake_parts, tmp_path):
@@ -206,3 +235,43 @@ def test_cli_models(tmp_path):
     assert res.exit_code == 0 and "qwen2.5-coder-0.5b" in res.output and "qwen2.5-coder-1.5b" in res.output
     res = CliRunner().invoke(main, ["models", "prepare", "nope"])
     assert res.exit_code == 2 and res.output.startswith("error: unknown model 'nope'")
+
+
+def test_a_pickled_model_directory_is_refused_in_one_line(tiny_model_dir, tmp_path):
+    """Issue 14 item 9: --model DIR loaded pytorch_model.bin (a pickle: unpickling runs code)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, pickled)
+    state = load_file(str(pickled / "model.safetensors"))
+    (pickled / "model.safetensors").unlink()
+    torch.save(state, pickled / "pytorch_model.bin")
+    with pytest.raises(UsageError) as caught:
+        load_model(str(pickled))
+    message = str(caught.value)
+    assert "\n" not in message and "safetensors" in message and "pytorch_model.bin" in message
+
+
+def test_a_corrupt_model_directory_is_one_line(tiny_model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(UsageError) as caught:
+        load_model(str(broken))
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(f"cannot load model {str(broken)!r}")
+
+
+def test_gguf_conversion_progress_goes_through_the_reporter_only(fake_parts, capfd):
+    """Issue 14 item 12: transformers' de-quantizer drew a tqdm bar on stderr (TQDM_DISABLE is read when
+    tqdm is imported, so setting it later did nothing); now its progress reaches `say` alone."""
+    messages: list[str] = []
+    spec, files = fake_parts
+    prepare(NAME, registry={NAME: spec}, locate=lambda s: files, say=messages.append)
+    captured = capfd.readouterr()
+    assert "de-quantizing" not in captured.err and "it/s" not in captured.err and "%|" not in captured.err
+    assert any(m.startswith("converting the GGUF: ") for m in messages)
+    assert messages[-1].endswith(" tensors)")

@@ -99,6 +99,11 @@ def mutate_cmd(sources, out, per_file, per_function, seed, languages, operators,
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "int8", "none"]), default="auto", show_default=True)
+@click.option(
+    "--unsafe-local-exec",
+    is_flag=True,
+    help="Run the model's programs even where bubblewrap cannot isolate them (only in a throwaway VM).",
+)
 def humaneval_cmd(
     out,
     model_name,
@@ -113,12 +118,13 @@ def humaneval_cmd(
     max_bug_lines,
     device,
     quantize,
+    unsafe_local_exec,
 ):
     """Sample HumanEval completions from the model, run their tests in a sandbox, record `passed`.
 
     A failing completion within --max-bug-lines of a passing one (or of the canonical solution) is
     labeled at the lines where they differ; other failures keep a sample-level label."""
-    from risk_core.data.humaneval import humaneval_samples
+    from risk_core.data.humaneval import humaneval_samples, require_isolation
     from risk_core.data.jsonl import write_jsonl
     from risk_core.models import load_model
 
@@ -126,6 +132,8 @@ def humaneval_cmd(
         raise UsageError("--samples and --batch-size must be at least 1")
     from bot.cli.bind import progress_printer
 
+    if not require_isolation(unsafe_local_exec):  # checked before the model loads
+        click.echo("warning: --unsafe-local-exec: the model's programs run unisolated on this machine", err=True)
     loaded = load_model(model_name, device=device, quantize=quantize)
     passed, located = [], []
 
@@ -151,6 +159,7 @@ def humaneval_cmd(
                 batch_size=batch_size,
                 max_bug_lines=max_bug_lines,
                 progress=progress_printer("problems done", steps=100),
+                unsafe_local_exec=unsafe_local_exec,
             )
         ),
     )

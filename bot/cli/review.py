@@ -69,6 +69,12 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
 @click.option("--out", "-o", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--fail-above", type=float, default=None, help="Exit 1 when a reported finding's risk is above this.")
 @click.option(
+    "--on-skip",
+    type=click.Choice(["fail", "warn"]),
+    default=None,
+    help="With --fail-above: fail (default) or warn when files with added lines went unscored.",
+)
+@click.option(
     "--config",
     "config_path",
     default=None,
@@ -106,6 +112,7 @@ def review(
     fmt,
     out,
     fail_above,
+    on_skip,
     config_path,
     templates,
     github_spec,
@@ -133,7 +140,7 @@ def review(
     from bot.publish.local import LocalPublisher
     from bot.render import make_environment
     from bot.review import local_source
-    from bot.run import score_source
+    from bot.run import gate_skip_problem, score_source
 
     given = [diff_path is not None, github_spec is not None, staged, base_ref is not None]
     if sum(given) != 1:
@@ -151,6 +158,7 @@ def review(
         max_comments=max_comments,
         authored_by=authored_by,
         fail_above=fail_above,
+        on_skip=on_skip,
         templates=templates,
         model=model,
         bundle=bundle,
@@ -192,6 +200,12 @@ def review(
     if report.exceeds(cfg.fail_above):
         click.echo(f"error: {report.gate_message(cfg.fail_above)}", err=True)
         sys.exit(1)
+    problem = gate_skip_problem(report, cfg)
+    if problem is not None:
+        level, message = problem
+        click.echo(f"{level}: {message}", err=True)
+        if level == "error":
+            sys.exit(1)
 
 
 COMMANDS = [review]

@@ -4,9 +4,16 @@ One run posts at most one review holding every new inline comment (a single crea
 review is never half-posted), edits one summary issue comment, and reports a check run (or, without
 ``checks: write``, a commit status).
 
-Idempotence rests on hidden markers:
+Idempotence rests on hidden markers, and only the bot's own markers count: a marker is read only from
+a comment authored by the bot's identity (`BotIdentity`: the token's user from GET /user, or for an App
+or Actions token, which GET /user refuses, the configured login, by default ``github-actions[bot]``),
+and it carries ``sig=``, an HMAC over (repository, PR number, marker kind, finding id) keyed by a secret
+only the bot's run has (``$PTTRUST_MARKER_SECRET``, else a key derived from the token). Anyone else
+pasting a marker into a comment steers nothing. With a configured secret, or a long-lived token (a
+PAT), a bot-authored marker whose signature does not verify is ignored too; with a short-lived App or
+Actions token (``ghs_``) and no secret, the author is the check (that token changes every run).
 
-- each inline comment carries ``<!-- pttrust:finding=<id> -->``, ``id`` = hash of path, the text of
+- each inline comment carries ``<!-- pttrust:finding=<id> sig=<hmac> -->``, ``id`` = hash of path, the text of
   the finding's lines and the finding kind (plus an occurrence index for identical lines). A finding
   whose id is already commented is not posted again, even if its line number moved;
 - a bot comment whose id is no longer flagged at all (a later push fixed or removed the code) is
@@ -35,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -47,12 +55,28 @@ from risk_core.errors import PttrustError, UsageError
 
 log = logging.getLogger(__name__)
 
-FINDING_MARKER = "<!-- pttrust:finding={id} -->"
+FINDING_MARKER = "<!-- pttrust:finding={id} sig={sig} -->"
 RESOLVED_MARKER = "<!-- pttrust:resolved -->"
 SUMMARY_MARKER_PREFIX = "<!-- pttrust:summary"
-_FINDING_RE = re.compile(r"<!-- pttrust:finding=([0-9a-f]+) -->")
+_FINDING_RE = re.compile(r"<!-- pttrust:finding=([0-9a-f]+)(?: sig=([0-9a-f]*))? -->")
 _SUMMARY_RE = re.compile(r"<!-- pttrust:summary(?P<meta>[^>]*)-->")
+_SIG_RE = re.compile(r" sig=[0-9a-f]*(?= -->)")
+MARKER_SECRET_ENV = "PTTRUST_MARKER_SECRET"
+"""A secret that keys the markers' HMAC (e.g. a repository secret); without it, a key from the token."""
+BOT_LOGIN_ENV = "PTTRUST_BOT_LOGIN"
+"""The bot's login where GET /user is refused (a GitHub App: ``<app-slug>[bot]``)."""
+ACTIONS_LOGIN = "github-actions[bot]"
+"""Who an Actions ``GITHUB_TOKEN`` posts as (GET /user answers it 403)."""
+_SHORT_LIVED_TOKEN_PREFIXES = ("ghs_",)
+"""App installation and Actions tokens: they expire within hours, so a key from one cannot verify
+markers from an earlier run."""
 MAX_ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit per check-run create/update call
+BODY_LIMIT = 65536
+"""GitHub's limit, in characters, on an issue comment's, review's or review comment's body."""
+CHECK_OUTPUT_LIMIT = 65535
+"""GitHub's limit, in characters, on a check run's output.summary and output.text."""
+ANNOTATION_MESSAGE_LIMIT = 64000
+"""GitHub's limit on an annotation's message (64 KB)."""
 MAX_BISECT_PROBES = 40
 T = TypeVar("T")
 
@@ -85,6 +109,8 @@ class GitHubSettings:
     """Name of the check run, and context of the fallback commit status."""
     anonymous: bool = False
     """Without a token, read anonymously (a dry run on a public repository) instead of refusing."""
+    bot_login: str | None = None
+    """The bot's own login; None: ``$PTTRUST_BOT_LOGIN``, else GET /user, else ``github-actions[bot]``."""
 
 
 DEFAULT_SETTINGS = GitHubSettings()
@@ -234,6 +260,125 @@ def github_errors(what: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Whose markers count
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    """Who the bot posts as and the key of its markers' HMAC (never printed)."""
+
+    login: str
+    key: bytes = field(repr=False)
+    strict: bool
+    """Whether a marker must carry a valid signature (a configured secret or a long-lived token);
+    otherwise the author alone decides (a short-lived token cannot verify an earlier run's)."""
+
+    def sign(self, repo: str, number: int, kind: str, value: str) -> str:
+        msg = "\0".join([repo.lower(), str(number), kind, value]).encode()
+        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()[:32]
+
+    def authored(self, obj: Any) -> bool:
+        user = getattr(obj, "user", None)
+        login = getattr(user, "login", None) if user is not None else None
+        return bool(login) and login.lower() == self.login.lower()
+
+    def verified(self, repo: str, number: int, kind: str, value: str, sig: str | None) -> bool:
+        if sig and hmac.compare_digest(sig, self.sign(repo, number, kind, value)):
+            return True
+        return not self.strict
+
+
+def bot_identity(requester: Any, settings: GitHubSettings | None = None, env: dict | None = None) -> BotIdentity:
+    """The identity of the token ``requester`` (a PyGithub Requester) authenticates with."""
+    from github import GithubException
+    from github.AuthenticatedUser import AuthenticatedUser
+
+    settings = settings or DEFAULT_SETTINGS
+    env = os.environ if env is None else env
+    auth = getattr(requester, "auth", None)
+    token = getattr(auth, "token", None) or ""
+    login = settings.bot_login or env.get(BOT_LOGIN_ENV, "").strip() or None
+    if login is None:
+        try:
+            login = AuthenticatedUser(requester, url="/user", completed=False).login
+        except GithubException as err:
+            if err.status != 403:  # 403: an App or Actions token, which may not read /user
+                raise
+            login = ACTIONS_LOGIN
+            log.info("GET /user refused (an App or Actions token): taking the bot to be %s", login)
+    secret = env.get(MARKER_SECRET_ENV, "")
+    if secret:
+        key, strict = hashlib.sha256(b"pttrust-marker\0" + secret.encode()).digest(), True
+    else:
+        key = hmac.new(token.encode(), b"pttrust-marker", hashlib.sha256).digest()
+        strict = bool(token) and not token.startswith(_SHORT_LIVED_TOKEN_PREFIXES)
+    return BotIdentity(login, key, strict)
+
+
+class PostingForbidden(PttrustError):
+    """GitHub refused the first write for lack of permission (a 403 that is not a rate limit): the token
+    may not post to this pull request, and nothing was posted."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class PublishIncomplete(PttrustError):
+    """A write failed after others had reached the PR: what was and was not posted is in the message
+    (and in ``posted`` / ``not_posted``)."""
+
+    def __init__(self, message: str, posted: list[str], not_posted: list[str], result: Any):
+        super().__init__(message)
+        self.posted, self.not_posted, self.result = posted, not_posted, result
+
+
+# The writes of one publish, in order (see `publish`): what is left when one fails.
+_STAGES = ("reopened comments", "the review", "resolved comments", "the check run", "the summary comment")
+
+
+class _Writes:
+    """Which writes of a publish reached GitHub, to tell "may not post at all" from "failed midway"."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+        self.current: str | None = None
+
+    def start(self, stage: str) -> None:
+        self.current = stage
+
+    def finish(self, what: str) -> None:
+        self.done.append(what)
+        self.current = None
+
+    def failure(self, err: PttrustError, what: str) -> PttrustError:
+        """The error to raise for ``err`` (from `github_errors`) given what was already written."""
+        cause = err.__cause__ or err.__context__
+        reason = _permission_refusal(cause) if cause is not None else None
+        if not self.done:
+            if self.current is not None and reason is not None:
+                return PostingForbidden(f"{what}: the token may not post to this pull request ({reason})", reason)
+            return err
+        stage = self.current or "the next write"
+        later = list(_STAGES[_STAGES.index(stage) + 1 :]) if stage in _STAGES else []
+        not_posted = [stage, *later]
+        text = str(err).removeprefix(f"{what}: ")
+        message = f"{what}: failed midway ({text}); posted: {', '.join(self.done)}; not posted: {', '.join(not_posted)}"
+        return PublishIncomplete(message, list(self.done), not_posted, None)
+
+
+def _permission_refusal(err: BaseException) -> str | None:
+    """``HTTP 403: message`` when ``err`` is GitHub refusing a request for lack of permission (not a
+    primary rate limit, which PyGithub raises as RateLimitExceededException)."""
+    from github import GithubException, RateLimitExceededException
+
+    if isinstance(err, GithubException) and not isinstance(err, RateLimitExceededException) and err.status == 403:
+        message = err.data.get("message") if isinstance(err.data, dict) else None
+        return f"HTTP 403: {message or 'forbidden'}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
 # What gets published
 
 
@@ -328,100 +473,163 @@ def publish(
     patches: dict[str, str | None],
     settings: GitHubSettings | None = None,
     dry_run: bool = False,
+    identity: BotIdentity | None = None,
 ) -> PublishResult:
     """Publish ``pub`` on ``pull`` (PyGithub objects) for commit ``head_sha``.
 
     ``patches`` maps each PR file to its GitHub patch (from `bot.github_source`), used to check that
     every comment targets a line of the diff before anything is posted. With ``dry_run`` everything is
-    read and planned, nothing written.
+    read and planned, nothing written. ``identity``: whose markers count (default: the token's,
+    `bot_identity`).
     """
     settings = settings or DEFAULT_SETTINGS
     result = PublishResult(head_sha)
-    with github_errors(f"publishing to {repo.full_name}#{pull.number}"):
-        # Ids over every flagged finding: a finding's id (its occurrence index among identical lines)
-        # must not depend on which of them made the cap.
-        ids = finding_ids(pub.findings + pub.capped)
-        by_id = dict(zip(ids[: len(pub.findings)], pub.findings))
-        existing = _bot_review_comments(pull)
-
-        new: list[tuple[str, InlineFinding]] = []
-        for fid, finding in by_id.items():
-            comment = existing.get(fid)
-            if comment is None:
-                new.append((fid, finding))
-            elif RESOLVED_MARKER in comment.body:
-                result.reopened_comment_ids.append(comment.id)
-                if not dry_run:
-                    comment.edit(_comment_body(finding, fid))
-                result.already_commented.append(finding)
-            else:
-                result.already_commented.append(finding)
-        flagged = set(ids)
-        stale = [c for fid, c in existing.items() if fid not in flagged and RESOLVED_MARKER not in c.body]
-
-        postable = []
-        for fid, finding in new:
-            reason = _diff_reason(finding, patches)
-            if reason:
-                result.rejected.append((finding, reason))
-            else:
-                postable.append((fid, finding))
-
-        if postable and not dry_run:
-            postable, rejected = _post_review(repo, pull, head_sha, postable, pub, result)
-            result.rejected += rejected
-        result.posted = [f for _, f in postable]
-
-        for comment in stale:
-            result.resolved_comment_ids.append(comment.id)
-            if not dry_run:
-                comment.edit(_resolved_body(comment.body, head_sha))
-
-        summary_comment, meta = _find_summary(pull)
-        check_hash = _hash(
-            pub.conclusion,
-            pub.check_title,
-            pub.check_summary,
-            pub.check_text,
-            *[f"{f.path}:{f.start_line}:{f.line}:{f.body}" for f in pub.findings],
-        )
-        if meta.get("head") == head_sha and meta.get("check") == check_hash:
-            result.check_action = "unchanged"
-            result.check_run_id = int(meta["run"]) if meta.get("run", "").isdigit() else None
-        elif not dry_run:
-            _report_check(repo, head_sha, pub, settings, result)
-
-        marker = f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} -->"
-        body = marker + "\n" + pub.summary.rstrip() + "\n" + _publication_notes(result)
-        if summary_comment is not None and summary_comment.body == body:
-            result.summary_action = "unchanged"
-            result.summary_comment_id = summary_comment.id
-        elif dry_run:
-            result.summary_action = "would edit" if summary_comment else "would create"
-        elif summary_comment is not None:
-            summary_comment.edit(body)
-            result.summary_action, result.summary_comment_id = "edited", summary_comment.id
-        else:
-            # No summary existed when this run started: one found now is the one this create made.
-            created = _create_once(
-                lambda: pull.create_issue_comment(body), lambda: _find_summary(pull)[0], "the summary comment"
-            )
-            result.summary_action, result.summary_comment_id = "created", created.id
+    writes = _Writes()
+    what = f"publishing to {repo.full_name}#{pull.number}"
+    try:
+        with github_errors(what):
+            _publish(repo, pull, pub, head_sha, patches, settings, dry_run, identity, result, writes)
+    except PttrustError as err:
+        failure = writes.failure(err, what)
+        if isinstance(failure, PublishIncomplete):
+            failure.result = result
+        if failure is err:
+            raise
+        raise failure from None
     return result
 
 
-def _bot_review_comments(pull: Any) -> dict[str, Any]:
-    """Review comments carrying a finding marker, by finding id (the first one wins)."""
-    out: dict[str, Any] = {}
-    for comment in pull.get_review_comments():
-        m = _FINDING_RE.search(comment.body or "")
-        if m and m.group(1) not in out:
-            out[m.group(1)] = comment
-    return out
+def _publish(repo, pull, pub, head_sha, patches, settings, dry_run, identity, result, writes: _Writes) -> None:
+    """The body of `publish`, inside its github_errors; ``writes`` records each write that lands."""
+    marks = _Marks(identity or bot_identity(pull.requester, settings), repo.full_name, pull.number)
+    # Ids over every flagged finding: a finding's id (its occurrence index among identical lines)
+    # must not depend on which of them made the cap.
+    ids = finding_ids(pub.findings + pub.capped)
+    by_id = dict(zip(ids[: len(pub.findings)], pub.findings))
+    existing = marks.review_comments(pull)
+
+    new: list[tuple[str, InlineFinding]] = []
+    for fid, finding in by_id.items():
+        comment = existing.get(fid)
+        if comment is None:
+            new.append((fid, finding))
+        elif RESOLVED_MARKER in comment.body:
+            result.reopened_comment_ids.append(comment.id)
+            if not dry_run:
+                writes.start("reopened comments")
+                comment.edit(marks.comment_body(finding, fid))
+                writes.finish(f"comment {comment.id} reopened")
+            result.already_commented.append(finding)
+        else:
+            result.already_commented.append(finding)
+    flagged = set(ids)
+    stale = [c for fid, c in existing.items() if fid not in flagged and RESOLVED_MARKER not in c.body]
+
+    postable = []
+    for fid, finding in new:
+        reason = _diff_reason(finding, patches)
+        if reason:
+            result.rejected.append((finding, reason))
+        else:
+            postable.append((fid, finding))
+
+    if postable and not dry_run:
+        writes.start("the review")
+        postable, rejected = _post_review(repo, pull, head_sha, postable, pub, result, marks)
+        result.rejected += rejected
+        if result.review_id is not None:
+            writes.finish(f"review {result.review_id} ({len(postable)} comment(s))")
+    result.posted = [f for _, f in postable]
+
+    for comment in stale:
+        result.resolved_comment_ids.append(comment.id)
+        if not dry_run:
+            writes.start("resolved comments")
+            comment.edit(_resolved_body(comment.body, head_sha))
+            writes.finish(f"comment {comment.id} marked resolved")
+
+    summary_comment, meta = marks.summary(pull)
+    check_hash = _hash(
+        pub.conclusion,
+        pub.check_title,
+        pub.check_summary,
+        pub.check_text,
+        *[f"{f.path}:{f.start_line}:{f.line}:{f.body}" for f in pub.findings],
+    )
+    if meta.get("head") == head_sha and meta.get("check") == check_hash:
+        result.check_action = "unchanged"
+        result.check_run_id = int(meta["run"]) if meta.get("run", "").isdigit() else None
+    elif not dry_run:
+        writes.start("the check run")
+        _report_check(repo, head_sha, pub, settings, result)
+        writes.finish(f"check run {result.check_run_id}" if result.check_action == "check-run" else "a commit status")
+
+    sig = marks.ident.sign(marks.repo, marks.number, "summary", "")
+    marker = f"{SUMMARY_MARKER_PREFIX} head={head_sha} check={check_hash} run={result.check_run_id or ''} sig={sig} -->"
+    notes = cap_text(_publication_notes(result), BODY_LIMIT // 2, "in a comment", BODY_LIMIT)
+    room = BODY_LIMIT - len(marker) - 2 - len(notes)
+    body = marker + "\n" + cap_text(pub.summary.rstrip(), room, "in a comment", BODY_LIMIT).rstrip() + "\n" + notes
+    # The signature of a short-lived token's key changes every run; the content decides.
+    if summary_comment is not None and _SIG_RE.sub("", summary_comment.body) == _SIG_RE.sub("", body):
+        result.summary_action = "unchanged"
+        result.summary_comment_id = summary_comment.id
+    elif dry_run:
+        result.summary_action = "would edit" if summary_comment else "would create"
+    elif summary_comment is not None:
+        writes.start("the summary comment")
+        summary_comment.edit(body)
+        result.summary_action, result.summary_comment_id = "edited", summary_comment.id
+        writes.finish(f"summary comment {summary_comment.id} edited")
+    else:
+        # No summary existed when this run started: one found now is the one this create made.
+        writes.start("the summary comment")
+        created = _create_once(
+            lambda: pull.create_issue_comment(body), lambda: marks.summary(pull)[0], "the summary comment"
+        )
+        result.summary_action, result.summary_comment_id = "created", created.id
+        writes.finish(f"summary comment {created.id}")
 
 
-def _comment_body(finding: InlineFinding, fid: str) -> str:
-    return f"{finding.body.rstrip()}\n\n{FINDING_MARKER.format(id=fid)}"
+@dataclass(frozen=True)
+class _Marks:
+    """The markers of one pull request, written and read as `BotIdentity` ``ident``'s only."""
+
+    ident: BotIdentity
+    repo: str
+    number: int
+
+    def finding_marker(self, fid: str) -> str:
+        return FINDING_MARKER.format(id=fid, sig=self.ident.sign(self.repo, self.number, "finding", fid))
+
+    def comment_body(self, finding: InlineFinding, fid: str) -> str:
+        marker = self.finding_marker(fid)
+        body = cap_text(finding.body.rstrip(), BODY_LIMIT - len(marker) - 2, "in a comment", BODY_LIMIT)
+        return f"{body.rstrip()}\n\n{marker}"
+
+    def review_comments(self, pull: Any) -> dict[str, Any]:
+        """The bot's review comments carrying a valid finding marker, by finding id (the first wins).
+        A marker in anybody else's comment, or one whose signature fails, is ignored."""
+        out: dict[str, Any] = {}
+        for comment in pull.get_review_comments():
+            m = _FINDING_RE.search(comment.body or "")
+            if not m or m.group(1) in out or not self.ident.authored(comment):
+                continue
+            if self.ident.verified(self.repo, self.number, "finding", m.group(1), m.group(2)):
+                out[m.group(1)] = comment
+            else:
+                log.info("ignoring review comment %s: its marker's signature does not verify", comment.id)
+        return out
+
+    def summary(self, pull: Any) -> tuple[Any | None, dict[str, str]]:
+        """The bot's summary issue comment and its marker's fields ((None, {}) when there is none)."""
+        for comment in pull.get_issue_comments():
+            m = _SUMMARY_RE.search(comment.body or "")
+            if not m or not self.ident.authored(comment):
+                continue
+            meta = dict(kv.split("=", 1) for kv in m.group("meta").split() if "=" in kv)
+            if self.ident.verified(self.repo, self.number, "summary", "", meta.get("sig")):
+                return comment, meta
+        return None, {}
 
 
 def _finding_marker(body: str) -> re.Match[str]:
@@ -432,8 +640,8 @@ def _finding_marker(body: str) -> re.Match[str]:
 
 
 def _resolved_body(old: str, head_sha: str) -> str:
-    original = _FINDING_RE.sub("", old).strip()
     marker = _finding_marker(old).group(0)
+    original = cap_text(_FINDING_RE.sub("", old).strip(), BODY_LIMIT - 400 - len(marker), "in a comment", BODY_LIMIT)
     return (
         f"**Resolved**: PtTrust no longer flags this as of {head_sha[:7]}.\n\n"
         f"<details><summary>Original comment</summary>\n\n{original}\n\n</details>\n\n"
@@ -471,46 +679,48 @@ def _diff_reason(finding: InlineFinding, patches: dict[str, str | None]) -> str 
     return None
 
 
-def _review_comment(fid: str, finding: InlineFinding) -> dict:
-    comment = {"path": finding.path, "body": _comment_body(finding, fid), "line": finding.line, "side": "RIGHT"}
+def _review_comment(fid: str, finding: InlineFinding, marks: _Marks) -> dict:
+    comment = {"path": finding.path, "body": marks.comment_body(finding, fid), "line": finding.line, "side": "RIGHT"}
     if finding.start_line is not None and finding.start_line < finding.line:
         comment.update(start_line=finding.start_line, start_side="RIGHT")
     return comment
 
 
-def _post_review(repo, pull, head_sha, postable, pub, result):
+def _post_review(repo, pull, head_sha, postable, pub, result, marks):
     """One create-review call with every comment; on 422 find the rejected ones, post the rest."""
     from github import GithubException
 
     commit = repo.get_commit(head_sha)
-    comments = [_review_comment(fid, f) for fid, f in postable]
+    comments = [_review_comment(fid, f, marks) for fid, f in postable]
     try:
-        result.review_id = _create_review(pull, commit, pub, [f for _, f in postable], comments)
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in postable], comments, marks)
         return postable, []
     except GithubException as err:
         if err.status != 422:
             raise
         reason = _error_text(err)
     log.info("GitHub rejected the review (%s); looking for the rejected comments", reason)
-    bad = _find_rejected(pull, commit, comments)
+    bad = _find_rejected(pull, commit, comments, marks.ident)
     keep = [pf for pf, c in zip(postable, comments) if id(c) not in bad]
     rejected = [
         (f, f"GitHub rejected the comment: {reason}") for (fid, f), c in zip(postable, comments) if id(c) in bad
     ]
     if keep:
         kept_comments = [c for c in comments if id(c) not in bad]
-        result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments)
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments, marks)
     return keep, rejected
 
 
-def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding], comments: list[dict]) -> int:
+def _create_review(
+    pull, commit, pub: Publication, findings: list[InlineFinding], comments: list[dict], marks: _Marks
+) -> int:
     """The review's id. A review is created whole or not at all, so after a 5xx it was made if every
     comment's finding marker is on the PR now (none was there before: these are new findings)."""
-    body = pub.review_body or _review_body(findings)
+    body = cap_text(pub.review_body or _review_body(findings), BODY_LIMIT, "in a review")
 
     def find():
         fids = {_finding_marker(c["body"]).group(1) for c in comments}
-        on_pr = _bot_review_comments(pull)
+        on_pr = marks.review_comments(pull)
         return pull.get_review(on_pr[next(iter(fids))].pull_request_review_id) if fids <= on_pr.keys() else None
 
     return _create_once(
@@ -518,7 +728,7 @@ def _create_review(pull, commit, pub: Publication, findings: list[InlineFinding]
     ).id
 
 
-def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
+def _find_rejected(pull, commit, comments: list[dict], ident: BotIdentity) -> set[int]:
     """ids of the comments GitHub rejects, found by bisection with pending reviews.
 
     A pending review (no ``event``) is visible only to its author and is deleted right after the
@@ -528,10 +738,10 @@ def _find_rejected(pull, commit, comments: list[dict]) -> set[int]:
     from github import GithubException
 
     def pending():  # after a 5xx on a probe: the probe, if GitHub made it (one pending per user)
-        return next((r for r in pull.get_reviews() if r.state == "PENDING"), None)
+        return next((r for r in pull.get_reviews() if r.state == "PENDING" and ident.authored(r)), None)
 
     for review in pull.get_reviews():  # a stale probe would block ours (one pending per user)
-        if review.state == "PENDING":
+        if review.state == "PENDING" and ident.authored(review):
             review.delete()
     probes = 0
     bad: set[int] = set()
@@ -584,8 +794,8 @@ def _report_check(repo, head_sha: str, pub: Publication, settings: GitHubSetting
     def output(batch):
         return {
             "title": pub.check_title,
-            "summary": pub.check_summary or pub.check_title,
-            "text": pub.check_text,
+            "summary": cap_text(pub.check_summary or pub.check_title, CHECK_OUTPUT_LIMIT, "in a check run's summary"),
+            "text": cap_text(pub.check_text, CHECK_OUTPUT_LIMIT, "in a check run's text"),
             "annotations": batch,
         }
 
@@ -631,21 +841,42 @@ def _annotation(f: InlineFinding) -> dict:
         "end_line": f.line,
         "annotation_level": f.annotation_level,
         "title": f"PtTrust risk {100 * f.risk:.0f}%",
-        "message": _FINDING_RE.sub("", f.body).strip()[:64000] or f"risk {f.risk:.2f}",
+        "message": cap_text(_FINDING_RE.sub("", f.body).strip(), ANNOTATION_MESSAGE_LIMIT, "in an annotation")
+        or f"risk {f.risk:.2f}",
     }
-
-
-def _find_summary(pull: Any) -> tuple[Any | None, dict[str, str]]:
-    for comment in pull.get_issue_comments():
-        m = _SUMMARY_RE.search(comment.body or "")
-        if m:
-            meta = dict(kv.split("=", 1) for kv in m.group("meta").split() if "=" in kv)
-            return comment, meta
-    return None, {}
 
 
 def _hash(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def cap_text(text: str, limit: int, where: str = "here", github_limit: int | None = None) -> str:
+    """``text`` cut at a line boundary to at most ``limit`` characters, ending in an explicit
+    "N more line(s)…" line when anything was cut (GitHub rejects a longer body outright).
+    ``github_limit``: GitHub's limit for the whole body, when ``limit`` is this part's share of it."""
+    shown = github_limit or limit
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines(keepends=True)
+    kept: list[str] = []
+    size = 0
+    for i, line in enumerate(lines):
+        note = _cut_note(len(lines) - i, shown, where)
+        if size + len(line) + len(note) > limit:
+            break
+        kept.append(line)
+        size += len(line)
+    note = _cut_note(len(lines) - len(kept), shown, where)
+    head = "".join(kept)
+    if not kept:  # one line longer than the limit: cut inside it
+        head = text[: max(0, limit - len(note) - 1)] + "\n"
+    elif not head.endswith("\n"):
+        head += "\n"
+    return (head + note)[:limit]
+
+
+def _cut_note(n: int, limit: int, where: str) -> str:
+    return f"\n… {n} more line(s) not shown: GitHub allows {limit:,} characters {where}; the full report has them.\n"
 
 
 # -- minimal rendering (the packaged templates render the summary itself; see publication_from_report)
@@ -725,8 +956,9 @@ class GitHubPublisher:
         dry_run: bool = False,
         local: Any = None,
         stream=None,
+        identity: BotIdentity | None = None,
     ):
-        self.repo, self.pull, self.reader = repo, pull, reader
+        self.repo, self.pull, self.reader, self.identity = repo, pull, reader, identity
         self.settings, self.env, self.fail_above = settings, env, fail_above
         self.dry_run, self.local = dry_run, local
         self.stream = stream or sys.stderr
@@ -736,7 +968,14 @@ class GitHubPublisher:
         pub = publication_from_report(report, self.env, self.fail_above)
         patches = {f.path: f.patch for f in self.reader.data.files}
         self.result = publish(
-            self.repo, self.pull, pub, self.reader.data.head_sha, patches, self.settings, dry_run=self.dry_run
+            self.repo,
+            self.pull,
+            pub,
+            self.reader.data.head_sha,
+            patches,
+            self.settings,
+            dry_run=self.dry_run,
+            identity=self.identity,
         )
         if self.local is not None:
             self.local.publish(report)
@@ -771,7 +1010,8 @@ def open_pull_request(
         repo = gh.get_repo(full_name)
         pull = repo.get_pull(number)
         reader = PullRequestReader(repo, pull)
-        diff = reader.unified_diff()
+        diff = reader.parsed_diff()  # named by the API's filenames, not re-parsed from a header
+        identity = bot_identity(repo.requester, settings, environ)
     source = ReviewSource(
         diff=diff,
         read_file=_guarded(reader.read_file, spec),
@@ -786,7 +1026,7 @@ def open_pull_request(
 
         local = LocalPublisher(fmt, env, out)
     fail_above = getattr(cfg, "fail_above", None)
-    return source, GitHubPublisher(repo, pull, reader, settings, env, fail_above, dry_run, local)
+    return source, GitHubPublisher(repo, pull, reader, settings, env, fail_above, dry_run, local, identity=identity)
 
 
 def _guarded(fn: Callable, spec: str) -> Callable:

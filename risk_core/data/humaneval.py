@@ -6,16 +6,22 @@ Each sample is the problem prompt plus the model's completion (greedy, then a fe
 sample keeps ``buggy_lines == []`` (unknown line), a sample-level label that ``eval``'s per-sample AUROC
 (max line risk vs failure) uses.
 
-The sandbox is defence in depth for code we did not write, not a security boundary:
-a fresh temp dir as cwd, ``python -I`` with an empty environment, rlimits (address space, CPU time,
-file size, no core files, processes), a guard prelude that disables process creation, signals to other
-processes, file deletion and sockets, a wall-clock timeout, and the whole process group killed at the end
-(so a forked or hung child cannot outlive the run).
+The sandbox runs each program as an unprivileged user (``nobody`` when started as root, via setpriv) in
+fresh namespaces made by bubblewrap (``bwrap``): a read-only root, a private ``/tmp`` as its only
+writable place and working directory, no network (an empty network namespace), a PID namespace that
+takes every process of the run with it when it ends (a forked ``setsid`` grandchild included), and a new
+session. On top: ``python -I`` with an empty environment, rlimits (address space, CPU time, file size,
+no core files, processes), a guard prelude that disables process creation, signals, file deletion and
+sockets (a speed bump, not the boundary: ``posix``, ctypes or ``importlib.reload`` get past it), a
+wall-clock timeout and the process group killed at the end. Without bubblewrap (or where namespaces are
+refused) nothing is run unless the caller passes ``unsafe_local_exec=True`` (``--unsafe-local-exec``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from risk_core.data.jsonl import Sample
-from risk_core.errors import UsageError
+from risk_core.errors import PttrustError, UsageError
+
+UNPRIVILEGED_UID = UNPRIVILEGED_GID = 65534
+"""``nobody``: who a program runs as when pttrust itself runs as root."""
 
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ", '\n"""', "\n```")
 
@@ -61,7 +70,111 @@ class RunResult:
     """Last line of stderr (the exception) or the reason."""
 
 
-def _limits(memory_mb: int, cpu_s: int):
+class SandboxUnavailable(PttrustError):
+    """No isolation on this machine: nothing is run without ``--unsafe-local-exec``."""
+
+
+def _candidates() -> list[str]:
+    """Pythons to run the programs with: this one's base interpreter, else the system's (the programs
+    need only the standard library; the unprivileged user may not reach e.g. a pyenv under /root)."""
+    out = []
+    for c in (getattr(sys, "_base_executable", None), sys.executable, "/usr/bin/python3", shutil.which("python3")):
+        if c and os.path.exists(c) and c not in out:
+            out.append(c)
+    return out
+
+
+def _interpreter() -> str:
+    """The Python that the isolation probe found the unprivileged user can run."""
+    isolation_problem()
+    return _WORKING_INTERPRETER[0] if _WORKING_INTERPRETER else sys.executable
+
+
+_WORKING_INTERPRETER: list[str] = []
+
+
+def _isolation_prefix(workdir: str) -> list[str] | None:
+    """The command prefix that isolates a program (None: bubblewrap is not installed)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            return None
+        prefix = [
+            setpriv,
+            f"--reuid={UNPRIVILEGED_UID}",
+            f"--regid={UNPRIVILEGED_GID}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ]
+    return prefix + [
+        bwrap,
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--ro-bind", os.path.join(workdir, "prog.py"), "/tmp/prog.py",
+        "--chdir", "/tmp",
+        "--unshare-all",  # user, ipc, pid, net, uts, cgroup: no network, nothing outlives the run
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop", "ALL",
+        "--",
+    ]  # fmt: skip
+
+
+@functools.cache
+def isolation_problem() -> str | None:
+    """Why programs cannot be isolated here (None: they can); probed once per process."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        return "setpriv is missing (util-linux), needed to drop root"
+    why = "no Python interpreter found"
+    with tempfile.TemporaryDirectory(prefix="pttrust-sbx-") as tmp:
+        os.chmod(tmp, 0o711)
+        with open(os.path.join(tmp, "prog.py"), "w") as f:
+            f.write("print('ok')\n")
+        os.chmod(os.path.join(tmp, "prog.py"), 0o644)
+        for python in _candidates():
+            try:
+                proc = subprocess.run(
+                    [*_isolation_prefix(tmp), python, "-I", "/tmp/prog.py"],
+                    capture_output=True,
+                    timeout=30,
+                    stdin=subprocess.DEVNULL,
+                    env={"PATH": "/usr/bin:/bin"},
+                )
+            except (OSError, subprocess.TimeoutExpired) as err:
+                return f"bubblewrap could not start ({type(err).__name__})"
+            if proc.returncode == 0 and proc.stdout.strip() == b"ok":
+                _WORKING_INTERPRETER[:] = [python]
+                return None
+            lines = proc.stderr.decode(errors="replace").strip().splitlines()
+            why = lines[-1][:200] if lines else f"exit {proc.returncode}"
+    return f"bubblewrap could not run a Python in its namespaces ({why})"
+
+
+def require_isolation(unsafe_local_exec: bool = False) -> bool:
+    """True when programs will be isolated; raises SandboxUnavailable when they cannot be, unless the
+    caller accepts running them unisolated (``unsafe_local_exec``)."""
+    problem = isolation_problem()
+    if problem is None:
+        return True
+    if unsafe_local_exec:
+        return False
+    raise SandboxUnavailable(
+        f"cannot isolate the HumanEval programs: {problem}; pass --unsafe-local-exec to run them "
+        "unisolated on this machine (only inside a throwaway VM or container)"
+    )
+
+
+def _limits(memory_mb: int, cpu_s: int, nproc: int = 0):
     def apply():
         import resource
 
@@ -71,29 +184,42 @@ def _limits(memory_mb: int, cpu_s: int):
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        try:  # not enforced for root; the guard prelude and killpg cover that case
-            resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+        try:  # not enforced for root (isolated runs are not root); a few for bwrap and its init
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         except (ValueError, OSError):
             pass
 
     return apply
 
 
-def run_sandboxed(program: str, timeout: float = 10.0, memory_mb: int = 1024) -> RunResult:
-    """Run a Python program under the sandbox (see module doc); passed = exit code 0 in time."""
+def run_sandboxed(
+    program: str, timeout: float = 10.0, memory_mb: int = 1024, *, unsafe_local_exec: bool = False
+) -> RunResult:
+    """Run a Python program under the sandbox (see module doc); passed = exit code 0 in time.
+
+    Raises SandboxUnavailable when it cannot be isolated and ``unsafe_local_exec`` is not set."""
+    isolated = require_isolation(unsafe_local_exec)
     with tempfile.TemporaryDirectory(prefix="pttrust-sbx-") as tmp:
         path = os.path.join(tmp, "prog.py")
         with open(path, "w", encoding="utf-8") as f:
             f.write(_GUARD + "\n" + program)
+        if isolated:
+            os.chmod(tmp, 0o711)  # the unprivileged user reads the program (bound read-only) and no more
+            os.chmod(path, 0o644)
+            argv = [*_isolation_prefix(tmp), _interpreter(), "-I", "-B", "/tmp/prog.py"]
+            # Processes count per user: nobody's on this host, plus bwrap and the namespace's init.
+            nproc = 32
+        else:
+            argv, nproc = [sys.executable, "-I", "-B", path], 0
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", path],
+                argv,
                 cwd=tmp,
                 env={"PATH": "/usr/bin:/bin"},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                preexec_fn=_limits(memory_mb, int(timeout) + 1),
+                preexec_fn=_limits(memory_mb, int(timeout) + 1, nproc),
             )
         except OSError as err:
             return RunResult(False, "error", f"could not start: {err}")
@@ -221,6 +347,7 @@ def humaneval_samples(
     batch_size: int = 8,
     max_bug_lines: int = 3,
     progress=None,
+    unsafe_local_exec: bool = False,
 ) -> Iterator[Sample]:
     """Generate, run and label HumanEval samples (one JSONL record per distinct completion), yielding
     each batch of problems as soon as its tests have run, so that a caller writing them as they come
@@ -229,6 +356,7 @@ def humaneval_samples(
     A failing completion gets line labels from ``locate_bug_lines`` against the problem's passing
     completions and its canonical solution; otherwise its label is sample-level (``buggy_lines=[]``)."""
     problems = load_problems(limit)
+    require_isolation(unsafe_local_exec)  # before the model spends minutes generating
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         generated = sample_completions(
@@ -243,7 +371,12 @@ def humaneval_samples(
                     (
                         how,
                         completion,
-                        run_sandboxed(build_test_program(p, completion), timeout=timeout, memory_mb=memory_mb),
+                        run_sandboxed(
+                            build_test_program(p, completion),
+                            timeout=timeout,
+                            memory_mb=memory_mb,
+                            unsafe_local_exec=unsafe_local_exec,
+                        ),
                     )
                 )
             references = [c for _, c, r in runs if r.passed] + [p["canonical_solution"]]

@@ -1,8 +1,10 @@
 """A stateful fake GitHub REST server on 127.0.0.1 that validates every request and response against
 GitHub's REST description (see ``spec.py``) and records each violation in ``server.violations``.
 
-Only the operations in the description subset are routed; anything else (GET /user, /rate_limit
-aside, which are in it) is itself a violation: the bot must not depend on operations outside it.
+Only the operations in the description subset are routed; anything else (/rate_limit aside, which is
+in it) is itself a violation: the bot must not depend on operations outside it. GET /user answers the
+token's login, or 403 for a token made with ``user_api=False`` (an App installation token or an Actions
+``GITHUB_TOKEN``, which GitHub refuses there).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ _ROUTES = [
     ),
     (R + "/statuses/<sha>", "/repos/{owner}/{repo}/statuses/{sha}", {"POST": "repos/create-commit-status"}),
     (R + "/labels", "/repos/{owner}/{repo}/labels", {"GET": "issues/list-labels-for-repo"}),
+    ("/user", "/user", {"GET": "users/get-authenticated"}),
 ]
 
 
@@ -175,9 +178,10 @@ class GitHubServer:
         """What PyGithub's ``base_url`` should be (includes the Enterprise prefix)."""
         return f"http://127.0.0.1:{self._server.server_port}{self.prefix}"
 
-    def add_token(self, login: str, checks_write: bool = True) -> str:
-        token = "ghs_" + secrets.token_hex(16)
-        self.state.tokens[token] = TokenInfo(login, checks_write)
+    def add_token(self, login: str, checks_write: bool = True, user_api: bool = True, prefix: str = "ghs_") -> str:
+        """Another identity (a second user, ``github-actions[bot]`` with ``user_api=False``...)."""
+        token = prefix + secrets.token_hex(16)
+        self.state.tokens[token] = TokenInfo(login, checks_write, user_api)
         return token
 
     def assert_no_violations(self) -> None:
@@ -306,6 +310,17 @@ class GitHubServer:
         return f"{request.host_url.rstrip('/')}{self.prefix}"
 
     def _dispatch(self, op: str, request: Request, args: dict, body, user: TokenInfo):
+        if op == "users/get-authenticated":
+            if not user.user_api:
+                raise ApiError(403, "Resource not accessible by integration")
+            ctx = _Ctx(self, request, None, user)
+            payload = ctx.user_json(user.login) | {
+                "node_id": "U",
+                "avatar_url": "",
+                "gravatar_id": None,
+                "html_url": f"https://github.com/{quote(user.login)}",
+            }
+            return 200, completed("get", "/user", 200, payload), {}
         repo = self.state.repo(args.pop("owner"), args.pop("repo"))
         if repo is None or (user.anonymous and repo.private):
             raise ApiError(404, "Not Found")
@@ -323,7 +338,7 @@ class _Ctx:
     def __init__(self, server: GitHubServer, request: Request, repo: Repo, user: TokenInfo):
         self.server, self.request, self.repo, self.user = server, request, repo, user
         self.api = server._api(request)
-        self.repo_url = f"{self.api}/repos/{repo.full_name}"
+        self.repo_url = f"{self.api}/repos/{repo.full_name}" if repo is not None else ""
 
     # -- helpers ------------------------------------------------------------------------------------
     def pull(self, number: int) -> Pull:
@@ -596,6 +611,9 @@ class _Ctx:
     def op_pulls_create_review(self, body, pull_number):
         """Validates like GitHub: commit in the PR, each comment on a RIGHT line of a diff hunk."""
         pull = self.pull(pull_number)
+        _check_body(body.get("body"))
+        for c in body.get("comments", []):
+            _check_body(c.get("body"))
         commit_id = body.get("commit_id", pull.head_sha)
         if commit_id not in {c.sha for c in self.repo.pull_commits(pull)}:
             raise ApiError(422, "Unprocessable Entity", ["commit_id is not part of the pull request"])
@@ -680,6 +698,7 @@ class _Ctx:
         return 200, completed("get", self.T + "/pulls/{pull_number}/reviews/{review_id}", 200, self.review_json(review))
 
     def op_pulls_update_review(self, body, pull_number, review_id):
+        _check_body(body.get("body"))
         review = self.repo.reviews.get(review_id)
         if review is None:
             raise ApiError(404, "Not Found")
@@ -704,6 +723,7 @@ class _Ctx:
         )
 
     def op_pulls_update_review_comment(self, body, comment_id):
+        _check_body(body.get("body"))
         c = self._review_comment(comment_id)
         c["body"], c["updated_at"] = body["body"], _now()
         return 200, completed("patch", self.T + "/pulls/comments/{comment_id}", 200, self.review_comment_json(c))
@@ -722,6 +742,7 @@ class _Ctx:
         return self.page("get", self.T + "/issues/{issue_number}/comments", comments)
 
     def op_issues_create_comment(self, body, issue_number):
+        _check_body(body.get("body"))
         self.pull(issue_number)
         cid = next_id()
         c = {
@@ -750,6 +771,7 @@ class _Ctx:
         )
 
     def op_issues_update_comment(self, body, comment_id):
+        _check_body(body.get("body"))
         c = self._issue_comment(comment_id)
         c["body"], c["updated_at"] = body["body"], _now()
         return 200, completed("patch", self.T + "/issues/comments/{comment_id}", 200, self.issue_comment_json(c))
@@ -809,6 +831,7 @@ class _Ctx:
         if not self.user.checks_write:
             raise ApiError(403, "Resource not accessible by integration")
         output = body.get("output", {})
+        _check_output(output)
         annotations = output.get("annotations", [])
         if len(annotations) > 50:
             raise ApiError(422, "Only 50 annotations are allowed per request")
@@ -838,6 +861,7 @@ class _Ctx:
     def op_checks_update(self, body, check_run_id):
         run = self._run(check_run_id)
         output = body.get("output", {})
+        _check_output(output)
         annotations = output.get("annotations", [])
         if len(annotations) > 50:
             raise ApiError(422, "Only 50 annotations are allowed per request")
@@ -862,6 +886,24 @@ class _Ctx:
             "creator": self.user_json(self.user.login),
         }
         return 201, completed("post", self.T + "/statuses/{sha}", 201, payload)
+
+
+BODY_LIMIT = 65536
+"""GitHub's limit on a comment's or review's body, in characters ("Body is too long")."""
+CHECK_OUTPUT_LIMIT = 65535
+"""GitHub's limit on a check run's output.summary and output.text, in characters."""
+
+
+def _check_body(text) -> None:
+    if isinstance(text, str) and len(text) > BODY_LIMIT:
+        raise ApiError(422, "Validation Failed", [f"Body is too long (maximum is {BODY_LIMIT} characters)"])
+
+
+def _check_output(output: dict) -> None:
+    for key in ("summary", "text"):
+        value = output.get(key)
+        if isinstance(value, str) and len(value) > CHECK_OUTPUT_LIMIT:
+            raise ApiError(422, "Invalid request.", [f"output.{key} is too long (maximum is {CHECK_OUTPUT_LIMIT})"])
 
 
 def _now() -> str:

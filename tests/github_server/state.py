@@ -218,6 +218,9 @@ class TokenInfo:
     """Whether the token may create check runs (a GITHUB_TOKEN without ``checks: write`` may not)."""
     anonymous: bool = False
     """A request without a token (reads of public repositories only)."""
+    user_api: bool = True
+    """Whether GET /user answers (False: a GitHub App installation token or an Actions GITHUB_TOKEN,
+    which GitHub answers 403 "Resource not accessible by integration")."""
 
 
 class GitHubState:
