@@ -654,7 +654,7 @@ def _run_range(event, inputs, cfg, env, github_env, out, err, scorer_factory, se
     source = open_range(event.full_name, event.base_sha, event.head_sha, environ=dict(github_env), settings=settings)
     device = env.get("PTTRUST_DEVICE", "").strip() or "auto"
     report = score_source(source, cfg, device=device, scorer_factory=scorer_factory, progress=say)
-    for line in annotations(report):
+    for line in workflow_annotations(report):
         print(line, file=out)
     out_dir = Path(env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "pttrust"
     report_path = out_dir / f"report.{_EXTENSIONS[inputs.format]}"

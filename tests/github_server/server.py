@@ -181,7 +181,7 @@ class GitHubServer:
     def add_token(self, login: str, checks_write: bool = True, user_api: bool = True, prefix: str = "ghs_") -> str:
         """Another identity (a second user, ``github-actions[bot]`` with ``user_api=False``...)."""
         token = prefix + secrets.token_hex(16)
-        self.state.tokens[token] = TokenInfo(login, checks_write, user_api)
+        self.state.tokens[token] = TokenInfo(login, checks_write, user_api=user_api)
         return token
 
     def assert_no_violations(self) -> None:
