@@ -382,7 +382,7 @@ def write_report(report: Any, fmt: str, path: Path, templates: str | None = None
 
 
 def read_base_config(
-    event: PullRequestEvent, path: str, environ: Mapping[str, str], settings: Any = None
+    event: PullRequestEvent | RangeEvent, path: str, environ: Mapping[str, str], settings: Any = None
 ) -> str | None:
     """The config file's text at the PR's base commit, read through the API (None: absent).
 
@@ -424,7 +424,7 @@ def _github_env(env: Mapping[str, str], inputs: Inputs) -> dict[str, str]:
 
 
 def resolve_config(
-    event: PullRequestEvent,
+    event: PullRequestEvent | RangeEvent,
     inputs: Inputs,
     github_env: Mapping[str, str],
     settings: Any = None,
@@ -513,10 +513,11 @@ def run(
     if isinstance(event, DispatchEvent):
         event = resolve_dispatch(event, github_env, github_settings)
     cfg = resolve_config(event, inputs, github_env, github_settings, out)
-    if getattr(event, "label", None) is not None and event.label not in cfg.ai_pr_labels:
+    label = getattr(event, "label", None)
+    if label is not None and label not in cfg.ai_pr_labels:
         # A label the AI rules do not look at cannot change which lines are scored, nor any score.
         print(
-            f"::notice title=PtTrust::label {event.label!r} does not change the AI rules "
+            f"::notice title=PtTrust::label {label!r} does not change the AI rules "
             f"(ai_pr_labels: {', '.join(cfg.ai_pr_labels) or 'none'}): not re-scored",
             file=out,
         )

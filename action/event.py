@@ -240,7 +240,8 @@ def parse_dispatch(payload: Mapping[str, Any], pr_number: str = "") -> DispatchE
     """The PR a ``workflow_dispatch`` names: the ``pr-number`` input, else the dispatch's own
     ``pr`` / ``pr-number`` / ``pull_request`` input."""
     owner, repo = _owner_repo("workflow_dispatch", payload)
-    inputs = payload.get("inputs") if isinstance(payload.get("inputs"), Mapping) else {}
+    given = payload.get("inputs")
+    inputs: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     raw = (pr_number or "").strip() or next(
         (str(inputs[k]).strip() for k in ("pr-number", "pr", "pull_request", "pr_number") if inputs.get(k)), ""
     )

@@ -82,7 +82,7 @@ class ReviewConfig:
     """Commit trailers whose mere presence marks a commit as AI-written."""
     ai_pr_labels: list[str] = field(default_factory=lambda: ["ai-generated"])
     """PR labels that mark every added line of the PR as AI-written."""
-    paths: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list[str])
     """Only files matching one of these globs are reviewed (gitattributes-style; empty = every file)."""
     filter_mode: str = "added"
     """Lines scored in a changed file: added | diff_context (also the hunks' context lines) | file (all)."""

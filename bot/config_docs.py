@@ -29,7 +29,9 @@ _ENUMS = {"authored_by": ["all", "ai"], "filter_mode": ["added", "diff_context",
 def field_docs() -> dict[str, str]:
     """Field name -> the docstring right under it in the class body."""
     tree = ast.parse(inspect.getsource(ReviewConfig))
-    body = tree.body[0].body
+    cls = tree.body[0]
+    assert isinstance(cls, ast.ClassDef)
+    body = cls.body
     docs = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):

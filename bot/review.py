@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from bot.config import ReviewConfig
 from bot.context import GitAttributes, SourceReader, build_requests, path_matches, skip_reason
-from bot.diff import FileChange, Hunk, apply_limits, parse_diff
+from bot.diff import FileChange, Hunk, ParsedDiff, apply_limits, parse_diff
 from bot.rank import Finding, rank, reasons, scorer_latents, set_ranks
 from bot.select import AiRules, LineAuthorship, select_lines
 
@@ -150,7 +150,7 @@ class Report:
         more = f" and {len(hits) - 10} more" if len(hits) > 10 else ""
         return f"{len(hits)} finding(s) at fail-level {fail_level}: {names}{more}"
 
-    def gate_message(self, fail_above: float, option: str = "--fail-above") -> str:
+    def gate_message(self, fail_above: float | None, option: str = "--fail-above") -> str:
         """One line naming the findings that trip the gate, e.g. ``2 finding(s) above --fail-above
         0.90: a.py:19 (93%), b.py:4-6 (91%)``."""
         hits = self.gate_findings(fail_above)
@@ -171,8 +171,8 @@ class ReviewSource:
     The CLI builds one for ``--diff`` (`local_source`); the GitHub half builds one for ``--github``.
     """
 
-    diff: bytes | str
-    """The unified diff."""
+    diff: bytes | str | ParsedDiff
+    """The unified diff (or the GitHub half's already parsed files)."""
     read_file: SourceReader
     """New-side contents by repository-relative path (None when absent)."""
     authorship: LineAuthorship | None = None
@@ -249,7 +249,7 @@ def _silent(_: str) -> None:
 
 
 def review(
-    diff: bytes | str,
+    diff: bytes | str | ParsedDiff,
     read_file: SourceReader,
     scorer: RiskScorer | Callable[[], RiskScorer],
     cfg: ReviewConfig,
@@ -318,10 +318,11 @@ def review(
         if not isinstance(scorer, RiskScorer):  # has no .score, like the hasattr check it replaces
             scorer = scorer()  # a factory: the model loads only once the input is known good
         scores = scorer.score(ctx.requests, top_latents=scorer_latents(cfg.top_latents))
-        if cfg.threshold is None:  # the bundle's calibrated default
-            cfg = dataclasses.replace(cfg, threshold=getattr(scorer, "default_threshold", None))
-    if cfg.threshold is None:
-        cfg = dataclasses.replace(cfg, threshold=DEFAULT_THRESHOLD)
+    # Unset: the bundle's calibrated default, else the plain one.
+    threshold: float = cfg.threshold if cfg.threshold is not None else DEFAULT_THRESHOLD
+    if cfg.threshold is None and ctx.requests:
+        threshold = getattr(scorer, "default_threshold", None) or DEFAULT_THRESHOLD
+    cfg = dataclasses.replace(cfg, threshold=threshold)
     for fs in scores:
         if getattr(fs, "skipped", None):
             skip(fs.path, fs.skipped)
@@ -351,7 +352,7 @@ def review(
 
     ranking = rank(
         [fs for fs in scores if not getattr(fs, "skipped", None)],
-        cfg.threshold,
+        threshold,
         cfg.max_comments,
         cfg.max_comments_per_file,
         cfg.merge_gap,
@@ -363,10 +364,10 @@ def review(
     files = list(reports.values())
     scored = [l for f in files for l in f.lines]
     set_ranks(ranking.findings + ranking.dropped, scored)
-    if cfg.fail_above is not None and cfg.fail_above < cfg.threshold:
+    if cfg.fail_above is not None and cfg.fail_above < threshold:
         warnings.append(
-            f"fail_above {cfg.fail_above:.2f} is below threshold {cfg.threshold:.2f}: the gate trips only on "
-            f"findings, i.e. lines above {cfg.threshold:.2f}"
+            f"fail_above {cfg.fail_above:.2f} is below threshold {threshold:.2f}: the gate trips only on "
+            f"findings, i.e. lines above {threshold:.2f}"
         )
     summary = Summary(
         files_in_diff=len(parsed.files),
@@ -382,7 +383,7 @@ def review(
         over_total_cap=ranking.over_total_cap,
         max_comments=cfg.max_comments,
         max_comments_per_file=cfg.max_comments_per_file,
-        threshold=cfg.threshold,
+        threshold=threshold,
         fail_above=cfg.fail_above,
         authored_by=authored_by,
         model=model_name,

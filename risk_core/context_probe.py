@@ -63,6 +63,10 @@ class ContextProbe(nn.Module):
 
     sequence = True
     """risk() reads a whole window's lines in order (the scorer passes all of them)."""
+    mean: Tensor
+    std: Tensor
+    calib_a: Tensor
+    calib_b: Tensor
 
     def __init__(self, cfg: ContextProbeConfig):
         super().__init__()

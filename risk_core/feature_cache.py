@@ -108,8 +108,8 @@ def build_cache(
                 per = [t.states if layer == cfg.layer else t.extra[layer] for t in states]
                 tensors[f"layer{layer}"] = torch.cat(per).to(torch.float16)
             if surprise:
-                tensors["nll"] = torch.cat([t.nll for t in states]).float()
-                tensors["entropy"] = torch.cat([t.entropy for t in states]).float()
+                tensors["nll"] = torch.cat([t.nll for t in states if t.nll is not None]).float()
+                tensors["entropy"] = torch.cat([t.entropy for t in states if t.entropy is not None]).float()
             tmp = path.with_suffix(".tmp")
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
             os.replace(tmp, path)
@@ -136,8 +136,8 @@ class CachedTokens:
     """[T] 0-based line of each token."""
     states: dict[int, Tensor]
     """{layer: [T, d_model] float16}."""
-    token_ids: Tensor
-    """[T] int32 token ids."""
+    token_ids: Tensor | None
+    """[T] int32 token ids (None in caches written before they were kept)."""
     nll: Tensor | None
     """[T] NLL of each token (NaN for a file's first token), when cached."""
     entropy: Tensor | None
@@ -157,15 +157,21 @@ def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial
         raise UsageError(f"{path}: cache incomplete ({len(missing)} of {n_chunks} chunks missing)")
     layers = tuple(meta["key"]["layers"]) if layers is None else layers
     parts = [load_file(str(path / f"chunk_{c:05d}.safetensors")) for c in range(n_chunks)]
-    cat = lambda k: torch.cat([p[k] for p in parts]) if k in parts[0] else None  # noqa: E731
+
+    def cat(key: str) -> Tensor:
+        return torch.cat([p[key] for p in parts])
+
+    def optional(key: str) -> Tensor | None:
+        return cat(key) if key in parts[0] else None
+
     return CachedTokens(
         meta,
         cat("token_sample"),
         cat("token_line"),
         {layer: cat(f"layer{layer}") for layer in layers},
-        cat("token_ids"),
-        cat("nll"),
-        cat("entropy"),
+        optional("token_ids"),
+        optional("nll"),
+        optional("entropy"),
     )
 
 
@@ -237,6 +243,9 @@ def export_harvest(
     from risk_core.harvest import HARVEST_FILE, VAL_CHUNKS_FILE, HarvestConfig, write_atomic_safetensors
 
     out = Path(out)
+    if tokens.token_ids is None:
+        raise UsageError("this cache keeps no token ids (written by an older version): rebuild it to export")
+    token_ids = tokens.token_ids
     acts = tokens.states[layer]
     shards: dict[str, dict] = {}
     val_chunks = None
@@ -253,7 +262,7 @@ def export_harvest(
             name = f"{split}/shard_{i:05d}.safetensors"
             tensors = {
                 "acts": acts[part].to(torch.float16),
-                "token_ids": tokens.token_ids[part].to(torch.int32),
+                "token_ids": token_ids[part].to(torch.int32),
                 "file_ids": tokens.token_sample[part].to(torch.int32),
                 "line_ids": tokens.token_line[part].to(torch.int32),
             }
@@ -262,7 +271,7 @@ def export_harvest(
             shards[name] = {"sha256": hashlib.sha256((out / name).read_bytes()).hexdigest(), "n_tokens": len(part)}
         if split == "val" and len(idx) >= ctx_len:
             n = len(idx) // ctx_len
-            ids = tokens.token_ids[idx[: n * ctx_len]].to(torch.long).reshape(n, ctx_len)
+            ids = token_ids[idx[: n * ctx_len]].to(torch.long).reshape(n, ctx_len)
             write_atomic_safetensors({"input_ids": ids}, out / VAL_CHUNKS_FILE)
             val_chunks = {
                 "file": VAL_CHUNKS_FILE,

@@ -197,7 +197,7 @@ def review(
     say(f"{report.summary.lines_scored} line(s) scored, {report.summary.findings} finding(s)")
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)
-    if report.exceeds(cfg.fail_above):
+    if cfg.fail_above is not None and report.exceeds(cfg.fail_above):
         click.echo(f"error: {report.gate_message(cfg.fail_above)}", err=True)
         sys.exit(1)
     problem = gate_skip_problem(report, cfg)

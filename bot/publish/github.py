@@ -288,13 +288,16 @@ class BotIdentity:
         return not self.strict
 
 
-def bot_identity(requester: Any, settings: GitHubSettings | None = None, env: dict | None = None) -> BotIdentity:
+def bot_identity(
+    requester: Any, settings: GitHubSettings | None = None, env: Mapping[str, str] | None = None
+) -> BotIdentity:
     """The identity of the token ``requester`` (a PyGithub Requester) authenticates with."""
     from github import GithubException
     from github.AuthenticatedUser import AuthenticatedUser
 
     settings = settings or DEFAULT_SETTINGS
     env = os.environ if env is None else env
+    assert env is not None
     auth = getattr(requester, "auth", None)
     token = getattr(auth, "token", None) or ""
     login = settings.bot_login or env.get(BOT_LOGIN_ENV, "").strip() or None
