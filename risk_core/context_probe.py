@@ -15,9 +15,8 @@ stopping keeps the epoch with the best validation top-1 (ties by AUROC).
 from __future__ import annotations
 
 import copy
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -124,34 +123,15 @@ class ContextProbe(nn.Module):
         return self.project.weight.detach().norm(dim=0)
 
     def save(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
+        from risk_core.probe import save_probe_dir
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "cfg.json").write_text(json.dumps({"kind": "context", **asdict(self.cfg)}, indent=2) + "\n")
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "probe.safetensors")
-        )
+        save_probe_dir(self, {"kind": "context", **asdict(self.cfg)}, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ContextProbe:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from risk_core.probe import load_probe_dir
 
-        path = Path(path)
-        try:
-            raw = json.loads((path / "cfg.json").read_text())
-            known = {f.name for f in fields(ContextProbeConfig)}
-            cfg = ContextProbeConfig(**{k: v for k, v in raw.items() if k in known})
-            state = load_file(str(path / "probe.safetensors"), device=str(device))
-        except (OSError, ValueError, TypeError, SafetensorError) as err:
-            raise UsageError(f"{path}: not a context probe directory ({err})") from None
-        probe = cls(cfg)
-        try:
-            probe.load_state_dict(state)
-        except RuntimeError as err:
-            raise UsageError(f"{path}: probe weights do not match its cfg.json ({str(err).splitlines()[0]})") from None
-        return probe.to(device).eval()
+        return load_probe_dir(path, ContextProbeConfig, cls, device, "context probe")
 
 
 def _batch(files: list[tuple[Tensor, Tensor]], idx: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -107,34 +107,44 @@ class RiskProbe(nn.Module):
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "cfg.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path / "probe.safetensors")
-        )
+        save_probe_dir(self, asdict(self.cfg), path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> RiskProbe:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        return load_probe_dir(path, ProbeConfig, cls, device, "probe")
 
-        path = Path(path)
-        try:
-            raw = json.loads((path / "cfg.json").read_text())
-            known = {f.name for f in fields(ProbeConfig)}
-            cfg = ProbeConfig(**{k: v for k, v in raw.items() if k in known})
-            state = load_file(str(path / "probe.safetensors"), device=str(device))
-        except (OSError, ValueError, TypeError, SafetensorError) as err:
-            raise UsageError(f"{path}: not a probe directory ({err})") from None
-        probe = cls(cfg)
-        try:
-            probe.load_state_dict(state)
-        except RuntimeError as err:
-            raise UsageError(f"{path}: probe weights do not match its cfg.json ({str(err).splitlines()[0]})") from None
-        return probe.to(device).eval()
+
+def save_probe_dir(module: nn.Module, cfg_doc: dict, path: str | Path) -> None:
+    """A probe directory: cfg.json (``cfg_doc``) + probe.safetensors (the module's state)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cfg.json").write_text(json.dumps(cfg_doc, indent=2) + "\n")
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path / "probe.safetensors")
+    )
+
+
+def load_probe_dir(path: str | Path, cfg_cls, make, device: str | torch.device, what: str):
+    """``make(cfg_cls(**cfg.json))`` with probe.safetensors loaded; any damage is one UsageError line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        raw = json.loads((path / "cfg.json").read_text())
+        known = {f.name for f in fields(cfg_cls)}
+        cfg = cfg_cls(**{k: v for k, v in raw.items() if k in known})
+        state = load_file(str(path / "probe.safetensors"), device=str(device))
+    except (OSError, ValueError, TypeError, SafetensorError) as err:
+        raise UsageError(f"{path}: not a {what} directory ({err})") from None
+    probe = make(cfg)
+    try:
+        probe.load_state_dict(state)
+    except RuntimeError as err:
+        raise UsageError(f"{path}: probe weights do not match its cfg.json ({str(err).splitlines()[0]})") from None
+    return probe.to(device).eval()
 
 
 def _fit_platt(logits: Tensor, labels: Tensor, iters: int = 200) -> tuple[float, float]:

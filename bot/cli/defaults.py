@@ -25,5 +25,6 @@ def _shipped(name: str) -> dict:
 
 DEFAULT_LAYER: int = int(_shipped("cfg.json").get("layer", FALLBACK_LAYER))
 """hidden_states index the shipped bundle reads."""
-DEFAULT_L1: float = float(_shipped("probe/cfg.json").get("l1", FALLBACK_L1))
+# The L1 of the shipped bundle's linear probe: its probe, or beside a context probe its raw-state probe.
+DEFAULT_L1: float = float(_shipped("probe/cfg.json").get("l1", _shipped("raw_probe/cfg.json").get("l1", FALLBACK_L1)))
 """L1 penalty the shipped bundle's probe was trained with."""
