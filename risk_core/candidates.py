@@ -217,15 +217,15 @@ def scoring_window(
     spans: list[tuple[int, int]], n_lines: int, line: int, max_lines: int = MAX_WINDOW_LINES
 ) -> tuple[int, int]:
     """The 1-based inclusive span of lines that ``line`` is encoded and scored in: its innermost
-    definition when that has at most ``max_lines`` lines; else ``max_lines`` lines of the definition,
-    from its first line when ``line`` is among the first ``max_lines``, around ``line`` otherwise; a
-    line outside every definition gets ``max_lines`` lines around it. ``spans`` come from
-    ``definition_spans``. The cost of scoring a line is bounded, whatever the size of its file."""
+    definition when that has at most ``max_lines`` lines; else the ``max_lines``-line block of the
+    definition (or, outside every definition, of the file) that holds it, blocks counted from the
+    definition's first line, the last one ending at its last line. ``spans`` come from
+    ``definition_spans``. Blocks are fixed, not centred on each line, so the target lines of a long
+    function share windows: the cost of scoring is bounded by the lines scored, whatever the file."""
     inside = [s for s in spans if s[0] <= line <= s[1]]
     lo, hi = min(inside, key=lambda s: s[1] - s[0]) if inside else (1, n_lines)
     if hi - lo + 1 <= max_lines:
         return lo, hi
-    if line - lo < max_lines and inside:
-        return lo, lo + max_lines - 1
-    start = max(lo, min(line - max_lines // 2, hi - max_lines + 1))
-    return start, start + max_lines - 1
+    start = lo + (line - lo) // max_lines * max_lines
+    end = min(hi, start + max_lines - 1)
+    return max(lo, end - max_lines + 1), end

@@ -110,8 +110,9 @@ def test_scoring_window_is_the_definition_or_a_bounded_part_of_it():
     assert scoring_window(spans, 500, 5) == (1, 10)  # whole short function
     assert scoring_window(spans, 500, 35) == (30, 40)  # innermost
     assert scoring_window(spans, 500, 50) == (20, 79)  # long function, line among its first 60
-    assert scoring_window(spans, 500, 150) == (120, 179)  # around the line, inside the function
-    assert scoring_window(spans, 500, 199) == (141, 200)  # clipped to the function's end
-    assert scoring_window(spans, 500, 300) == (270, 329)  # module level: 60 lines around it
+    assert scoring_window(spans, 500, 150) == (140, 199)  # the function's 60-line block holding it
+    assert scoring_window(spans, 500, 199) == (140, 199)  # the same block: lines share windows
+    assert scoring_window(spans, 500, 200) == (141, 200)  # the last block ends at the function's end
+    assert scoring_window(spans, 500, 300) == (241, 300)  # module level: the file's 60-line block
     assert scoring_window([], 12, 3) == (1, 12)  # a short file is its own window
     assert scoring_window([], 500, 2) == (1, 60)
