@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from risk_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from bot.rank import Finding
+    from bot.review import Report
+    from risk_core.types import LatentContribution
 
 PACKAGED = Path(__file__).parent / "templates"
 
@@ -44,9 +49,9 @@ def risk_level(risk: float | None) -> str:
     return "minimal"
 
 
-def latent_label(latent: Any) -> str:
+def latent_label(latent: LatentContribution) -> str:
     """``#1234 "label"`` or ``#1234`` when the latent has no label."""
-    label = getattr(latent, "label", None)
+    label = latent.label
     return f"#{latent.index} \u201c{label}\u201d" if label else f"#{latent.index}"
 
 
@@ -61,10 +66,10 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def rank_phrase(finding: Any) -> str:
+def rank_phrase(finding: Finding) -> str:
     """How a finding's risk compares with the rest of the review: ``riskiest of 212 added lines
     scored``, ``3rd riskiest of 212 ...``; empty when the rank is unknown."""
-    rank, out_of = getattr(finding, "rank", 0), getattr(finding, "out_of", 0)
+    rank, out_of = finding.rank, finding.out_of
     if not rank or not out_of:
         return ""
     lines = "added line scored" if out_of == 1 else "added lines scored"
@@ -73,7 +78,7 @@ def rank_phrase(finding: Any) -> str:
     return f"{ordinal(rank)} riskiest of {out_of} {lines}"
 
 
-def contribution(latent: Any) -> str:
+def contribution(latent: LatentContribution) -> str:
     """A latent's contribution in its unit: log-odds of the probe (``+0.43 log-odds``)."""
     return f"{latent.contribution:+.2f} log-odds"
 
@@ -123,12 +128,12 @@ def render(env: jinja2.Environment, name: str, **context: Any) -> str:
         raise UsageError(f"template {name}: {err.message}") from None
 
 
-def render_comment(env: jinja2.Environment, finding: Any, report: Any = None) -> str:
+def render_comment(env: jinja2.Environment, finding: Finding, report: Report | None = None) -> str:
     """The body of one review comment (markdown) for a `Finding`."""
     return render(env, "comment.md.j2", finding=finding, report=report)
 
 
-def render_summary(env: jinja2.Environment, report: Any) -> str:
+def render_summary(env: jinja2.Environment, report: Report) -> str:
     """The review's summary body (markdown): counts, top findings, skipped files."""
     return render(env, "summary.md.j2", report=report)
 
@@ -144,7 +149,7 @@ class CheckOutput:
     """success | failure | neutral."""
 
 
-def render_check(env: jinja2.Environment, report: Any, fail_above: float | None) -> CheckOutput:
+def render_check(env: jinja2.Environment, report: Report, fail_above: float | None) -> CheckOutput:
     """Check-run output: the title is one line, summary/text come from check.md.j2 (split at a
     line holding only ``---8<---``, so one template controls both parts)."""
     failed = report.exceeds(fail_above)

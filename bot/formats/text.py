@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.text import Text
 
 from bot.formats import NOT_SCORED
 from bot.render import ordinal, risk_pct
+
+if TYPE_CHECKING:
+    from bot.review import Report
 
 
 def _style(risk: float, threshold: float) -> str:
@@ -21,7 +24,7 @@ def _style(risk: float, threshold: float) -> str:
     return "dim"
 
 
-def format_report(report: Any, color: bool = False, width: int = 120) -> str:
+def format_report(report: Report, color: bool = False, width: int = 120) -> str:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, no_color=not color, width=width, highlight=False, emoji=False)
     s = report.summary
