@@ -256,12 +256,13 @@ def review_pull_request(
     ``GitHubRun.forbidden`` and a failure after some writes landed in ``GitHubRun.incomplete``, not
     raised, so that the entry can still show the findings it already has.
     """
+    from bot.github_source import open_pull_request
     from bot.publish import github
     from bot.render import make_environment
     from bot.run import score_source
 
     env = make_environment(cfg.templates)
-    source, publisher = github.open_pull_request(
+    source, publisher = open_pull_request(
         ref,
         dry_run=not publish,
         cfg=cfg,
@@ -391,7 +392,7 @@ def read_base_config(
     """
     from github import GithubException
 
-    from bot.publish.github import connect, github_errors
+    from bot.github_client import connect, github_errors
 
     gh = connect(settings, dict(environ))
     with github_errors(f"reading {path} at {event.base_sha[:7]}"):
@@ -474,7 +475,7 @@ def resolve_config(
 def resolve_dispatch(event: DispatchEvent, github_env: Mapping[str, str], settings: Any = None) -> PullRequestEvent:
     """The PR a workflow_dispatch run names, read through the API."""
     from action.event import pull_request_from_api
-    from bot.publish.github import connect, github_errors
+    from bot.github_client import connect, github_errors
 
     gh = connect(settings, dict(github_env))
     with github_errors(f"reading {event.full_name}#{event.number}"):
@@ -506,7 +507,7 @@ def run(
     if inputs.check_name:
         import dataclasses
 
-        from bot.publish.github import DEFAULT_SETTINGS
+        from bot.github_client import DEFAULT_SETTINGS
 
         github_settings = dataclasses.replace(github_settings or DEFAULT_SETTINGS, check_name=inputs.check_name)
     github_env = _github_env(env, inputs)

@@ -7,6 +7,7 @@ The file is read with yaml's node API so that every validation error names its l
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
@@ -53,6 +54,8 @@ DEFAULT_SKIP_PATHS = [
 
 
 FILTER_MODES = ("added", "diff_context", "file")
+MARKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+"""A job's marker name: it goes into an HTML comment (`bot.publish.markers`), so a short plain word."""
 
 
 @dataclass
@@ -101,6 +104,10 @@ class ReviewConfig:
     large, unreadable). None: fail. A gate must not pass what it did not look at."""
     templates: str | None = None
     """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
+    marker: str = ""
+    """Name of this job's hidden comment markers on GitHub (letters, digits, . _ -; empty: the default),
+    so that two jobs reviewing one repository (a monorepo) each update only their own review comments,
+    summary and check run (named "PtTrust risk review (<marker>)" unless a check name is set)."""
 
     def replace(self, **overrides: Any) -> ReviewConfig:
         """A copy with the given fields replaced; None values (flags not given) are ignored."""
@@ -140,6 +147,8 @@ class ReviewConfig:
             raise bad("on_skip", f"must be 'fail' or 'warn', got {self.on_skip!r}")
         if self.authored_by not in (None, "all", "ai"):
             raise bad("authored_by", f"must be 'all' or 'ai', got {self.authored_by!r}")
+        if self.marker and not MARKER_NAME.fullmatch(self.marker):
+            raise bad("marker", f"must be letters, digits, '.', '_' or '-' (at most 40), got {self.marker!r}")
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(ReviewConfig)}

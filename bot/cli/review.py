@@ -3,7 +3,7 @@
 This module only parses flags and wires pieces: `bot.review` does the work, `bot.publish` writes.
 
 Hook for the GitHub half: ``--github OWNER/REPO#N [--dry-run]`` calls
-``bot.publish.github.open_pull_request(spec, dry_run=..., cfg=..., env=..., fmt=..., out=...)``,
+``bot.github_source.open_pull_request(spec, dry_run=..., cfg=..., env=..., fmt=..., out=...)``,
 which returns ``(bot.review.ReviewSource, publisher)``. Nothing else here knows about GitHub.
 """
 
@@ -168,14 +168,15 @@ def review(
 
     if github_spec is not None:
         try:
-            from bot.publish import github
+            from bot.github_client import DEFAULT_SETTINGS
+            from bot.github_source import open_pull_request
         except ImportError:
             raise UsageError("--github is not available in this installation") from None
         import dataclasses
 
         # A dry run only reads: on a public repository it needs no token (GITHUB_TOKEN or GH_TOKEN).
-        settings = dataclasses.replace(github.DEFAULT_SETTINGS, anonymous=dry_run)
-        source, publisher = github.open_pull_request(
+        settings = dataclasses.replace(DEFAULT_SETTINGS, anonymous=dry_run)
+        source, publisher = open_pull_request(
             github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out, settings=settings
         )
     else:
