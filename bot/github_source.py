@@ -159,7 +159,7 @@ class PullRequestReader:
                     origins.pop(path, None)
                     continue
                 if lines is None:
-                    lines = [None] * self._base_length(old or path, f.status)
+                    lines = unknown_origins(self._base_length(old or path, f.status))
                 try:
                     if f.patch is not None:
                         origins[path] = apply_patch_origins(lines, f.patch, info.sha)
@@ -175,9 +175,16 @@ class PullRequestReader:
             return 0
         try:
             content = self.repo.get_contents(path, ref=self.data.base_sha)
+            if isinstance(content, list):  # a directory: no lines
+                return 0
             return len(content.decoded_content.splitlines())
         except Exception:  # unknown base: origins past the patch's reach stay None
             return 0
+
+
+def unknown_origins(n: int) -> list[str | None]:
+    """``n`` lines whose origin is unknown (base lines, or lines past a patch's reach)."""
+    return [None] * n
 
 
 def apply_patch_origins(origins: list[str | None], patch: str, sha: str) -> list[str | None]:

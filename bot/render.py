@@ -1,5 +1,5 @@
-"""jinja2 templates for everything a person reads: review comments, the summary, the check run's
-output and the HTML report.
+"""jinja2 templates for everything a person reads: review comments, the review's body, the summary
+comment and its notes, the check run's output, the Action's job summary and the HTML report.
 
 Templates live in ``bot/templates``; a team overrides any of them by putting a file of the same
 name in its own directory (``--templates DIR`` or ``templates:`` in .pttrust.yml). Lookup falls
@@ -7,8 +7,9 @@ back to the packaged template for every name the team did not override.
 
 Templates get plain data: a `bot.rank.Finding`, a `bot.review.Report`, and the helpers below as
 filters (``risk_pct``, ``risk_level``, ``latent_label``, ``rank_phrase``, ``contribution``,
-``ordinal``). The latents a finding carries are already its *reasons* (`bot.rank.reasons`): they push
-the risk up and have a clear description.
+``ordinal``, ``where``, and ``cell``, the one escaping for markdown table cells). The latents a
+finding carries are already its *reasons* (`bot.rank.reasons`): they push the risk up and have a
+clear description.
 """
 
 from __future__ import annotations
@@ -22,13 +23,23 @@ import jinja2
 from risk_core.errors import UsageError
 
 if TYPE_CHECKING:
+    from bot.publish.publication import InlineFinding
     from bot.rank import Finding
     from bot.review import Report
     from risk_core.types import LatentContribution
 
 PACKAGED = Path(__file__).parent / "templates"
 
-TEMPLATES = ("comment.md.j2", "summary.md.j2", "check.md.j2", "report.md.j2", "report.html.j2")
+TEMPLATES = (
+    "comment.md.j2",
+    "summary.md.j2",
+    "summary_notes.md.j2",
+    "review.md.j2",
+    "check.md.j2",
+    "job_summary.md.j2",
+    "report.md.j2",
+    "report.html.j2",
+)
 """The names a team can override."""
 
 
@@ -55,9 +66,21 @@ def latent_label(latent: LatentContribution) -> str:
     return f"#{latent.index} \u201c{label}\u201d" if label else f"#{latent.index}"
 
 
-def md_escape(text: str | None) -> str:
-    """Text for a markdown table cell or sentence: no raw HTML, no cell breaks."""
+def cell(text: str | None, code: bool = False) -> str:
+    """Text for a markdown table cell (or sentence): the one escaping every markdown template uses.
+
+    Prose gets no raw HTML and no cell breaks (``&<>`` as entities, ``|`` escaped). ``code=True`` is
+    for text put between backticks, where entities would show literally: stripped, ``|`` escaped and
+    backticks made quotes, so the code span cannot end early."""
+    if code:
+        return (text or "").strip().replace("|", "\\|").replace("`", "'")
     return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def where(finding: InlineFinding) -> str:
+    """A comment's lines: ``12`` or ``10-12``."""
+    f = finding
+    return f"{f.start_line}-{f.line}" if f.start_line and f.start_line < f.line else str(f.line)
 
 
 def ordinal(n: int) -> str:
@@ -111,7 +134,9 @@ def make_environment(templates_dir: str | Path | None = None) -> jinja2.Environm
         rank_phrase=rank_phrase,
         contribution=contribution,
         ordinal=ordinal,
-        md_escape=md_escape,
+        cell=cell,
+        where=where,
+        md_escape=cell,  # the filter's earlier name, kept for teams' templates that use it
     )
     return env
 

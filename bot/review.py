@@ -8,7 +8,7 @@ The local CLI and the GitHub half call the same `review()`; they differ only in 
 - ``diff``: the unified diff (bytes or str);
 - ``read_file``: new-side contents by path (`bot.context.working_tree_reader(repo)` locally, the PR
   head's blobs on GitHub);
-- ``authorship``: per-line commits (`bot.select.GitBlame` locally, the PR's commits on GitHub),
+- ``authorship``: per-line commits (`bot.git_blame.GitBlame` locally, the PR's commits on GitHub),
   only needed with ``authored_by="ai"``; ``pr_labels`` for the label rule;
 - ``scorer``: a `risk_core.types.Scorer` (the real one is `risk_core.score.Scorer`), or a
   zero-argument factory of one.
@@ -180,7 +180,7 @@ class ReviewSource:
 def local_source(diff: bytes | str, repo: str, name: str = "", with_blame: bool = True) -> ReviewSource:
     """A local diff whose new side is the working tree of ``repo`` (blame from its git history)."""
     from bot.context import working_tree_reader
-    from bot.select import GitBlame
+    from bot.git_blame import GitBlame
 
     return ReviewSource(diff, working_tree_reader(repo), GitBlame(repo) if with_blame else None, (), "all", name)
 
@@ -303,7 +303,7 @@ def review(
     for path, reason in ctx.skipped:
         skip(path, reason)
 
-    n_lines = sum(len(r.target_lines) for r in ctx.requests)
+    n_lines = sum(len(r.target_lines or []) for r in ctx.requests)
     say(f"scoring {n_lines} line(s) in {len(ctx.requests)} file(s)")
     scores: list[FileScores] = []
     # Unset: the bundle's calibrated default, else the plain one.

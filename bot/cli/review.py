@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli.config_options import config_option
 from bot.formats import FORMATS
 from risk_core.errors import UsageError
 
@@ -57,23 +58,13 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N].")
-@click.option("--threshold", type=float, default=None, help="Risk above which a line is a finding.")
-@click.option("--max-comments", type=int, default=None, help="At most this many findings (0 = no limit).")
-@click.option(
-    "--authored-by",
-    type=click.Choice(["all", "ai"]),
-    default=None,
-    help="Score all added lines or only AI-written ones (default: all for local diffs).",
-)
+@config_option("threshold")
+@config_option("max_comments")
+@config_option("authored_by")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--out", "-o", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option("--fail-above", type=float, default=None, help="Exit 1 when a reported finding's risk is above this.")
-@click.option(
-    "--on-skip",
-    type=click.Choice(["fail", "warn"]),
-    default=None,
-    help="With --fail-above: fail (default) or warn when files with added lines went unscored.",
-)
+@config_option("fail_above")
+@config_option("on_skip")
 @click.option(
     "--config",
     "config_path",
@@ -99,6 +90,7 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     "--base", "base_ref", default=None, metavar="REF", help="Review HEAD's changes since REF (git diff REF...HEAD)."
 )
 @click.option("--dry-run", is_flag=True, help="With --github: render everything, post nothing.")
+@config_option("marker")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def review(
     diff_path,
@@ -119,6 +111,7 @@ def review(
     staged,
     base_ref,
     dry_run,
+    marker,
     quiet,
 ):
     """Flag the riskiest added lines of a diff, with the latents behind each score.
@@ -162,6 +155,7 @@ def review(
         templates=templates,
         model=model,
         bundle=bundle,
+        marker=marker,
     )
     env = make_environment(cfg.templates)
     say = _progress(quiet)

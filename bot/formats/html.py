@@ -70,7 +70,7 @@ def file_rows(f: FileReport, file_index: int = 1) -> list[dict]:
             }
         )
         for kind, n, text in h.lines:
-            lr = scored.get(n) if kind == "+" else None
+            lr = scored.get(n) if kind == "+" and n is not None else None
             rows.append(
                 {
                     "kind": kind,
@@ -81,11 +81,11 @@ def file_rows(f: FileReport, file_index: int = 1) -> list[dict]:
                     "text": text,
                     "code": highlight(text, lexer),
                     "risk": lr.risk if lr is not None else None,
-                    "not_scored": f.not_scored.get(n) if kind == "+" and lr is None else None,
+                    "not_scored": f.not_scored.get(n) if kind == "+" and n is not None and lr is None else None,
                     "latents": list(lr.latents) if lr is not None else [],
                     "rule": f.ai_rules.get(n) if n is not None else None,
                     "finding": n in in_finding,
-                    "peak_of": peaks.get(n) if kind == "+" else None,
+                    "peak_of": peaks.get(n) if kind == "+" and n is not None else None,
                 }
             )
     return rows

@@ -67,7 +67,7 @@ def format_report(report: Report, color: bool = False, width: int = 120) -> str:
             for kind, n, text in h.lines:
                 if kind == "-":
                     continue  # the report is about the new side; removed lines add noise here
-                lr = scored.get(n) if kind == "+" else None
+                lr = scored.get(n) if kind == "+" and n is not None else None
                 risk = risk_pct(lr.risk) if lr is not None else (NOT_SCORED if n in f.not_scored else "")
                 line = Text(f"{n:>5} {risk:>10} {kind} ", style=_style(lr.risk, th) if lr else "dim")
                 line.append(text)

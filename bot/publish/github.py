@@ -124,21 +124,26 @@ def publish(
     settings: GitHubSettings | None = None,
     dry_run: bool = False,
     identity: BotIdentity | None = None,
+    env: jinja2.Environment | None = None,
 ) -> PublishResult:
     """Publish ``pub`` on ``pull`` (PyGithub objects) for commit ``head_sha``.
 
     ``diff`` says which lines of the PR's diff can take a comment (`bot.diff.DiffFilter` of the PR's
     files, `bot.github_source`), checked for every comment before anything is posted. With ``dry_run`` everything is
     read and planned, nothing written. ``identity``: whose markers count (default: the token's,
-    `bot_identity`).
+    `bot_identity`). ``env``: the templates of the review body and the summary's notes (default: the
+    packaged ones).
     """
+    from bot.render import make_environment
+
     settings = settings or DEFAULT_SETTINGS
+    env = env or make_environment()
     result = PublishResult(head_sha)
     writes = _Writes()
     what = f"publishing to {repo.full_name}#{pull.number}"
     try:
         with github_errors(what):
-            _publish(repo, pull, pub, head_sha, diff, settings, dry_run, identity, result, writes)
+            _publish(repo, pull, pub, head_sha, diff, settings, dry_run, identity, env, result, writes)
     except PttrustError as err:
         failure = writes.failure(err, what)
         if isinstance(failure, PublishIncomplete):
@@ -158,6 +163,7 @@ def _publish(
     settings: GitHubSettings,
     dry_run: bool,
     identity: BotIdentity | None,
+    env: jinja2.Environment,
     result: PublishResult,
     writes: _Writes,
 ) -> None:
@@ -196,7 +202,7 @@ def _publish(
 
     if postable and not dry_run:
         writes.start("the review")
-        postable, rejected = post_review(repo, pull, head_sha, postable, pub, result, marks)
+        postable, rejected = post_review(repo, pull, head_sha, postable, pub, result, marks, env)
         result.rejected += rejected
         if result.review_id is not None:
             writes.finish(f"review {result.review_id} ({len(postable)} comment(s))")
@@ -226,7 +232,7 @@ def _publish(
         writes.finish(f"check run {result.check_run_id}" if result.check_action == "check-run" else "a commit status")
 
     marker = marks.summary_marker(head_sha, check_hash, result.check_run_id)
-    notes = cap_text(publication_notes(result), BODY_LIMIT // 2, "in a comment", BODY_LIMIT)
+    notes = cap_text(publication_notes(result, env), BODY_LIMIT // 2, "in a comment", BODY_LIMIT)
     room = BODY_LIMIT - len(marker) - 2 - len(notes)
     body = marker + "\n" + cap_text(pub.summary.rstrip(), room, "in a comment", BODY_LIMIT).rstrip() + "\n" + notes
     # The signature of a short-lived token's key changes every run; the content decides.
@@ -287,6 +293,7 @@ class GitHubPublisher:
             self.settings,
             dry_run=self.dry_run,
             identity=self.identity,
+            env=self.env,
         )
         if self.local is not None:
             self.local.publish(report)

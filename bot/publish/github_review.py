@@ -12,6 +12,7 @@ from bot.publish.markers import BotIdentity, Marks
 from bot.publish.publication import BODY_LIMIT, InlineFinding, Publication, PublishResult, cap_text, review_body
 
 if TYPE_CHECKING:
+    import jinja2
     from github.Commit import Commit
     from github.PullRequest import PullRequest, ReviewComment
     from github.PullRequestReview import PullRequestReview
@@ -47,6 +48,7 @@ def post_review(
     pub: Publication,
     result: PublishResult,
     marks: Marks,
+    env: jinja2.Environment,
 ) -> tuple[Postable, list[tuple[InlineFinding, str]]]:
     """One create-review call with every comment; on 422 find the rejected ones, post the rest.
     Returns (the comments posted, the rejected findings with GitHub's reason)."""
@@ -55,7 +57,7 @@ def post_review(
     commit = repo.get_commit(head_sha)
     comments = [_review_comment(fid, f, marks) for fid, f in postable]
     try:
-        result.review_id = _create_review(pull, commit, pub, [f for _, f in postable], comments, marks)
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in postable], comments, marks, env)
         return postable, []
     except GithubException as err:
         if err.status != 422:
@@ -67,7 +69,7 @@ def post_review(
     rejected = [(f, f"GitHub rejected the comment: {reason}") for (_, f), c in zip(postable, comments) if id(c) in bad]
     if keep:
         kept_comments = [c for c in comments if id(c) not in bad]
-        result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments, marks)
+        result.review_id = _create_review(pull, commit, pub, [f for _, f in keep], kept_comments, marks, env)
     return keep, rejected
 
 
@@ -78,10 +80,11 @@ def _create_review(
     findings: list[InlineFinding],
     comments: list[ReviewComment],
     marks: Marks,
+    env: jinja2.Environment,
 ) -> int:
     """The review's id. A review is created whole or not at all, so after a 5xx it was made if every
     comment's finding marker is on the PR now (none was there before: these are new findings)."""
-    body = cap_text(pub.review_body or review_body(findings), BODY_LIMIT, "in a review")
+    body = cap_text(pub.review_body or review_body(findings, env), BODY_LIMIT, "in a review")
 
     def find() -> PullRequestReview | None:
         fids = {marks.finding_id(c["body"]) for c in comments}

@@ -161,31 +161,16 @@ def _cut_note(n: int, limit: int, where: str) -> str:
     return f"\n… {n} more line(s) not shown: GitHub allows {limit:,} characters {where}; the full report has them.\n"
 
 
-def review_body(findings: list[InlineFinding]) -> str:
-    rows = "\n".join(f"| {100 * f.risk:.0f}% | `{f.path}:{where(f)}` |" for f in findings)
-    return f"PtTrust flagged {len(findings)} line(s) in this push.\n\n| risk | where |\n| ---: | --- |\n{rows}\n"
+def review_body(findings: list[InlineFinding], env: jinja2.Environment) -> str:
+    """The review's body: a short table of the comments it holds (review.md.j2)."""
+    from bot.render import render
+
+    return render(env, "review.md.j2", findings=findings)
 
 
-def where(f: InlineFinding) -> str:
-    return f"{f.start_line}-{f.line}" if f.start_line and f.start_line < f.line else str(f.line)
+def publication_notes(result: PublishResult, env: jinja2.Environment) -> str:
+    """What only the publisher knows, for the summary comment (summary_notes.md.j2): findings that
+    could not be inline comments, resolved ones, a commit status instead of a check run."""
+    from bot.render import render
 
-
-def publication_notes(result: PublishResult) -> str:
-    """What only the publisher knows: findings that could not be inline comments, resolved ones."""
-    out: list[str] = []
-    if result.rejected:
-        out.append("\n### Findings not shown inline\n")
-        out.append("| risk | where | why |\n| ---: | --- | --- |")
-        for f, why in result.rejected:
-            out.append(f"| {100 * f.risk:.0f}% | `{f.path}:{where(f)}` | {why.replace('|', '/')} |")
-        for f, _ in result.rejected:
-            out.append(
-                f"\n<details><summary><code>{f.path}:{where(f)}</code></summary>\n\n{f.body.strip()}\n\n</details>"
-            )
-    if result.resolved_comment_ids:
-        out.append(
-            f"\n{len(result.resolved_comment_ids)} earlier comment(s) marked resolved as of {result.head_sha[:7]}."
-        )
-    if result.check_action == "status":
-        out.append("\n<sub>No permission for check runs: the result is a commit status.</sub>")
-    return "\n".join(out) + ("\n" if out else "")
+    return render(env, "summary_notes.md.j2", result=result)
