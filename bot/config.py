@@ -7,9 +7,10 @@ The file is read with yaml's node API so that every validation error names its l
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 import yaml
 
@@ -52,7 +53,37 @@ DEFAULT_SKIP_PATHS = [
 ]
 
 
-FILTER_MODES = ("added", "diff_context", "file")
+AuthoredBy = Literal["all", "ai"]
+FilterMode = Literal["added", "diff_context", "file"]
+OnSkip = Literal["fail", "warn"]
+AUTHORED_BY: tuple[AuthoredBy, ...] = get_args(AuthoredBy)
+FILTER_MODES: tuple[FilterMode, ...] = get_args(FilterMode)
+ON_SKIP: tuple[OnSkip, ...] = get_args(OnSkip)
+CHOICES: dict[str, tuple[str, ...]] = {"authored_by": AUTHORED_BY, "filter_mode": FILTER_MODES, "on_skip": ON_SKIP}
+"""The fields whose value is one of a few words, and those words (the Literal types above)."""
+_CHOICE_TYPES = {"AuthoredBy", "FilterMode", "OnSkip"}
+
+
+def is_authored_by(value: object) -> bool:
+    return value in AUTHORED_BY
+
+
+def authored_by_problem(value: object) -> str:
+    """What is wrong with an ``authored_by`` value, for a message naming where it came from: the one
+    wording of this check (the config key, ``--authored-by`` and the Action's input all use it)."""
+    return f"must be 'ai' or 'all', got {value!r}"
+
+
+class ConfigFieldError(UsageError):
+    """A bad value of one config field (``field``), so that a caller can say where it was set."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+MARKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+"""A job's marker name: it goes into an HTML comment (`bot.publish.markers`), so a short plain word."""
 
 
 @dataclass
@@ -72,7 +103,7 @@ class ReviewConfig:
     """Added lines past this many per review are skipped file by file with a reason (0 = no limit)."""
     max_file_bytes: int = 1_000_000
     """Files larger than this on the new side are skipped with a reason (0 = no limit)."""
-    authored_by: str | None = None
+    authored_by: AuthoredBy | None = None
     """Which added lines to score: all | ai (None: ai on GitHub, all for local diffs)."""
     ai_author_globs: list[str] = field(default_factory=lambda: list(DEFAULT_AI_AUTHOR_GLOBS))
     """Author/committer logins, names or email local parts marking AI commits (* ? wildcards, case-insensitive)."""
@@ -84,7 +115,7 @@ class ReviewConfig:
     """PR labels that mark every added line of the PR as AI-written."""
     paths: list[str] = field(default_factory=list[str])
     """Only files matching one of these globs are reviewed (gitattributes-style; empty = every file)."""
-    filter_mode: str = "added"
+    filter_mode: FilterMode = "added"
     """Lines scored in a changed file: added | diff_context (also the hunks' context lines) | file (all)."""
     skip_paths: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP_PATHS))
     """Globs of generated/vendored paths that are never scored (.gitattributes is honoured too)."""
@@ -96,26 +127,29 @@ class ReviewConfig:
     """At most this many reasons (latents that push the risk up and have a clear description) per line."""
     fail_above: float | None = None
     """Exit 1 when a reported finding's risk is above this (None: never fail); lines under threshold never trip it."""
-    on_skip: str | None = None
+    on_skip: OnSkip | None = None
     """With a gate (fail_above): fail | warn when files with added lines went unscored (a limit, too
     large, unreadable). None: fail. A gate must not pass what it did not look at."""
     templates: str | None = None
     """Directory of jinja2 templates overriding the packaged ones (relative to the config file)."""
+    marker: str = ""
+    """Name of this job's hidden comment markers on GitHub (letters, digits, . _ -; empty: the default),
+    so that two jobs reviewing one repository (a monorepo) each update only their own review comments,
+    summary and check run (named "PtTrust risk review (<marker>)" unless a check name is set)."""
 
     def replace(self, **overrides: Any) -> ReviewConfig:
         """A copy with the given fields replaced; None values (flags not given) are ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        cfg = dataclasses.replace(self, **given)
-        cfg.validate()
-        return cfg
+        return dataclasses.replace(self, **given)  # validated by __post_init__
 
-    def validate(self, where: dict[str, str] | None = None) -> None:
-        """Raise UsageError naming the field (and its line, when read from a file)."""
-        where = where or {}
+    def __post_init__(self) -> None:
+        self.validate()
 
-        def bad(name: str, msg: str) -> UsageError:
-            loc = where.get(name)
-            return UsageError(f"{loc}: {name} {msg}" if loc else f"{name} {msg}")
+    def validate(self) -> None:
+        """Raise ConfigFieldError naming the field (`load_config` adds its line)."""
+
+        def bad(name: str, msg: str) -> ConfigFieldError:
+            return ConfigFieldError(name, f"{name} {msg}")
 
         for name in ("threshold",):
             v = getattr(self, name)
@@ -136,10 +170,12 @@ class ReviewConfig:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}")
         if self.filter_mode not in FILTER_MODES:
             raise bad("filter_mode", f"must be one of {', '.join(FILTER_MODES)}, got {self.filter_mode!r}")
-        if self.on_skip not in (None, "fail", "warn"):
+        if self.on_skip is not None and self.on_skip not in ON_SKIP:
             raise bad("on_skip", f"must be 'fail' or 'warn', got {self.on_skip!r}")
-        if self.authored_by not in (None, "all", "ai"):
-            raise bad("authored_by", f"must be 'all' or 'ai', got {self.authored_by!r}")
+        if self.authored_by is not None and not is_authored_by(self.authored_by):
+            raise bad("authored_by", authored_by_problem(self.authored_by))
+        if self.marker and not MARKER_NAME.fullmatch(self.marker):
+            raise bad("marker", f"must be letters, digits, '.', '_' or '-' (at most 40), got {self.marker!r}")
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(ReviewConfig)}
@@ -168,7 +204,7 @@ def _convert(name: str, value: Any, loc: str) -> Any:
         if not all(isinstance(v, str) for v in items):
             raise UsageError(f"{loc}: {name} must be a list of strings")
         return items
-    if kind.startswith("str"):
+    if kind.startswith("str") or kind.split("|")[0] in _CHOICE_TYPES:  # a choice: checked by validate
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise UsageError(f"{loc}: {name} must be a string, got {value!r}")
         return str(value)
@@ -218,6 +254,7 @@ def load_config(path: str | Path | None) -> ReviewConfig:
     if values.get("templates"):
         # Relative to the config file, so that a repo's .pttrust.yml works from any directory.
         values["templates"] = str((path.parent / values["templates"]).resolve())
-    cfg = ReviewConfig(**values)
-    cfg.validate(where)
-    return cfg
+    try:
+        return ReviewConfig(**values)
+    except ConfigFieldError as err:
+        raise UsageError(f"{where[err.field]}: {err}" if err.field in where else str(err)) from None

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.config import ReviewConfig
+from bot.config import CHOICES, ReviewConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "config.md"
@@ -23,7 +23,6 @@ SCHEMA = ROOT / "docs" / "schemas" / "pttrust.schema.json"
 SCHEMA_ID = "https://pypi.org/project/pttrust/schemas/pttrust.schema.json"
 
 _RANGES = {"threshold": (0.0, 1.0), "fail_above": (0.0, 1.0)}
-_ENUMS = {"authored_by": ["all", "ai"], "filter_mode": ["added", "diff_context", "file"]}
 
 
 def field_docs() -> dict[str, str]:
@@ -60,8 +59,8 @@ def _type_schema(name: str, kind: str) -> dict:
         schema = {"type": "string"}
     if name in _RANGES:
         schema["minimum"], schema["maximum"] = _RANGES[name]
-    if name in _ENUMS:
-        schema["enum"] = list(_ENUMS[name])
+    if name in CHOICES:
+        schema["enum"] = list(CHOICES[name])
     if optional:
         schema = {"anyOf": [schema, {"type": "null"}]}
     return schema
@@ -84,9 +83,11 @@ def json_schema() -> dict:
     }
 
 
-def _type_words(kind: str) -> str:
+def _type_words(name: str, kind: str) -> str:
     kind = kind.replace(" ", "")
     words = {"float": "number", "int": "integer", "str": "string", "list[str]": "list of strings"}
+    if name in CHOICES:
+        words[kind.split("|")[0]] = " \\| ".join(f"`{c}`" for c in CHOICES[name])
     parts = [words.get(p, p) for p in kind.split("|") if p != "None"]
     return " or ".join(parts) + (" or null" if "None" in kind else "")
 
@@ -111,7 +112,7 @@ def reference_markdown() -> str:
         if len(default) > 60:
             default = default[:57] + "…"
         doc = docs.get(f.name, "").replace("|", "\\|")
-        lines.append(f"| `{f.name}` | {_type_words(str(f.type))} | `{default}` | {doc} |")
+        lines.append(f"| `{f.name}` | {_type_words(f.name, str(f.type))} | `{default}` | {doc} |")
     lines += ["", "Example:", "", "```yaml", "threshold: 0.6", "max_comments: 5", "authored_by: ai", "```", ""]
     return "\n".join(lines)
 

@@ -13,28 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.diff import FileChange, decode
+from risk_core.types import FileToScore
 
 SourceReader = Callable[[str], "bytes | None"]
 """path (repo-relative, '/'-separated) -> new-side bytes, or None when the file does not exist."""
-
-
-@dataclass
-class ScoreRequest:
-    """Structurally the same as ``risk_core.score.FileToScore``; used only when that module cannot
-    be imported (so that the bot's own tests run before/without the model stack)."""
-
-    path: str
-    text: str
-    target_lines: list[int] | None
-
-
-def file_to_score(path: str, text: str, target_lines: list[int]):
-    """Build the scorer's request type: risk_core's FileToScore where available."""
-    try:
-        from risk_core.score import FileToScore
-    except ImportError:
-        return ScoreRequest(path, text, target_lines)
-    return FileToScore(path=path, text=text, target_lines=target_lines)
 
 
 def working_tree_reader(repo: str | Path) -> SourceReader:
@@ -79,7 +61,7 @@ class GitAttributes:
 
     @classmethod
     def parse(cls, text: str) -> GitAttributes:
-        rules = []
+        rules: list[tuple[str, str, bool]] = []
         for line in text.splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
@@ -121,7 +103,7 @@ def skip_reason(path: str, skip_globs: Iterable[str], attributes: GitAttributes 
 
 @dataclass
 class Context:
-    requests: list  # FileToScore (or ScoreRequest)
+    requests: list[FileToScore]
     skipped: list[tuple[str, str]]
     warnings: list[str]
     texts: dict[str, list[str]]
@@ -171,5 +153,5 @@ def build_requests(
             )
             continue
         ctx.texts[change.path] = file_lines
-        ctx.requests.append(file_to_score(change.path, text, sorted(lines)))
+        ctx.requests.append(FileToScore(change.path, text, sorted(lines)))
     return ctx

@@ -5,15 +5,23 @@ new-side contents at ``head``, per-line authorship from the range's commits), wi
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
+from bot.github_client import GitHubSettings, GuardedAuthorship, connect, github_errors, guarded
 from bot.github_source import PullRequestData, PullRequestReader, _commit_info, _pull_file
+
+if TYPE_CHECKING:
+    from github.Comparison import Comparison
+    from github.Repository import Repository
+
+    from bot.review import ReviewSource
 
 
 class RangeReader(PullRequestReader):
     """`PullRequestReader` over a comparison instead of a pull request (same reads, same blame)."""
 
-    def __init__(self, repo: Any, comparison: Any, base: str, head: str):
+    def __init__(self, repo: Repository, comparison: Comparison, base: str, head: str):
         self.repo = repo
         self.pull = None
         self.data = PullRequestData(
@@ -33,9 +41,15 @@ class RangeReader(PullRequestReader):
         return f"{self.data.full_name} {self.data.title}"
 
 
-def open_range(full_name: str, base: str, head: str, *, environ: dict | None = None, settings: Any = None):
+def open_range(
+    full_name: str,
+    base: str,
+    head: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    settings: GitHubSettings | None = None,
+) -> ReviewSource:
     """``bot.review.ReviewSource`` for ``base...head`` of ``full_name``."""
-    from bot.publish.github import _guarded, _GuardedAuthorship, connect, github_errors
     from bot.review import ReviewSource
 
     what = f"{full_name} {base[:7]}...{head[:7]}"
@@ -46,8 +60,8 @@ def open_range(full_name: str, base: str, head: str, *, environ: dict | None = N
         diff = reader.unified_diff()
     return ReviewSource(
         diff=diff,
-        read_file=_guarded(reader.read_file, what),
-        authorship=_GuardedAuthorship(reader, what),
+        read_file=guarded(reader.read_file, what),
+        authorship=GuardedAuthorship(reader, what),
         pr_labels=(),
         default_authored_by="ai",
         name=what,

@@ -1,5 +1,6 @@
 """Read a pull request through PyGithub: metadata, labels, files and their patches (assembled into the
-unified diff the pipeline parses), new-side contents at the head sha, and commits for authorship.
+unified diff the pipeline parses), new-side contents at the head sha, and commits for authorship;
+`open_pull_request` turns ``OWNER/REPO#N`` into the review's source and its publisher.
 
 Only operations in GitHub's REST description subset are used (pulls/get, pulls/list-files,
 pulls/list-commits, repos/get-content, git/get-blob, repos/get-commit); in particular no GET /user,
@@ -12,12 +13,34 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from bot.diff import ParsedDiff, parse_diff, quote_path
+from bot.diff import ParsedDiff, parse_diff, parse_hunks
+from bot.diff_names import quote_path
+from bot.github_client import (
+    DEFAULT_SETTINGS,
+    GitHubSettings,
+    GuardedAuthorship,
+    connect,
+    github_errors,
+    guarded,
+    parse_pr_spec,
+)
 from bot.select import CommitInfo
+from risk_core.errors import UsageError
+
+if TYPE_CHECKING:
+    import jinja2
+    from github.Commit import Commit
+    from github.File import File
+    from github.PullRequest import PullRequest
+    from github.Repository import Repository
+
+    from bot.config import ReviewConfig
+    from bot.publish.github import GitHubPublisher
+    from bot.review import ReviewSource
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +81,9 @@ class PullRequestData:
 class PullRequestReader:
     """Reads one pull request; ``read_file`` and ``commits_for`` plug into `bot.review.ReviewSource`."""
 
-    def __init__(self, repo: Any, pull: Any):
-        self.repo = repo  # github.Repository.Repository
-        self.pull = pull  # github.PullRequest.PullRequest
+    def __init__(self, repo: Repository, pull: PullRequest):
+        self.repo = repo
+        self.pull: PullRequest | None = pull
         self.data = PullRequestData(
             full_name=repo.full_name,
             number=pull.number,
@@ -130,18 +153,21 @@ class PullRequestReader:
         for info in self.data.commits:
             commit = self.repo.get_commit(info.sha)
             for f in commit.files:
-                path, old = f.filename, getattr(f, "previous_filename", None)
+                path, old = f.filename, f.previous_filename
                 lines = origins.pop(old, None) if old else origins.get(path)
                 if f.status == "removed":
                     origins.pop(path, None)
                     continue
                 if lines is None:
-                    lines = [None] * self._base_length(old or path, f.status)
-                if f.patch is None:
-                    n = len((self.read_file(path) or b"").splitlines())
-                    origins[path] = [info.sha] * n
-                    continue
-                origins[path] = apply_patch_origins(lines, f.patch, info.sha)
+                    lines = unknown_origins(self._base_length(old or path, f.status))
+                try:
+                    if f.patch is not None:
+                        origins[path] = apply_patch_origins(lines, f.patch, info.sha)
+                        continue
+                except UsageError:  # a patch that does not parse: as good as none
+                    pass
+                n = len((self.read_file(path) or b"").splitlines())
+                origins[path] = [info.sha] * n
         return origins
 
     def _base_length(self, path: str, status: str) -> int:
@@ -149,31 +175,36 @@ class PullRequestReader:
             return 0
         try:
             content = self.repo.get_contents(path, ref=self.data.base_sha)
+            if isinstance(content, list):  # a directory: no lines
+                return 0
             return len(content.decoded_content.splitlines())
         except Exception:  # unknown base: origins past the patch's reach stay None
             return 0
 
 
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+def unknown_origins(n: int) -> list[str | None]:
+    """``n`` lines whose origin is unknown (base lines, or lines past a patch's reach)."""
+    return [None] * n
 
 
-def apply_patch_origins(origins: list, patch: str, sha: str) -> list:
-    """Per-line origins after ``patch``: added lines get ``sha``, context keeps, removed drop."""
-    out: list = []
+def apply_patch_origins(origins: list[str | None], patch: str, sha: str) -> list[str | None]:
+    """Per-line origins after ``patch`` (read by `bot.diff.parse_hunks`): added lines get ``sha``,
+    context keeps, removed drop. UsageError for a patch that is no diff."""
+    out: list[str | None] = []
     pos = 0  # index into origins (old side)
-    for text in patch.splitlines():
-        m = _HUNK.match(text)
-        if m:
-            start = max(int(m.group(1)) - 1, 0) if (m.group(2) or "1") != "0" else int(m.group(1))
-            out.extend(origins[pos:start])
-            pos = start
-        elif text.startswith("+"):
-            out.append(sha)
-        elif text.startswith("-"):
-            pos += 1
-        elif text.startswith(" "):
-            out.append(origins[pos] if pos < len(origins) else None)
-            pos += 1
+    for hunk in parse_hunks(patch):
+        # An empty old side (-0,0) inserts after line source_start; otherwise the hunk starts at it.
+        start = max(hunk.source_start - 1, 0) if hunk.source_length else hunk.source_start
+        out.extend(origins[pos:start])
+        pos = start
+        for kind, _, _ in hunk.lines:
+            if kind == "+":
+                out.append(sha)
+            elif kind == "-":
+                pos += 1
+            else:
+                out.append(origins[pos] if pos < len(origins) else None)
+                pos += 1
     out.extend(origins[pos:])
     return out
 
@@ -233,11 +264,11 @@ def assemble_diff(files: list[PullFile]) -> str:
     return "".join(parts)
 
 
-def _pull_file(f: Any) -> PullFile:
-    return PullFile(f.filename, f.status, getattr(f, "previous_filename", None), f.patch, f.sha)
+def _pull_file(f: File) -> PullFile:
+    return PullFile(f.filename, f.status, f.previous_filename, f.patch, f.sha)
 
 
-def _commit_info(c: Any) -> CommitInfo:
+def _commit_info(c: Commit) -> CommitInfo:
     git = c.commit
     return CommitInfo(
         sha=c.sha,
@@ -249,3 +280,60 @@ def _commit_info(c: Any) -> CommitInfo:
         committer_login=c.committer.login if c.committer else None,
         message=git.message or "",
     )
+
+
+def open_pull_request(
+    spec: str,
+    *,
+    dry_run: bool = False,
+    cfg: ReviewConfig | None = None,
+    env: jinja2.Environment,
+    fmt: str = "text",
+    out: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    settings: GitHubSettings | None = None,
+) -> tuple[ReviewSource, GitHubPublisher]:
+    """The CLI's and the Action's hook: ``(bot.review.ReviewSource, GitHubPublisher)`` for ``OWNER/REPO#N``.
+
+    Reads the PR (so a bad token or PR fails before any scoring) and returns a source whose diff,
+    new-side contents and per-line authorship come from GitHub. With ``dry_run`` the publisher also
+    writes the local report (``fmt``/``out``) and posts nothing. The config's ``marker`` names this
+    job's markers (and, unless the settings name one, its check run).
+    """
+    from bot.publish.github import GitHubPublisher
+    from bot.publish.local import LocalPublisher
+    from bot.publish.markers import bot_identity
+    from bot.review import ReviewSource
+
+    full_name, number = parse_pr_spec(spec)
+    settings = job_settings(settings or DEFAULT_SETTINGS, cfg.marker if cfg is not None else "")
+    gh = connect(settings, environ)
+    with github_errors(f"reading {full_name}#{number}"):
+        repo = gh.get_repo(full_name)
+        pull = repo.get_pull(number)
+        reader = PullRequestReader(repo, pull)
+        diff = reader.parsed_diff()  # named by the API's filenames, not re-parsed from a header
+        identity = bot_identity(repo.requester, settings, environ)
+    source = ReviewSource(
+        diff=diff,
+        read_file=guarded(reader.read_file, spec),
+        authorship=GuardedAuthorship(reader, spec),
+        pr_labels=reader.data.labels,
+        default_authored_by="ai",
+        name=reader.data.name,
+    )
+    local = LocalPublisher(fmt, env, out) if dry_run else None
+    fail_above = cfg.fail_above if cfg is not None else None
+    return source, GitHubPublisher(repo, pull, reader, settings, env, fail_above, dry_run, local, identity=identity)
+
+
+def job_settings(settings: GitHubSettings, marker: str) -> GitHubSettings:
+    """``settings`` for a job whose markers are named ``marker`` (empty: unchanged). A named job also
+    gets a check run of its own, ``<check name> (<marker>)``, unless its check name was set: GitHub
+    shows only the latest check run of a name, so two jobs must not share one."""
+    if not marker or settings.marker == marker:
+        return settings
+    check_name = settings.check_name
+    if check_name == DEFAULT_SETTINGS.check_name:
+        check_name = f"{check_name} ({marker})"
+    return dataclasses.replace(settings, marker=marker, check_name=check_name)

@@ -14,7 +14,8 @@ so the summary can list them instead of hiding them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from risk_core.types import FileScores, LatentContribution, LineRisk
 
 
 @dataclass
@@ -24,9 +25,9 @@ class Finding:
     end_line: int
     risk: float
     """The riskiest line's risk."""
-    lines: list[Any]
+    lines: list[LineRisk]
     """The LineRisk objects of the lines in this finding (line order)."""
-    peak: Any
+    peak: LineRisk
     """The riskiest LineRisk: its latents explain the finding."""
     ai_rule: str | None = None
     """Why the peak line counts as AI-written (None with --authored-by all)."""
@@ -39,7 +40,7 @@ class Finding:
     """For a finding a cap left out: ``"max_comments_per_file"`` or ``"max_comments"``."""
 
     @property
-    def latents(self) -> list[Any]:
+    def latents(self) -> list[LatentContribution]:
         return list(self.peak.latents)
 
     @property
@@ -60,12 +61,12 @@ class Ranking:
     dropped: list[Finding] = field(default_factory=list[Finding])
 
 
-def reasons(latents: list[Any], n: int) -> list[Any]:
+def reasons(latents: list[LatentContribution], n: int) -> list[LatentContribution]:
     """The latents a reviewer is shown as the reasons behind a score: only those that push the risk
     *up* (positive contribution to the probe's logit) and that have a clear description (a label;
     `risk_core.evaluate.label_latents` leaves unclear latents unlabelled), largest contribution
     first, at most ``n``."""
-    up = [l for l in latents if l.contribution > 0 and (getattr(l, "label", None) or "").strip()]
+    up = [l for l in latents if l.contribution > 0 and (l.label or "").strip()]
     return sorted(up, key=lambda l: -l.contribution)[:n]
 
 
@@ -75,7 +76,7 @@ def scorer_latents(n: int) -> int:
     return max(4 * n, 16) if n else 0
 
 
-def set_ranks(findings: list[Finding], lines: list[Any]) -> None:
+def set_ranks(findings: list[Finding], lines: list[LineRisk]) -> None:
     """Give each finding the rank of its peak line among all scored ``lines`` (1 = riskiest)."""
     import bisect
 
@@ -85,10 +86,10 @@ def set_ranks(findings: list[Finding], lines: list[Any]) -> None:
         f.out_of = len(risks)
 
 
-def group_lines(lines: list[Any], threshold: float, merge_gap: int) -> list[list[Any]]:
+def group_lines(lines: list[LineRisk], threshold: float, merge_gap: int) -> list[list[LineRisk]]:
     """Runs of lines with risk > threshold whose numbers are at most merge_gap apart."""
     risky = sorted((l for l in lines if l.risk > threshold), key=lambda l: l.line)
-    groups: list[list[Any]] = []
+    groups: list[list[LineRisk]] = []
     for line in risky:
         if groups and line.line - groups[-1][-1].line <= max(merge_gap, 1):
             groups[-1].append(line)
@@ -98,7 +99,7 @@ def group_lines(lines: list[Any], threshold: float, merge_gap: int) -> list[list
 
 
 def rank(
-    file_scores: list[Any],
+    file_scores: list[FileScores],
     threshold: float,
     max_comments: int = 0,
     max_comments_per_file: int = 0,

@@ -1,5 +1,5 @@
-"""jinja2 templates for everything a person reads: review comments, the summary, the check run's
-output and the HTML report.
+"""jinja2 templates for everything a person reads: review comments, the review's body, the summary
+comment and its notes, the check run's output, the Action's job summary and the HTML report.
 
 Templates live in ``bot/templates``; a team overrides any of them by putting a file of the same
 name in its own directory (``--templates DIR`` or ``templates:`` in .pttrust.yml). Lookup falls
@@ -7,23 +7,39 @@ back to the packaged template for every name the team did not override.
 
 Templates get plain data: a `bot.rank.Finding`, a `bot.review.Report`, and the helpers below as
 filters (``risk_pct``, ``risk_level``, ``latent_label``, ``rank_phrase``, ``contribution``,
-``ordinal``). The latents a finding carries are already its *reasons* (`bot.rank.reasons`): they push
-the risk up and have a clear description.
+``ordinal``, ``where``, and ``cell``, the one escaping for markdown table cells). The latents a
+finding carries are already its *reasons* (`bot.rank.reasons`): they push the risk up and have a
+clear description.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from risk_core.errors import UsageError
 
+if TYPE_CHECKING:
+    from bot.publish.publication import InlineFinding
+    from bot.rank import Finding
+    from bot.review import Report
+    from risk_core.types import LatentContribution
+
 PACKAGED = Path(__file__).parent / "templates"
 
-TEMPLATES = ("comment.md.j2", "summary.md.j2", "check.md.j2", "report.md.j2", "report.html.j2")
+TEMPLATES = (
+    "comment.md.j2",
+    "summary.md.j2",
+    "summary_notes.md.j2",
+    "review.md.j2",
+    "check.md.j2",
+    "job_summary.md.j2",
+    "report.md.j2",
+    "report.html.j2",
+)
 """The names a team can override."""
 
 
@@ -44,15 +60,27 @@ def risk_level(risk: float | None) -> str:
     return "minimal"
 
 
-def latent_label(latent: Any) -> str:
+def latent_label(latent: LatentContribution) -> str:
     """``#1234 "label"`` or ``#1234`` when the latent has no label."""
-    label = getattr(latent, "label", None)
+    label = latent.label
     return f"#{latent.index} \u201c{label}\u201d" if label else f"#{latent.index}"
 
 
-def md_escape(text: str | None) -> str:
-    """Text for a markdown table cell or sentence: no raw HTML, no cell breaks."""
+def cell(text: str | None, code: bool = False) -> str:
+    """Text for a markdown table cell (or sentence): the one escaping every markdown template uses.
+
+    Prose gets no raw HTML and no cell breaks (``&<>`` as entities, ``|`` escaped). ``code=True`` is
+    for text put between backticks, where entities would show literally: stripped, ``|`` escaped and
+    backticks made quotes, so the code span cannot end early."""
+    if code:
+        return (text or "").strip().replace("|", "\\|").replace("`", "'")
     return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def where(finding: InlineFinding) -> str:
+    """A comment's lines: ``12`` or ``10-12``."""
+    f = finding
+    return f"{f.start_line}-{f.line}" if f.start_line and f.start_line < f.line else str(f.line)
 
 
 def ordinal(n: int) -> str:
@@ -61,10 +89,10 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def rank_phrase(finding: Any) -> str:
+def rank_phrase(finding: Finding) -> str:
     """How a finding's risk compares with the rest of the review: ``riskiest of 212 added lines
     scored``, ``3rd riskiest of 212 ...``; empty when the rank is unknown."""
-    rank, out_of = getattr(finding, "rank", 0), getattr(finding, "out_of", 0)
+    rank, out_of = finding.rank, finding.out_of
     if not rank or not out_of:
         return ""
     lines = "added line scored" if out_of == 1 else "added lines scored"
@@ -73,7 +101,7 @@ def rank_phrase(finding: Any) -> str:
     return f"{ordinal(rank)} riskiest of {out_of} {lines}"
 
 
-def contribution(latent: Any) -> str:
+def contribution(latent: LatentContribution) -> str:
     """A latent's contribution in its unit: log-odds of the probe (``+0.43 log-odds``)."""
     return f"{latent.contribution:+.2f} log-odds"
 
@@ -106,7 +134,9 @@ def make_environment(templates_dir: str | Path | None = None) -> jinja2.Environm
         rank_phrase=rank_phrase,
         contribution=contribution,
         ordinal=ordinal,
-        md_escape=md_escape,
+        cell=cell,
+        where=where,
+        md_escape=cell,  # the filter's earlier name, kept for teams' templates that use it
     )
     return env
 
@@ -123,12 +153,12 @@ def render(env: jinja2.Environment, name: str, **context: Any) -> str:
         raise UsageError(f"template {name}: {err.message}") from None
 
 
-def render_comment(env: jinja2.Environment, finding: Any, report: Any = None) -> str:
+def render_comment(env: jinja2.Environment, finding: Finding, report: Report | None = None) -> str:
     """The body of one review comment (markdown) for a `Finding`."""
     return render(env, "comment.md.j2", finding=finding, report=report)
 
 
-def render_summary(env: jinja2.Environment, report: Any) -> str:
+def render_summary(env: jinja2.Environment, report: Report) -> str:
     """The review's summary body (markdown): counts, top findings, skipped files."""
     return render(env, "summary.md.j2", report=report)
 
@@ -144,7 +174,7 @@ class CheckOutput:
     """success | failure | neutral."""
 
 
-def render_check(env: jinja2.Environment, report: Any, fail_above: float | None) -> CheckOutput:
+def render_check(env: jinja2.Environment, report: Report, fail_above: float | None) -> CheckOutput:
     """Check-run output: the title is one line, summary/text come from check.md.j2 (split at a
     line holding only ``---8<---``, so one template controls both parts)."""
     failed = report.exceeds(fail_above)

@@ -8,9 +8,10 @@ The local CLI and the GitHub half call the same `review()`; they differ only in 
 - ``diff``: the unified diff (bytes or str);
 - ``read_file``: new-side contents by path (`bot.context.working_tree_reader(repo)` locally, the PR
   head's blobs on GitHub);
-- ``authorship``: per-line commits (`bot.select.GitBlame` locally, the PR's commits on GitHub),
+- ``authorship``: per-line commits (`bot.git_blame.GitBlame` locally, the PR's commits on GitHub),
   only needed with ``authored_by="ai"``; ``pr_labels`` for the label rule;
-- ``scorer``: anything with ``score(files, top_latents=...)`` (`risk_core.score.Scorer`).
+- ``scorer``: a `risk_core.types.Scorer` (the real one is `risk_core.score.Scorer`), or a
+  zero-argument factory of one.
 
 The `Report` is then rendered (`bot.render`, `bot.formats`) and published (`bot.publish`).
 """
@@ -20,25 +21,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
 
 from bot.config import ReviewConfig
 from bot.context import GitAttributes, SourceReader, build_requests, path_matches, skip_reason
 from bot.diff import FileChange, Hunk, ParsedDiff, apply_limits, parse_diff
 from bot.rank import Finding, rank, reasons, scorer_latents, set_ranks
 from bot.select import AiRules, LineAuthorship, select_lines
+from risk_core.types import FileScores, LineRisk, Scorer
 
 DEFAULT_THRESHOLD = 0.5
 """The finding threshold for a bundle that records no calibrated one."""
-
-
-@runtime_checkable
-class RiskScorer(Protocol):
-    """What the pipeline needs from a scorer (`risk_core.score.Scorer` is one)."""
-
-    def score(self, files: list, top_latents: int = 5) -> list:
-        """FileToScore list -> FileScores list (path, lines: [LineRisk], skipped)."""
-        ...
 
 
 Progress = Callable[[str], None]
@@ -60,7 +52,7 @@ class FileReport:
     added: int
     """Lines the diff adds to this file."""
     hunks: list[Hunk]
-    lines: list[Any] = field(default_factory=list)
+    lines: list[LineRisk] = field(default_factory=list[LineRisk])
     """Every scored LineRisk of this file (line order)."""
     findings: list[Finding] = field(default_factory=list)
     """The findings kept for this file (riskiest first)."""
@@ -75,7 +67,7 @@ class FileReport:
     def max_risk(self) -> float | None:
         return max((l.risk for l in self.lines), default=None)
 
-    def risk_by_line(self) -> dict[int, Any]:
+    def risk_by_line(self) -> dict[int, LineRisk]:
         return {l.line: l for l in self.lines}
 
 
@@ -188,14 +180,14 @@ class ReviewSource:
 def local_source(diff: bytes | str, repo: str, name: str = "", with_blame: bool = True) -> ReviewSource:
     """A local diff whose new side is the working tree of ``repo`` (blame from its git history)."""
     from bot.context import working_tree_reader
-    from bot.select import GitBlame
+    from bot.git_blame import GitBlame
 
     return ReviewSource(diff, working_tree_reader(repo), GitBlame(repo) if with_blame else None, (), "all", name)
 
 
 def review_source(
     source: ReviewSource,
-    scorer: RiskScorer | Callable[[], RiskScorer],
+    scorer: Scorer | Callable[[], Scorer],
     cfg: ReviewConfig,
     *,
     progress: Progress | None = None,
@@ -251,7 +243,7 @@ def _silent(_: str) -> None:
 def review(
     diff: bytes | str | ParsedDiff,
     read_file: SourceReader,
-    scorer: RiskScorer | Callable[[], RiskScorer],
+    scorer: Scorer | Callable[[], Scorer],
     cfg: ReviewConfig,
     *,
     authored_by: str = "all",
@@ -311,20 +303,20 @@ def review(
     for path, reason in ctx.skipped:
         skip(path, reason)
 
-    n_lines = sum(len(r.target_lines) for r in ctx.requests)
+    n_lines = sum(len(r.target_lines or []) for r in ctx.requests)
     say(f"scoring {n_lines} line(s) in {len(ctx.requests)} file(s)")
-    scores = []
-    if ctx.requests:
-        if not isinstance(scorer, RiskScorer):  # has no .score, like the hasattr check it replaces
-            scorer = scorer()  # a factory: the model loads only once the input is known good
-        scores = scorer.score(ctx.requests, top_latents=scorer_latents(cfg.top_latents))
+    scores: list[FileScores] = []
     # Unset: the bundle's calibrated default, else the plain one.
     threshold: float = cfg.threshold if cfg.threshold is not None else DEFAULT_THRESHOLD
-    if cfg.threshold is None and ctx.requests:
-        threshold = getattr(scorer, "default_threshold", None) or DEFAULT_THRESHOLD
+    if ctx.requests:
+        if not isinstance(scorer, Scorer):
+            scorer = scorer()  # a factory: the model loads only once the input is known good
+        scores = scorer.score(ctx.requests, top_latents=scorer_latents(cfg.top_latents))
+        if cfg.threshold is None:
+            threshold = scorer.default_threshold or DEFAULT_THRESHOLD
     cfg = dataclasses.replace(cfg, threshold=threshold)
     for fs in scores:
-        if getattr(fs, "skipped", None):
+        if fs.skipped:
             skip(fs.path, fs.skipped)
             continue
         for line in fs.lines:
@@ -351,7 +343,7 @@ def review(
                 fr.not_scored.setdefault(n, "not AI-written")
 
     ranking = rank(
-        [fs for fs in scores if not getattr(fs, "skipped", None)],
+        [fs for fs in scores if not fs.skipped],
         threshold,
         cfg.max_comments,
         cfg.max_comments_per_file,

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from risk_core.errors import PttrustError, UsageError
+from risk_core.types import Scorer
 
-ScorerFactory = Callable[..., tuple]
-"""``(model, bundle, device, progress) -> (scorer, model name, bundle path)``, as ``load_scorer``."""
+if TYPE_CHECKING:
+    from bot.config import ReviewConfig
+    from bot.review import Report, ReviewSource, Skipped
+
+Progress = Callable[[str], None]
+ScorerFactory = Callable[[str | None, str | None, str, "Progress | None"], tuple[Scorer, str, "str | None"]]
+"""``(model, bundle, device, progress) -> (scorer, model name, bundle path)``, as `load_scorer`."""
 
 
 def default_bundle(model: str) -> Path | None:
@@ -20,7 +27,9 @@ def default_bundle(model: str) -> Path | None:
     return path if (path / "cfg.json").is_file() else None
 
 
-def load_scorer(model: str | None, bundle: str | None, device: str = "auto", progress=None):
+def load_scorer(
+    model: str | None, bundle: str | None, device: str = "auto", progress: Progress | None = None
+) -> tuple[Scorer, str, str | None]:
     """Load the model and its artifact bundle into a `risk_core.score.Scorer`.
 
     Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
@@ -45,7 +54,14 @@ def load_scorer(model: str | None, bundle: str | None, device: str = "auto", pro
     return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
 
 
-def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFactory | None = None, progress=None):
+def score_source(
+    source: ReviewSource,
+    cfg: ReviewConfig,
+    *,
+    device: str = "auto",
+    scorer_factory: ScorerFactory | None = None,
+    progress: Progress | None = None,
+) -> Report:
     """Run the review pipeline on ``source`` (a ``bot.review.ReviewSource``) and return its Report.
 
     The model is loaded only once the input has been checked and holds lines to score, so a bad
@@ -55,9 +71,9 @@ def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFac
     from bot.review import review_source
 
     factory = scorer_factory or load_scorer
-    loaded: dict = {}
+    loaded: dict[str, str | None] = {}
 
-    def scorer():
+    def scorer() -> Scorer:
         scorer_, loaded["model"], loaded["bundle"] = factory(cfg.model, cfg.bundle, device, progress)
         return scorer_
 
@@ -70,13 +86,13 @@ def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFac
 _DELIBERATE_SKIPS = ("binary file", "submodule file", "generated/vendored path", "marked ")
 
 
-def unreviewed(report) -> list:
+def unreviewed(report: Report) -> list[Skipped]:
     """The report's skipped files that a gate did not look at although it should have: unscored for a
     limit (files, added lines, bytes) or an error, not left out by the config or binary."""
     return [s for s in report.skipped if not s.reason.startswith(_DELIBERATE_SKIPS)]
 
 
-def gate_skip_problem(report, cfg) -> tuple[str, str] | None:
+def gate_skip_problem(report: Report, cfg: ReviewConfig) -> tuple[str, str] | None:
     """``(level, message)`` when a gate is set and files went unscored: level ``error`` (on_skip fail,
     the default) or ``warning`` (on_skip warn); None otherwise."""
     if cfg.fail_above is None:

@@ -6,20 +6,18 @@ an author/committer login (or name, or email local part) glob such as ``copilot*
 PR label such as ``ai-generated`` that covers the whole PR. The rule that matched travels with each
 line to the report, so a reviewer can see why a line was considered AI-written.
 
-Where the per-line commit comes from is the caller's business (`LineAuthorship`): `GitBlame` below
-for local diffs; the GitHub half supplies the PR's commits.
+Where the per-line commit comes from is the caller's business (`LineAuthorship`): `bot.git_blame.GitBlame`
+for local diffs; the GitHub half supplies the PR's commits (`bot.github_source`).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
-from bot.config import ReviewConfig
+from bot.config import ReviewConfig, authored_by_problem, is_authored_by
 from bot.diff import FileChange
 from risk_core.errors import PttrustError
 
@@ -151,8 +149,8 @@ def select_lines(
     label or the line's commit matches an AI rule; that needs `authorship` unless a label matched.
     """
     sel = Selection()
-    if authored_by not in ("all", "ai"):
-        raise PttrustError(f"--authored-by must be 'all' or 'ai', got {authored_by!r}", 2)
+    if not is_authored_by(authored_by):
+        raise PttrustError(f"--authored-by {authored_by_problem(authored_by)}", 2)
     label_rule = classify_labels(pr_labels, rules) if authored_by == "ai" else None
     for change in changes:
         if not change.added_lines:
@@ -186,84 +184,3 @@ def select_lines(
         if len(chosen) < len(change.added_lines):
             sel.not_ai[change.path] = len(change.added_lines) - len(chosen)
     return sel
-
-
-class GitBlame:
-    """`LineAuthorship` from ``git blame --porcelain`` on the working tree of a local repository.
-
-    One blame per file (all its ranges at once) and one ``git show`` per distinct commit, cached:
-    a review touches few commits, and blame is the slow part.
-    """
-
-    def __init__(self, repo: str | Path):
-        self.repo = Path(repo)
-        self._messages: dict[str, str] = {}
-
-    def _git(self, *args: str) -> str:
-        try:
-            proc = subprocess.run(
-                ["git", "-C", str(self.repo), *args], capture_output=True, text=True, errors="replace", check=False
-            )
-        except FileNotFoundError:
-            raise PttrustError("git is not installed; --authored-by ai needs it for local diffs") from None
-        if proc.returncode != 0:
-            first = (proc.stderr.strip().splitlines() or ["unknown error"])[0]
-            raise PttrustError(f"git {args[0]} failed in {self.repo}: {first}")
-        return proc.stdout
-
-    def commits_for(self, path: str, lines: list[int]) -> dict[int, CommitInfo | None]:
-        ranges: list[str] = []
-        for start, end in _runs(sorted(set(lines))):
-            ranges += ["-L", f"{start},{end}"]
-        try:
-            out = self._git("blame", "--porcelain", *ranges, "--", path)
-        except PttrustError as err:
-            if "no such path" in str(err):
-                # A new file that is not committed yet: no commit, so no author to judge.
-                return {n: None for n in lines}
-            raise
-        headers: dict[str, dict[str, str]] = {}
-        line_sha: dict[int, str] = {}
-        current: str | None = None
-        final_line = 0
-        for raw in out.splitlines():
-            if raw.startswith("\t"):
-                continue  # the line's content
-            parts = raw.split(" ")
-            if len(parts) >= 3 and re.fullmatch(r"[0-9a-f]{40}", parts[0]):
-                current, final_line = parts[0], int(parts[2])
-                headers.setdefault(current, {})
-                line_sha[final_line] = current
-            elif current is not None:
-                key, _, value = raw.partition(" ")
-                headers[current].setdefault(key, value)
-        commits: dict[str, CommitInfo | None] = {}
-        for sha, h in headers.items():
-            if set(sha) == {"0"}:
-                commits[sha] = None  # not committed yet: no author to judge
-                continue
-            commits[sha] = CommitInfo(
-                sha=sha,
-                author_name=h.get("author", ""),
-                author_email=h.get("author-mail", "").strip("<>"),
-                committer_name=h.get("committer", ""),
-                committer_email=h.get("committer-mail", "").strip("<>"),
-                message=self._message(sha),
-            )
-        wanted = set(lines)
-        return {n: commits[sha] for n, sha in line_sha.items() if n in wanted}
-
-    def _message(self, sha: str) -> str:
-        if sha not in self._messages:
-            self._messages[sha] = self._git("show", "-s", "--format=%B", sha)
-        return self._messages[sha]
-
-
-def _runs(numbers: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], n)
-        else:
-            runs.append((n, n))
-    return runs

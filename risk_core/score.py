@@ -7,7 +7,6 @@ and bundle; nothing here reads or writes anything.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass, field
 
 import torch
 
@@ -18,50 +17,10 @@ from risk_core.encode import EncodeConfig
 from risk_core.features import compute_features
 from risk_core.models import LoadedModel
 
+# The request/result types live in the torch-free risk_core.types; re-exported for existing imports.
+from risk_core.types import FileScores, FileToScore, LatentContribution, LineRisk
 
-@dataclass
-class FileToScore:
-    path: str
-    """Repository-relative path; its extension picks the language."""
-    text: str
-    """The whole new-side text of the file (context for the target lines)."""
-    target_lines: list[int] | None = None
-    """1-based lines to score; None scores every line."""
-
-
-@dataclass
-class LatentContribution:
-    index: int
-    """SAE latent index."""
-    activation: float
-    """The latent's pooled activation on the line."""
-    contribution: float
-    """Its share of the probe's logit (positive pushes towards risky)."""
-    label: str | None = None
-    """A short human label for the latent, where the bundle has one."""
-
-
-@dataclass
-class LineRisk:
-    path: str
-    line: int
-    """1-based line number."""
-    risk: float
-    """Calibrated probability that the line is buggy."""
-    text: str
-    """The line's text (no newline)."""
-    latents: list[LatentContribution] = field(default_factory=list)
-    """The latents that pushed the score up most, by contribution (largest first; the reasons a
-    reviewer is shown); where fewer push it up, the least negative follow."""
-
-
-@dataclass
-class FileScores:
-    path: str
-    lines: list[LineRisk]
-    """Scored target lines (lines without a token, e.g. blank ones, are absent)."""
-    skipped: str | None = None
-    """Why the file was not scored, when it was not."""
+__all__ = ["FileScores", "FileToScore", "LatentContribution", "LineRisk", "Scorer", "window_text"]
 
 
 class Scorer:

@@ -4,54 +4,38 @@ deterministically without a model. Real scores come only from `risk_core.score.S
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
+from risk_core.candidates import candidate_mask
+from risk_core.corpus import language_of
+from risk_core.types import FileScores, FileToScore, LatentContribution, LineRisk
 
-@dataclass
-class FakeLatent:
-    index: int
-    activation: float
-    contribution: float
-    label: str | None
-
-
-@dataclass
-class FakeLineRisk:
-    path: str
-    line: int
-    risk: float
-    text: str
-    latents: list = field(default_factory=list)
-
-
-@dataclass
-class FakeFileScores:
-    path: str
-    lines: list
-    skipped: str | None = None
+# Kept as aliases so that tests read as before; they ARE the real types (a renamed field breaks them).
+FakeLatent = LatentContribution
+FakeLineRisk = LineRisk
+FakeFileScores = FileScores
 
 
 class KeywordScorer:
-    """Deterministic stand-in with the `Scorer.score` signature; records what it was asked."""
+    """A `risk_core.types.Scorer` (deterministic, tests only); records what it was asked."""
 
     def __init__(self, keywords: dict[str, float] | None = None, base: float = 0.1, candidates: bool = False):
         self.keywords = keywords or {"page * per_page": 0.93, "// per_page": 0.71, "==": 0.62}
         self.base = base
         self.candidates = candidates
         """Like the real scorer, leave out lines that are not scoring candidates (candidate_mask)."""
-        self.calls: list[list] = []
+        self.calls: list[list[FileToScore]] = []
+        self.default_threshold: float | None = None
+        """No calibrated threshold, like a bundle without one (the pipeline then uses 0.5)."""
 
-    def score(self, files, top_latents: int = 5):
+    def score(self, files: Sequence[FileToScore], top_latents: int = 5) -> list[FileScores]:
         self.calls.append(list(files))
-        out = []
-        from risk_core.candidates import candidate_mask
-        from risk_core.corpus import language_of
-
+        out: list[FileScores] = []
         for f in files:
             lines = f.text.split("\n")
             targets = f.target_lines or range(1, len(lines) + 1)
             mask = candidate_mask(f.text, language_of(f.path) or "unknown") if self.candidates else None
-            scored = []
+            scored: list[LineRisk] = []
             for n in targets:
                 text = lines[n - 1]
                 if not text.strip():

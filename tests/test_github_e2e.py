@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from review_doubles import KeywordScorer
 
 import bot.run as bot_run
+from bot import github_client as gc
 from bot.cli import main
-from bot.publish import github as gp
 
 try:
     from tests.github_server import github_server, make_github_server  # noqa: F401
@@ -25,10 +25,10 @@ def wired(github_server, monkeypatch):
         bot_run, "load_scorer", lambda model, bundle, device="auto", progress=None: (KeywordScorer(), "double", None)
     )
     monkeypatch.setattr(
-        gp,
+        gc,
         "DEFAULT_SETTINGS",
         dataclasses.replace(
-            gp.DEFAULT_SETTINGS,
+            gc.DEFAULT_SETTINGS,
             backoff_factor=0,
             secondary_rate_wait=0,
             seconds_between_requests=0,

@@ -11,8 +11,11 @@ import time
 
 import pytest
 
+from bot import github_client as gc
+from bot.diff import DiffFilter
 from bot.github_source import PullRequestReader
 from bot.publish import github as gp
+from bot.publish import publication as gpub
 from risk_core.errors import PttrustError
 
 try:
@@ -20,7 +23,7 @@ try:
 except ModuleNotFoundError:  # pytest puts tests/ (not the repo root) on sys.path
     from github_server import github_server, make_github_server  # noqa: F401
 
-FAST = gp.GitHubSettings(
+FAST = gc.GitHubSettings(
     retries=4,
     backoff_factor=0,
     secondary_rate_wait=0,
@@ -34,7 +37,7 @@ FAST = gp.GitHubSettings(
 class DeterministicTestScorer:
     """Test double: flags added lines containing RISKY (risk 0.9). Not a real scorer."""
 
-    def findings(self, reader: PullRequestReader, extra: list | None = None) -> gp.Publication:
+    def findings(self, reader: PullRequestReader, extra: list | None = None) -> gpub.Publication:
         found = []
         for f in reader.data.files:
             if not f.patch:
@@ -46,14 +49,14 @@ class DeterministicTestScorer:
                 elif text.startswith("+"):
                     if "RISKY" in text:
                         found.append(
-                            gp.InlineFinding(f.path, line, None, 0.9, text[1:], f"risky: `{text[1:].strip()}`")
+                            gpub.InlineFinding(f.path, line, None, 0.9, text[1:], f"risky: `{text[1:].strip()}`")
                         )
                     line += 1
                 elif text.startswith(" "):
                     line += 1
         found += extra or []
         conclusion = "failure" if found else "success"
-        return gp.Publication(
+        return gpub.Publication(
             found, f"## PtTrust\n{len(found)} finding(s)", conclusion, f"{len(found)} finding(s)", "summary"
         )
 
@@ -74,16 +77,16 @@ def make_pr(server, n_risky=3, labels=("ai-generated",)):
 
 def run_once(server, extra=None, dry_run=False, env=None, timeout=None):
     env = {"GITHUB_TOKEN": server.token} if env is None else env
-    gh = gp.connect(
-        gp.GitHubSettings(**{**FAST.__dict__, "base_url": server.base_url, "timeout": timeout or FAST.timeout}), env
+    gh = gc.connect(
+        gc.GitHubSettings(**{**FAST.__dict__, "base_url": server.base_url, "timeout": timeout or FAST.timeout}), env
     )
-    with gp.github_errors("test"):
+    with gc.github_errors("test"):
         repo = gh.get_repo("octo/demo")
         pull = repo.get_pull(1)
         reader = PullRequestReader(repo, pull)
     pub = DeterministicTestScorer().findings(reader, extra)
-    patches = {f.path: f.patch for f in reader.data.files}
-    return gp.publish(repo, pull, pub, reader.data.head_sha, patches, FAST, dry_run=dry_run)
+    diff = DiffFilter.from_diff(reader.parsed_diff())
+    return gp.publish(repo, pull, pub, reader.data.head_sha, diff, FAST, dry_run=dry_run)
 
 
 def review_comments(repo):
@@ -133,7 +136,7 @@ def test_push_posts_new_marks_resolved_edits_summary(github_server):
 
 def test_line_outside_diff_goes_to_summary(github_server):
     repo = make_pr(github_server, n_risky=1)
-    outside = gp.InlineFinding("README.md", 1, None, 0.8, "hi", "risky unchanged file")
+    outside = gpub.InlineFinding("README.md", 1, None, 0.8, "hi", "risky unchanged file")
     res = run_once(github_server, extra=[outside])
     assert [f for f, _ in res.rejected] == [outside] and "not part of the" in res.rejected[0][1]
     assert len(review_comments(repo)) == 1
@@ -236,7 +239,7 @@ def test_a_post_is_not_resent_once_it_may_have_reached_github():
         ReadTimeoutError,
     )
 
-    retry = gp._retry_class()(total=3, allowed_methods={"GET", "POST"})
+    retry = gc._retry_class()(total=3, allowed_methods={"GET", "POST"})
     timed_out = ReadTimeoutError(None, "/x", "Read timed out.")
     dropped = ProtocolError("Connection aborted.", ConnectionResetError())
     for err in (timed_out, dropped):  # after the request was sent: GET is retried, POST is not
@@ -249,11 +252,11 @@ def test_a_post_is_not_resent_once_it_may_have_reached_github():
         again.increment("POST", "/x", error=timed_out)
 
     refused = NewConnectionError(None, "Connection refused")
-    assert not gp._may_have_acted(requests.exceptions.ConnectionError(MaxRetryError(None, "/x", refused)))
+    assert not gc._may_have_acted(requests.exceptions.ConnectionError(MaxRetryError(None, "/x", refused)))
     timeout = MaxRetryError(None, "/x", ConnectTimeoutError())
-    assert not gp._may_have_acted(requests.exceptions.ConnectTimeout(timeout))
-    assert gp._may_have_acted(requests.exceptions.ConnectionError(dropped))
-    assert gp._may_have_acted(requests.exceptions.ReadTimeout(timed_out))
+    assert not gc._may_have_acted(requests.exceptions.ConnectTimeout(timeout))
+    assert gc._may_have_acted(requests.exceptions.ConnectionError(dropped))
+    assert gc._may_have_acted(requests.exceptions.ReadTimeout(timed_out))
 
 
 def test_probe_answered_5xx_after_acting_counts_as_accepted(github_server):
@@ -336,7 +339,7 @@ def test_bad_token_is_one_line_and_never_printed(github_server, caplog, capsys):
 
 
 def test_pr_spec_parsing():
-    assert gp.parse_pr_spec("octo/demo#12") == ("octo/demo", 12)
+    assert gc.parse_pr_spec("octo/demo#12") == ("octo/demo", 12)
     for bad in ("octo/demo", "octo#1", "octo/demo#0", "o/r#x"):
         with pytest.raises(PttrustError):
-            gp.parse_pr_spec(bad)
+            gc.parse_pr_spec(bad)

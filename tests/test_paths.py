@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from bot.diff import parse_diff, quote_path, unquote_path
+from bot.diff import parse_diff
+from bot.diff_names import quote_path, unquote_path
 from bot.github_source import PullFile, assemble_diff, pull_diff
 
 NAMES = [

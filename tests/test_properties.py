@@ -11,7 +11,8 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from bot.config import load_config  # noqa: E402
-from bot.diff import parse_diff, printable_line, quote_path, unquote_path  # noqa: E402
+from bot.diff import parse_diff, printable_line  # noqa: E402
+from bot.diff_names import quote_path, unquote_path  # noqa: E402
 from bot.github_source import PullFile, assemble_diff, pull_diff  # noqa: E402
 from risk_core.errors import UsageError  # noqa: E402
 

@@ -9,8 +9,12 @@ import re
 import github
 import pytest
 
+from bot import github_client as gc
+from bot.diff import DiffFilter
 from bot.github_source import PullRequestReader
 from bot.publish import github as gp
+from bot.publish import markers as gmark
+from bot.publish import publication as gpub
 from risk_core.errors import PttrustError
 
 try:
@@ -38,8 +42,8 @@ def test_a_second_user_pasting_markers_steers_nothing(github_server):
     repo = make_pr(github_server, n_risky=2)
     # The finding ids are public (a hash of path, line text, kind): an intruder can write them, and can
     # copy any signature the bot has posted elsewhere.
-    fids = gp.finding_ids(
-        [gp.InlineFinding("app.py", 3 + i, None, 0.9, f"x{i} = eval('RISKY {i}')", "") for i in range(2)]
+    fids = gpub.finding_ids(
+        [gpub.InlineFinding("app.py", 3 + i, None, 0.9, f"x{i} = eval('RISKY {i}')", "") for i in range(2)]
     )
     intruder = client(github_server, github_server.add_token("mallory"))
     pull = intruder.get_repo("octo/demo").get_pull(1)
@@ -100,7 +104,7 @@ def test_an_actions_token_without_get_user_is_github_actions_bot(github_server):
 def test_a_configured_bot_login_is_used_without_get_user(github_server, monkeypatch):
     make_pr(github_server, n_risky=1)
     token = github_server.add_token("my-app[bot]", user_api=False)
-    monkeypatch.setenv(gp.BOT_LOGIN_ENV, "my-app[bot]")
+    monkeypatch.setenv(gmark.BOT_LOGIN_ENV, "my-app[bot]")
     assert len(run_once(github_server, env={"GITHUB_TOKEN": token}).posted) == 1
     assert run_once(github_server, env={"GITHUB_TOKEN": token}).posted == []
     assert github_server.calls_to("users/get-authenticated") == []
@@ -110,10 +114,10 @@ def test_with_a_secret_only_markers_it_signed_count(github_server, monkeypatch):
     """Code running as the same bot (another workflow with the same github-actions[bot]) cannot forge
     a marker without the secret: an unsigned or wrongly signed one is ignored."""
     repo = make_pr(github_server, n_risky=1)
-    monkeypatch.setenv(gp.MARKER_SECRET_ENV, "s3cret-one")
+    monkeypatch.setenv(gmark.MARKER_SECRET_ENV, "s3cret-one")
     assert len(run_once(github_server).posted) == 1
     assert run_once(github_server).posted == []  # same secret: recognised
-    monkeypatch.setenv(gp.MARKER_SECRET_ENV, "another-secret")
+    monkeypatch.setenv(gmark.MARKER_SECRET_ENV, "another-secret")
     res = run_once(github_server)  # a different key: the earlier markers are not this bot's
     assert len(res.posted) == 1 and res.resolved_comment_ids == [] and res.summary_action == "created"
     assert len(bot_comments(repo)) == 2
@@ -130,7 +134,7 @@ def test_a_long_lived_token_verifies_its_markers(github_server):
 
 
 def test_identity_signature_is_bound_to_repo_pr_and_id():
-    ident = gp.BotIdentity("bot", b"k" * 32, strict=True)
+    ident = gmark.BotIdentity("bot", b"k" * 32, strict=True)
     sig = ident.sign("o/r", 1, "finding", "ab")
     assert ident.verified("o/r", 1, "finding", "ab", sig)
     assert not ident.verified("o/r", 2, "finding", "ab", sig)
@@ -202,8 +206,8 @@ def test_a_1500_file_pr_keeps_every_body_within_githubs_limits(github_server):
         author_login="copilot[bot]",
     )
     repo.open_pull(base, head)
-    gh = gp.connect(
-        gp.GitHubSettings(**{**FAST.__dict__, "base_url": github_server.base_url}),
+    gh = gc.connect(
+        gc.GitHubSettings(**{**FAST.__dict__, "base_url": github_server.base_url}),
         {"GITHUB_TOKEN": github_server.token},
     )
     ghrepo = gh.get_repo("octo/demo")
@@ -214,18 +218,18 @@ def test_a_1500_file_pr_keeps_every_body_within_githubs_limits(github_server):
     summary = f"## PtTrust\n\n| risk | where | line |\n| --- | --- | --- |\n{rows}\n"
     assert len(summary) > 90_000
     findings = [
-        gp.InlineFinding(f"pkg/module_{i:04d}.py", 2, None, 0.9, f"y = eval('RISKY {i}')", "risky") for i in range(60)
+        gpub.InlineFinding(f"pkg/module_{i:04d}.py", 2, None, 0.9, f"y = eval('RISKY {i}')", "risky") for i in range(60)
     ]
-    pub = gp.Publication(findings, summary, "neutral", "1500 findings", summary, summary)
-    patches = {f.path: f.patch for f in reader.data.files}
-    res = gp.publish(ghrepo, pull, pub, reader.data.head_sha, patches, FAST)
+    pub = gpub.Publication(findings, summary, "neutral", "1500 findings", summary, summary)
+    diff = DiffFilter.from_diff(reader.parsed_diff())
+    res = gp.publish(ghrepo, pull, pub, reader.data.head_sha, diff, FAST)
     assert res.summary_action == "created" and res.check_action == "check-run"
     (comment,) = repo.issue_comments.values()
-    assert len(comment["body"]) <= gp.BODY_LIMIT
+    assert len(comment["body"]) <= gpub.BODY_LIMIT
     assert re.search(r"… \d+ more line\(s\) not shown: GitHub allows 65,536 characters", comment["body"])
     (run,) = repo.check_runs.values()
     for key in ("summary", "text"):
-        assert len(run["output"][key]) <= gp.CHECK_OUTPUT_LIMIT and "more line(s) not shown" in run["output"][key]
+        assert len(run["output"][key]) <= gpub.CHECK_OUTPUT_LIMIT and "more line(s) not shown" in run["output"][key]
     # Rows kept + rows cut = every row: nothing is dropped silently.
     kept = comment["body"].count("| 0.90 |")
     cut = int(re.search(r"… (\d+) more line", comment["body"]).group(1))
@@ -235,12 +239,12 @@ def test_a_1500_file_pr_keeps_every_body_within_githubs_limits(github_server):
 
 def test_cap_text_cuts_at_lines_and_says_how_many():
     text = "".join(f"line {i}\n" for i in range(1000))
-    out = gp.cap_text(text, 500, "here")
+    out = gpub.cap_text(text, 500, "here")
     assert len(out) <= 500 and out.endswith("the full report has them.\n")
     shown = [l for l in out.splitlines() if l.startswith("line ")]
     assert f"… {1000 - len(shown)} more line(s)" in out
-    assert gp.cap_text("short", 500) == "short"
-    assert len(gp.cap_text("x" * 10_000, 300)) <= 300  # one overlong line
+    assert gpub.cap_text("short", 500) == "short"
+    assert len(gpub.cap_text("x" * 10_000, 300)) <= 300  # one overlong line
 
 
 # -- 7. the Action's gate does not pass a PR whose files it skipped ------------------------------------

@@ -8,7 +8,8 @@ import pytest
 
 from bot.config import ReviewConfig
 from bot.diff import parse_diff
-from bot.select import AiRules, CommitInfo, GitBlame, classify_commit, select_lines, trailers
+from bot.git_blame import GitBlame
+from bot.select import AiRules, CommitInfo, classify_commit, select_lines, trailers
 
 RULES = AiRules.from_config(ReviewConfig())
 

@@ -119,7 +119,7 @@ def bind_cmd(
 
     \b
     Example:
-      pttrust bind --data mutants.jsonl --data humaneval.jsonl --sae sae/ --layer 12 --out bundle/
+      pttrust bind --data mutants.jsonl --data humaneval.jsonl --sae sae/ --out bundle/   # the SAE's layer
     """
     from risk_core.bind import BindConfig, bind
     from risk_core.data.jsonl import file_sha256, read_jsonl

@@ -3,7 +3,7 @@
 This module only parses flags and wires pieces: `bot.review` does the work, `bot.publish` writes.
 
 Hook for the GitHub half: ``--github OWNER/REPO#N [--dry-run]`` calls
-``bot.publish.github.open_pull_request(spec, dry_run=..., cfg=..., env=..., fmt=..., out=...)``,
+``bot.github_source.open_pull_request(spec, dry_run=..., cfg=..., env=..., fmt=..., out=...)``,
 which returns ``(bot.review.ReviewSource, publisher)``. Nothing else here knows about GitHub.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from bot.cli.config_options import config_option
 from bot.formats import FORMATS
 from risk_core.errors import UsageError
 
@@ -57,23 +58,13 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N].")
-@click.option("--threshold", type=float, default=None, help="Risk above which a line is a finding.")
-@click.option("--max-comments", type=int, default=None, help="At most this many findings (0 = no limit).")
-@click.option(
-    "--authored-by",
-    type=click.Choice(["all", "ai"]),
-    default=None,
-    help="Score all added lines or only AI-written ones (default: all for local diffs).",
-)
+@config_option("threshold")
+@config_option("max_comments")
+@config_option("authored_by")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--out", "-o", default=None, type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option("--fail-above", type=float, default=None, help="Exit 1 when a reported finding's risk is above this.")
-@click.option(
-    "--on-skip",
-    type=click.Choice(["fail", "warn"]),
-    default=None,
-    help="With --fail-above: fail (default) or warn when files with added lines went unscored.",
-)
+@config_option("fail_above")
+@config_option("on_skip")
 @click.option(
     "--config",
     "config_path",
@@ -99,6 +90,7 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     "--base", "base_ref", default=None, metavar="REF", help="Review HEAD's changes since REF (git diff REF...HEAD)."
 )
 @click.option("--dry-run", is_flag=True, help="With --github: render everything, post nothing.")
+@config_option("marker")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def review(
     diff_path,
@@ -119,6 +111,7 @@ def review(
     staged,
     base_ref,
     dry_run,
+    marker,
     quiet,
 ):
     """Flag the riskiest added lines of a diff, with the latents behind each score.
@@ -162,20 +155,22 @@ def review(
         templates=templates,
         model=model,
         bundle=bundle,
+        marker=marker,
     )
     env = make_environment(cfg.templates)
     say = _progress(quiet)
 
     if github_spec is not None:
         try:
-            from bot.publish import github
+            from bot.github_client import DEFAULT_SETTINGS
+            from bot.github_source import open_pull_request
         except ImportError:
             raise UsageError("--github is not available in this installation") from None
         import dataclasses
 
         # A dry run only reads: on a public repository it needs no token (GITHUB_TOKEN or GH_TOKEN).
-        settings = dataclasses.replace(github.DEFAULT_SETTINGS, anonymous=dry_run)
-        source, publisher = github.open_pull_request(
+        settings = dataclasses.replace(DEFAULT_SETTINGS, anonymous=dry_run)
+        source, publisher = open_pull_request(
             github_spec, dry_run=dry_run, cfg=cfg, env=env, fmt=fmt, out=out, settings=settings
         )
     else:

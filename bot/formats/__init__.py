@@ -10,11 +10,14 @@ Lines that are not scoring candidates have no risk: every format shows them as "
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from risk_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from bot.review import Report
 
 FORMATS = ("text", "markdown", "json", "sarif", "rdjson", "rdjsonl", "html")
 
@@ -33,7 +36,7 @@ def level(risk: float, threshold: float, fail_above: float | None, capped: bool 
     return "warning"
 
 
-def format_report(report: Any, fmt: str, env: jinja2.Environment, *, color: bool = False, width: int = 120) -> str:
+def format_report(report: Report, fmt: str, env: jinja2.Environment, *, color: bool = False, width: int = 120) -> str:
     """Render a `bot.review.Report` in one of FORMATS."""
     if fmt == "text":
         from bot.formats.text import format_report as text

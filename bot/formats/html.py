@@ -7,13 +7,16 @@ number. No scripts, no external CSS or fonts: it can be attached to a CI run or 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jinja2
 from markupsafe import Markup, escape
 
 from bot.formats import NOT_SCORED
 from bot.render import render
+
+if TYPE_CHECKING:
+    from bot.review import FileReport, Report
 
 _KIND = {"+": "add", "-": "del", " ": "ctx"}
 _MARK = {"+": "+", "-": "\u2212", " ": " "}
@@ -51,7 +54,7 @@ def anchor(file_index: int, line: int | None) -> str:
     return f"f{file_index}-L{line}"
 
 
-def file_rows(f: Any, file_index: int = 1) -> list[dict]:
+def file_rows(f: FileReport, file_index: int = 1) -> list[dict]:
     """Rows to draw for one FileReport: hunk headers, then its lines with any risk attached."""
     scored = f.risk_by_line()
     in_finding = {n for fd in f.findings for n in range(fd.start_line, fd.end_line + 1)}
@@ -67,7 +70,7 @@ def file_rows(f: Any, file_index: int = 1) -> list[dict]:
             }
         )
         for kind, n, text in h.lines:
-            lr = scored.get(n) if kind == "+" else None
+            lr = scored.get(n) if kind == "+" and n is not None else None
             rows.append(
                 {
                     "kind": kind,
@@ -78,11 +81,11 @@ def file_rows(f: Any, file_index: int = 1) -> list[dict]:
                     "text": text,
                     "code": highlight(text, lexer),
                     "risk": lr.risk if lr is not None else None,
-                    "not_scored": f.not_scored.get(n) if kind == "+" and lr is None else None,
+                    "not_scored": f.not_scored.get(n) if kind == "+" and n is not None and lr is None else None,
                     "latents": list(lr.latents) if lr is not None else [],
                     "rule": f.ai_rules.get(n) if n is not None else None,
                     "finding": n in in_finding,
-                    "peak_of": peaks.get(n) if kind == "+" else None,
+                    "peak_of": peaks.get(n) if kind == "+" and n is not None else None,
                 }
             )
     return rows
@@ -96,7 +99,7 @@ def _shown_path(path: str | None) -> str | None:
     return p.name if p.is_absolute() else path
 
 
-def format_report(report: Any, env: jinja2.Environment) -> str:
+def format_report(report: Report, env: jinja2.Environment) -> str:
     index = {f.path: i for i, f in enumerate(report.files, 1)}
     files = [
         {

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.rank import Finding
+    from bot.review import Report
+    from risk_core.types import LatentContribution
 
 VERSION = 2
 """1: the first format (no version field); 2: version, capped, not_scored, rank, reasons only."""
@@ -19,11 +24,11 @@ VERSION = 2
 SCHEMA_URI = "https://pypi.org/project/pttrust/schemas/report.schema.json"
 
 
-def latent_dict(l: Any) -> dict:
+def latent_dict(l: LatentContribution) -> dict:
     return {"index": l.index, "activation": l.activation, "contribution": l.contribution, "label": l.label}
 
 
-def finding_dict(f: Any) -> dict:
+def finding_dict(f: Finding) -> dict:
     return {
         "path": f.path,
         "start_line": f.start_line,
@@ -34,11 +39,11 @@ def finding_dict(f: Any) -> dict:
         "ai_rule": f.ai_rule,
         "rank": f.rank,
         "out_of": f.out_of,
-        "dropped_by": getattr(f, "dropped_by", None),
+        "dropped_by": f.dropped_by,
     }
 
 
-def to_dict(report: Any) -> dict:
+def to_dict(report: Report) -> dict:
     files = []
     for f in report.files:
         files.append(
@@ -76,5 +81,5 @@ def to_dict(report: Any) -> dict:
     }
 
 
-def format_report(report: Any) -> str:
+def format_report(report: Report) -> str:
     return json.dumps(to_dict(report), indent=2, ensure_ascii=False) + "\n"

@@ -10,16 +10,20 @@ Severity follows `bot.formats.level` (ERROR trips fail-above, WARNING is a findi
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.formats import level
 from bot.formats.sarif import RULE_ID, fingerprints, message
+
+if TYPE_CHECKING:
+    from bot.rank import Finding
+    from bot.review import Report
 
 SOURCE = {"name": "pttrust", "url": "https://pypi.org/project/pttrust/"}
 _SEVERITY = {"error": "ERROR", "warning": "WARNING", "note": "INFO"}
 
 
-def diagnostic(f: Any, severity: str, fingerprint: str) -> dict:
+def diagnostic(f: Finding, severity: str, fingerprint: str) -> dict:
     end = f.lines[-1].text if f.lines else ""
     return {
         "message": message(f),
@@ -39,7 +43,7 @@ def diagnostic(f: Any, severity: str, fingerprint: str) -> dict:
     }
 
 
-def diagnostics(report: Any) -> list[dict]:
+def diagnostics(report: Report) -> list[dict]:
     s = report.summary
     every = list(report.findings) + list(report.capped)
     fps = fingerprints(every)
@@ -49,7 +53,7 @@ def diagnostics(report: Any) -> list[dict]:
     ]
 
 
-def to_rdjson(report: Any) -> dict:
+def to_rdjson(report: Report) -> dict:
     """A DiagnosticResult."""
     found = diagnostics(report)
     worst = {d["severity"] for d in found}
@@ -61,7 +65,7 @@ def to_rdjson(report: Any) -> dict:
     return result
 
 
-def format_report(report: Any, lines: bool = False) -> str:
+def format_report(report: Report, lines: bool = False) -> str:
     if lines:
         return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in diagnostics(report))
     return json.dumps(to_rdjson(report), indent=2, ensure_ascii=False) + "\n"

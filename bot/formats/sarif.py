@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.formats import level
 from bot.render import latent_label, rank_phrase, risk_level, risk_pct
+
+if TYPE_CHECKING:
+    from bot.rank import Finding
+    from bot.review import Report
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULE_ID = "pttrust/risky-line"
@@ -27,22 +31,22 @@ def _version() -> str:
         return "0.0.0"
 
 
-def message(f: Any) -> str:
+def message(f: Finding) -> str:
     """One finding in a sentence: risk, rank in the review, what to check, why it was scored."""
     where = f"lines {f.start_line}-{f.end_line}" if f.is_multiline else f"line {f.start_line}"
     text = f"PtTrust: {risk_level(f.risk)} risk ({risk_pct(f.risk)}) on {where}"
     phrase = rank_phrase(f)
     text += f", the {phrase}." if phrase else "."
     if f.latents:
-        text += " What to check: " + "; ".join(l.label for l in f.latents) + "."
-    if getattr(f, "dropped_by", None):
+        text += " What to check: " + "; ".join(l.label or "" for l in f.latents) + "."
+    if f.dropped_by:
         text += f" Not commented: over {f.dropped_by}."
     if f.ai_rule:
         text += f" AI-written: {f.ai_rule}."
     return text
 
 
-def fingerprints(findings: list[Any]) -> list[str]:
+def fingerprints(findings: list[Finding]) -> list[str]:
     """One fingerprint per finding, unique within the run: a hash of path + code (so an alert
     follows its code when lines move) and the occurrence of that code in the file (so two findings
     on identical lines do not collapse into one alert)."""
@@ -57,7 +61,7 @@ def fingerprints(findings: list[Any]) -> list[str]:
     return [by_id[id(f)] for f in findings]
 
 
-def _result(f: Any, fp: str, severity: str) -> dict:
+def _result(f: Finding, fp: str, severity: str) -> dict:
     latents = ", ".join(f"{latent_label(l)} ({l.contribution:+.3f})" for l in f.latents[:5])
     text = message(f)
     if latents:
@@ -85,12 +89,12 @@ def _result(f: Any, fp: str, severity: str) -> dict:
             "aiRule": f.ai_rule,
             "rank": f.rank,
             "outOf": f.out_of,
-            "capped": bool(getattr(f, "dropped_by", None)),
+            "capped": bool(f.dropped_by),
         },
     }
 
 
-def results(report: Any) -> list[dict]:
+def results(report: Report) -> list[dict]:
     """The shown findings, then those the caps left out (as notes: listed, not commented)."""
     s = report.summary
     every = list(report.findings) + list(report.capped)
@@ -101,7 +105,7 @@ def results(report: Any) -> list[dict]:
     ]
 
 
-def to_sarif(report: Any) -> dict:
+def to_sarif(report: Report) -> dict:
     s = report.summary
     rule = {
         "id": RULE_ID,
@@ -159,5 +163,5 @@ def to_sarif(report: Any) -> dict:
     }
 
 
-def format_report(report: Any) -> str:
+def format_report(report: Report) -> str:
     return json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.text import Text
 
 from bot.formats import NOT_SCORED
 from bot.render import ordinal, risk_pct
+
+if TYPE_CHECKING:
+    from bot.review import Report
 
 
 def _style(risk: float, threshold: float) -> str:
@@ -21,7 +24,7 @@ def _style(risk: float, threshold: float) -> str:
     return "dim"
 
 
-def format_report(report: Any, color: bool = False, width: int = 120) -> str:
+def format_report(report: Report, color: bool = False, width: int = 120) -> str:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, no_color=not color, width=width, highlight=False, emoji=False)
     s = report.summary
@@ -64,7 +67,7 @@ def format_report(report: Any, color: bool = False, width: int = 120) -> str:
             for kind, n, text in h.lines:
                 if kind == "-":
                     continue  # the report is about the new side; removed lines add noise here
-                lr = scored.get(n) if kind == "+" else None
+                lr = scored.get(n) if kind == "+" and n is not None else None
                 risk = risk_pct(lr.risk) if lr is not None else (NOT_SCORED if n in f.not_scored else "")
                 line = Text(f"{n:>5} {risk:>10} {kind} ", style=_style(lr.risk, th) if lr else "dim")
                 line.append(text)

@@ -6,10 +6,13 @@ These are the only bot modules that write anywhere. A publisher is any object wi
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.review import Report
 
 
 class Publisher(Protocol):
-    def publish(self, report: Any) -> None:
+    def publish(self, report: Report) -> None:
         """Deliver one report (a `bot.review.Report`). Raise PttrustError on failure."""
         ...

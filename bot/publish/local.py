@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import jinja2
 
 from bot.formats import format_report
 from risk_core.atomic import write_atomic
+
+if TYPE_CHECKING:
+    from bot.review import Report
 
 
 class LocalPublisher:
@@ -31,7 +34,7 @@ class LocalPublisher:
         self.color = (self.out is None and self.stream.isatty()) if color is None else color
         self.width = width or (120 if self.out is not None else None)
 
-    def publish(self, report: Any) -> None:
+    def publish(self, report: Report) -> None:
         width = self.width
         if width is None:
             try:
