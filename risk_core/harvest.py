@@ -6,13 +6,9 @@ on batches of chunks only up to the layer read (``risk_core.encode``'s early-sto
 ``skip_first`` positions of every chunk are not stored: a chunk's first token is the model's attention
 sink, whose state has a norm orders of magnitude above the rest and would dominate the SAE's loss.
 
-Output directory::
-
-    harvest.json                  settings, model + corpus fingerprints, every shard with its sha256
-    train/shard_00000.safetensors acts [n, d] fp16, token_ids, file_ids, line_ids [n] int32
-    val/shard_00000.safetensors   the same over the validation split
-    val_chunks.safetensors        input_ids [n_chunks, ctx_len] of the first validation chunks (for dCE)
-    state.r<rank>.json            shards finished so far (resume bookkeeping)
+Output: a harvest directory as ``risk_core.shards`` describes it (harvest.json, train/ and val/
+shards, val_chunks.safetensors), plus ``state.r<rank>.json``, the shards finished so far (resume
+bookkeeping).
 
 Shard i holds chunks [i*c, (i+1)*c) of the stream whatever the number of processes, so a resumed or a
 multi-process run writes exactly the shards of a single uninterrupted one. Every file is written under
@@ -27,7 +23,6 @@ import logging
 import math
 import random
 import shutil
-import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -37,16 +32,21 @@ import torch
 from torch import Tensor
 
 from risk_core import dist
-from risk_core.atomic import atomic_path, write_atomic_json
+from risk_core.atomic import write_atomic_json
 from risk_core.corpus import Corpus
 from risk_core.errors import PttrustError, UsageError
+from risk_core.hashing import file_sha256
+from risk_core.shards import (  # noqa: F401  (re-exported: the harvest's file names and shard checks)
+    FORMAT_VERSION,
+    HARVEST_FILE,
+    VAL_CHUNKS_FILE,
+    check_shard,
+    load_shard,
+    shard_rows,
+    write_atomic_safetensors,
+)
 
 log = logging.getLogger(__name__)
-
-HARVEST_FILE = "harvest.json"
-VAL_CHUNKS_FILE = "val_chunks.safetensors"
-SHARD_KEYS = ("acts", "token_ids", "file_ids", "line_ids")
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -84,83 +84,6 @@ class HarvestConfig:
             raise UsageError(f"need ctx_len >= 2 and 0 <= skip_first < ctx_len (got {self.ctx_len}, {self.skip_first})")
         if self.batch_size < 1 or self.tokens < 1 or self.val_tokens < 0 or self.shard_tokens < 1:
             raise UsageError("batch size, tokens and shard tokens must be positive")
-
-
-# ---------------------------------------------------------------------------------------------
-# Shard I/O
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _header(path: Path) -> tuple[dict, int]:
-    """The safetensors JSON header and the size the file must have according to it."""
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise ValueError("file shorter than the safetensors header")
-        (n,) = struct.unpack("<Q", raw)
-        if n > 100_000_000:
-            raise ValueError("implausible header length")
-        head = f.read(n)
-        if len(head) < n:
-            raise ValueError("header truncated")
-        meta = json.loads(head)
-    end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
-    return meta, 8 + n + end
-
-
-def check_shard(path: Path, d_model: int | None = None) -> str | None:
-    """Why ``path`` is not a complete activation shard, or None if it is (cheap: header and size)."""
-    try:
-        meta, size = _header(path)
-        actual = path.stat().st_size
-    except (OSError, ValueError) as err:
-        return f"unreadable ({err})"
-    if actual != size:
-        return f"truncated or padded ({actual} bytes, header says {size})"
-    missing = [k for k in SHARD_KEYS if k not in meta]
-    if missing:
-        return f"missing tensors {', '.join(missing)}"
-    n, d = meta["acts"]["shape"]
-    if d_model is not None and d != d_model:
-        return f"acts width {d}, expected {d_model}"
-    if any(meta[k]["shape"] != [n] for k in SHARD_KEYS[1:]):
-        return "inconsistent tensor lengths"
-    return None
-
-
-def load_shard(path: Path, sha256: str | None = None) -> dict[str, Tensor]:
-    """Read a shard, verifying its hash when given; any damage is a PttrustError naming the file."""
-    from safetensors.torch import load as st_load
-
-    hint = "rerun `pttrust pretrain harvest` with the same arguments to rebuild it"
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise PttrustError(f"cannot read activation shard {path}: {err.strerror}; {hint}") from None
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise PttrustError(f"activation shard {path} is corrupted (sha256 mismatch); {hint}")
-    problem = check_shard(path)
-    if problem:
-        raise PttrustError(f"activation shard {path} is corrupted: {problem}; {hint}")
-    try:
-        return st_load(data)
-    except Exception as err:  # safetensors raises its own error types
-        raise PttrustError(f"activation shard {path} is corrupted: {err}; {hint}") from None
-
-
-def write_atomic_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
-
-    # fsync: the rename must never expose a shard whose bytes are not on disk
-    with atomic_path(path, fsync=True) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +159,7 @@ def model_fingerprint(name_or_path: str, loaded) -> str | None:
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
-        h.update(bytes.fromhex(_sha256_file(f)))
+        h.update(bytes.fromhex(file_sha256(f)))
     return h.hexdigest()
 
 
@@ -336,7 +259,7 @@ def harvest(
             pass
 
     def record(name: str, path: Path, n: int) -> None:
-        mine[name] = {"sha256": _sha256_file(path), "n_tokens": n, "bytes": path.stat().st_size}
+        mine[name] = {"sha256": file_sha256(path), "n_tokens": n, "bytes": path.stat().st_size}
         write_atomic_json({"fingerprint": fp, "shards": mine}, state_path)
 
     summary: dict = {}
@@ -424,11 +347,7 @@ def _harvest_split(
             log.warning("rebuilding damaged shard %s: %s", path, problem)
             return False
         # Complete but unrecorded (killed between the rename and the state write): adopt it.
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            n = f.get_slice("acts").get_shape()[0]
-        record(shard_name(i), path, n)
+        record(shard_name(i), path, shard_rows(path))
         return True
 
     names: list[str] = []
@@ -525,6 +444,6 @@ def _harvest_split(
         result["val_chunks"] = {
             "file": VAL_CHUNKS_FILE,
             "n": len(ce_chunks),
-            "sha256": _sha256_file(val_chunks_dir / VAL_CHUNKS_FILE),
+            "sha256": file_sha256(val_chunks_dir / VAL_CHUNKS_FILE),
         }
     return result

@@ -35,19 +35,12 @@ from typing import Any
 
 from risk_core import candidates
 from risk_core.data.jsonl import Sample
-from risk_core.data.mutate import EXTENSIONS as _MUTATE_EXTENSIONS
 from risk_core.errors import UsageError
+from risk_core.languages import EXTENSIONS as _ALL_EXTENSIONS
+from risk_core.languages import MINED_LANGUAGES
 
-# Source languages mined: the mutator's table plus TypeScript and the other JavaScript suffixes.
-EXTENSIONS: dict[str, str] = {
-    **_MUTATE_EXTENSIONS,
-    ".cjs": "javascript",
-    ".jsx": "javascript",
-    ".ts": "typescript",
-    ".tsx": "typescript",
-    ".mts": "typescript",
-    ".cts": "typescript",
-}
+# The suffixes of the mined languages (recorded in every mining manifest).
+EXTENSIONS: dict[str, str] = {ext: lang for ext, lang in _ALL_EXTENSIONS.items() if lang in MINED_LANGUAGES}
 
 FIX_PATTERN = re.compile(
     r"\b(fix(e[sd]|ing)?|bug(s|fix(es)?)?|hotfix|fault|defect|crash(es|ed|ing)?|regression|"

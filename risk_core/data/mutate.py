@@ -29,6 +29,8 @@ from pathlib import Path
 
 from risk_core.data.jsonl import Sample
 from risk_core.errors import UsageError
+from risk_core.languages import MUTATION_LANGUAGES, TREE_SITTER_GRAMMARS
+from risk_core.languages import language_of as _language_of
 
 OPERATORS = (
     "comparison",
@@ -44,7 +46,6 @@ OPERATORS = (
     "wrong_method",
 )
 
-EXTENSIONS = {".py": "python", ".java": "java", ".js": "javascript", ".mjs": "javascript", ".go": "go"}
 MIN_LINES, MAX_LINES = 6, 40
 MIN_CODE_LINES = 4
 
@@ -389,7 +390,6 @@ def python_parses(code: str) -> bool:
 # ---------------------------------------------------------------------------------------------------
 # Java / JavaScript / Go, via tree-sitter
 
-_TS_MODULES = {"java": "tree_sitter_java", "javascript": "tree_sitter_javascript", "go": "tree_sitter_go"}
 # Snippets are methods; wrapping them in a class makes them a parseable compilation unit.
 # Tried in order; the first under which the snippet parses is used.
 _TS_WRAPS = {
@@ -428,7 +428,7 @@ def _ts_parser(language: str):
 
             import tree_sitter
 
-            mod = importlib.import_module(_TS_MODULES[language])
+            mod = importlib.import_module(TREE_SITTER_GRAMMARS[language][0])
             _parsers[language] = tree_sitter.Parser(tree_sitter.Language(mod.language()))
         except ImportError as err:
             raise UsageError(f"{language} mutation needs tree-sitter grammars ({err.name} is not installed)") from None
@@ -719,8 +719,10 @@ def mutate_snippet(
     return out
 
 
-def language_of(path: Path) -> str | None:
-    return EXTENSIONS.get(path.suffix.lower())
+def language_of(path: str | Path) -> str | None:
+    """The file's language when the mutation operators handle it, else None."""
+    lang = _language_of(path)
+    return lang if lang in MUTATION_LANGUAGES else None
 
 
 def collect_sources(sources: Iterable[str | Path], languages: set[str] | None = None) -> list[Path]:
@@ -754,7 +756,7 @@ def load_sources(sources: Iterable[str | Path], languages: set[str] | None = Non
 
             corpus = Corpus(p)
             for f in corpus.split("reserved"):
-                if f.language in _SUPPORTED and (not languages or f.language in languages):
+                if f.language in MUTATION_LANGUAGES and (not languages or f.language in languages):
                     try:
                         out.append((f.path, f.language, corpus.read_text(f)))
                     except Exception:  # an unreadable blob is skipped like an undecodable file
@@ -767,9 +769,6 @@ def load_sources(sources: Iterable[str | Path], languages: set[str] | None = Non
         except (OSError, UnicodeDecodeError):
             continue
     return out
-
-
-_SUPPORTED = set(EXTENSIONS.values())
 
 
 def _manifest_files(path: Path) -> list[Path]:
