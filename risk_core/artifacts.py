@@ -143,7 +143,7 @@ class Bundle:
             raise UsageError(f"bundle reads layer {c.layer} but {loaded.name} has {loaded.num_layers} layers")
 
     def latent_label(self, index: int) -> str | None:
-        """The latent's description, only where `risk_core.evaluate.label_latents` found it clear.
+        """The latent's description, only where `risk_core.latent_labels.label_latents` found it clear.
 
         Entries written before descriptions were learned (no ``clarity``: bags of top tokens such
         as ``= / if / ' '``) are not descriptions and give None, so they are never shown."""

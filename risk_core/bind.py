@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,6 +136,8 @@ def bind(
         tried[framing] = val
         if best is None or (val["auroc"] or 0) > (tried[best[0]]["auroc"] or 0):
             best = (framing, table, tr, va, probe)
+    if best is None:  # framings is never empty: "auto" lists them all, otherwise the one asked for
+        raise UsageError("no framing to bind")
     framing, table, tr, va, probe = best
     metrics: dict = {
         "data_sha256": data_sha256,
@@ -175,7 +178,7 @@ def bind(
         sub = sub[torch.isin(sub, tr)]
         if table.labels[sub].sum() == 0:
             continue
-        point = {"lines": int(len(sub)), "programs": len(chosen)}
+        point: dict[str, Any] = {"lines": int(len(sub)), "programs": len(chosen)}
         for name, fs in (
             (("pttrust", cfg.features), ("raw-probe", raw_set)) if cfg.raw_probe else (("pttrust", cfg.features),)
         ):

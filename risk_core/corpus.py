@@ -109,6 +109,12 @@ class _Candidate:
     archive_licence: str | None = None
 
 
+def _member_bytes(tf: tarfile.TarFile, member: tarfile.TarInfo, size: int = -1) -> bytes:
+    """The bytes of a regular member (the only kind read here: links and directories have none)."""
+    f = tf.extractfile(member)
+    return f.read(size) if f is not None else b""
+
+
 def split_of(sha256: str, cfg: CorpusConfig) -> str:
     """Deterministic split from the content hash: the first 8 hex digits as a number in [0, 1)."""
     u = int(sha256[:8], 16) / 2**32
@@ -242,17 +248,17 @@ def _archive_candidates(path: Path, source: str) -> Iterator[_Candidate]:
     for i in members:
         base = os.path.basename(i.name)
         if i.name.count("/") <= 1 and base in _LICENCE_FILES:
-            lic = classify_licence(tf.extractfile(i).read(8192))
+            lic = classify_licence(_member_bytes(tf, i, 8192))
         elif i.name.count("/") <= 1 and base == "package.json" and lic is None:
             try:
-                v = json.loads(tf.extractfile(i).read()).get("license")
+                v = json.loads(_member_bytes(tf, i)).get("license")
                 lic = v if isinstance(v, str) else lic
             except ValueError:
                 pass
     for i in members:
         if language_of(i.name):
             yield _Candidate(
-                f"{name}!{i.name}", source, (lambda i=i: tf.extractfile(by_name[i.name]).read()), None, None, lic
+                f"{name}!{i.name}", source, (lambda i=i: _member_bytes(tf, by_name[i.name])), None, None, lic
             )
 
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -308,9 +309,52 @@ def harvest(
         }
         write_atomic_json(doc, out / HARVEST_FILE)
     doc = dist.broadcast_object(doc, info)
+    if doc is None:  # rank 0 always sends the document it wrote
+        raise PttrustError("the harvest summary was not received from the first process")
     # A gloo group left alive at interpreter exit can abort the process ("terminate called ...").
     dist.shutdown(info)
     return doc
+
+
+class _ShardBuffer:
+    """The shard this process is filling: its chunks' ids (stored at once) and activations (filled a
+    batch of chunks at a time, by the truncated forward)."""
+
+    def __init__(self, capacity: int, d_model: int):
+        self.acts = torch.empty(capacity, d_model, dtype=torch.float16)
+        self.token_ids = torch.empty(capacity, dtype=torch.int32)
+        self.file_ids = torch.empty(capacity, dtype=torch.int32)
+        self.line_ids = torch.empty(capacity, dtype=torch.int32)
+        self.fill = 0
+        """Rows stored so far (activations of the pending chunks are still to be computed)."""
+        self.pending: list[Tensor] = []
+        """Chunks whose ids are stored but whose activations are not (the next batch)."""
+
+    def add_chunk(self, ids: Tensor, files: Tensor, lines: Tensor, skip_first: int) -> None:
+        n = ids.shape[0] - skip_first
+        rows = slice(self.fill, self.fill + n)
+        self.token_ids[rows] = ids[skip_first:]
+        self.file_ids[rows] = files[skip_first:]
+        self.line_ids[rows] = lines[skip_first:]
+        self.pending.append(ids)
+        self.fill += n
+
+    def flush(self, loaded: Any, cfg: HarvestConfig) -> None:
+        """Run the pending chunks through the model and store their activations."""
+        if not self.pending:
+            return
+        h = layer_states(loaded, torch.stack(self.pending), cfg.layer)[:, cfg.skip_first :]
+        n = h.shape[0] * h.shape[1]
+        self.acts[self.fill - n : self.fill] = h.reshape(n, -1).to(device="cpu", dtype=torch.float16)
+        self.pending = []
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {
+            "acts": self.acts[: self.fill],
+            "token_ids": self.token_ids[: self.fill],
+            "file_ids": self.file_ids[: self.fill],
+            "line_ids": self.line_ids[: self.fill],
+        }
 
 
 def _harvest_split(
@@ -354,46 +398,25 @@ def _harvest_split(
     tokens_done = 0
     t0 = time.perf_counter()
     ce_chunks: list[Tensor] = []
-    buf = None
-    fill = 0
     shard = 0
     chunk_in_shard = 0
-    batch_ids: list[Tensor] = []
-    ids_buf = files_buf = lines_buf = None
-
-    def my_shard(i: int) -> bool:
-        return i % info.world == info.rank
-
-    skip_current = False
     chunks_seen = 0
-
-    def flush_batch() -> None:
-        nonlocal batch_ids
-        if batch_ids:
-            h = layer_states(loaded, torch.stack(batch_ids), cfg.layer)[:, cfg.skip_first :]
-            n = h.shape[0] * per_chunk
-            buf[fill - n : fill] = h.reshape(n, d).to(device="cpu", dtype=torch.float16)
-            batch_ids = []
+    current: _ShardBuffer | None = None  # None: this process does not compute the current shard
 
     def finish_shard() -> None:
-        nonlocal shard, chunk_in_shard, buf
-        if not skip_current:
-            flush_batch()
+        nonlocal shard, chunk_in_shard, current
+        if current is not None:
+            current.flush(loaded, cfg)
             path = shard_dir.parent / shard_name(shard)
             write_atomic_safetensors(
-                {
-                    "acts": buf[:fill],
-                    "token_ids": ids_buf[:fill],
-                    "file_ids": files_buf[:fill],
-                    "line_ids": lines_buf[:fill],
-                },
+                current.tensors(),
                 path,
                 # One metadata key: safetensors does not keep key order, and identical runs must
                 # give byte-identical shards.
                 metadata={"pttrust": json.dumps({"layer": cfg.layer, "shard": shard, "split": split}, sort_keys=True)},
             )
-            record(shard_name(shard), path, fill)
-            buf = None
+            record(shard_name(shard), path, current.fill)
+            current = None
         shard += 1
         chunk_in_shard = 0
 
@@ -405,27 +428,16 @@ def _harvest_split(
         if chunk_in_shard == 0:
             # Start of a new shard: decide whether this process computes it.
             names.append(shard_name(shard))
-            skip_current = not my_shard(shard) or is_done(shard)
-            if not skip_current:
-                cap = min(cps, n_chunks_wanted - chunks_seen) * per_chunk
-                buf = torch.empty(cap, d, dtype=torch.float16)
-                ids_buf = torch.empty(cap, dtype=torch.int32)
-                files_buf = torch.empty(cap, dtype=torch.int32)
-                lines_buf = torch.empty(cap, dtype=torch.int32)
-                fill = 0
+            if shard % info.world == info.rank and not is_done(shard):
+                current = _ShardBuffer(min(cps, n_chunks_wanted - chunks_seen) * per_chunk, d)
         chunks_seen += 1
         chunk_in_shard += 1
-        if not skip_current:
-            s = slice(cfg.skip_first, None)
-            ids_buf[fill : fill + per_chunk] = ids[s]
-            files_buf[fill : fill + per_chunk] = files[s]
-            lines_buf[fill : fill + per_chunk] = lines[s]
-            batch_ids.append(ids)
-            fill += per_chunk
+        if current is not None:
+            current.add_chunk(ids, files, lines, cfg.skip_first)
             # Batches never straddle shards, so the batch shapes (and the float results) are the
             # same however the run is split across processes or restarts.
-            if len(batch_ids) == cfg.batch_size:
-                flush_batch()
+            if len(current.pending) == cfg.batch_size:
+                current.flush(loaded, cfg)
         tokens_done += per_chunk
         last_of_shard = chunk_in_shard == cps or chunks_seen == n_chunks_wanted
         if last_of_shard:

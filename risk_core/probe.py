@@ -50,6 +50,12 @@ class RiskProbe(nn.Module):
     """Standardise -> logistic or MLP -> Platt scaling. ``contributions`` explain the (uncalibrated) logit."""
 
     sequence = False
+    # Buffers (registered in __init__), declared so their type is Tensor rather than Module's getattr.
+    mean: Tensor
+    std: Tensor
+    calib_a: Tensor
+    calib_b: Tensor
+    net: nn.Linear | nn.Sequential
     """Each line is scored from its own features alone."""
 
     def __init__(self, cfg: ProbeConfig):
@@ -72,7 +78,12 @@ class RiskProbe(nn.Module):
 
     @property
     def first_layer(self) -> nn.Linear:
-        return self.net if isinstance(self.net, nn.Linear) else self.net[0]
+        if isinstance(self.net, nn.Linear):
+            return self.net
+        first = self.net[0]
+        if not isinstance(first, nn.Linear):  # __init__ builds Linear, GELU, Linear
+            raise TypeError(f"probe network starts with {type(first).__name__}, not Linear")
+        return first
 
     def standardize(self, features: Tensor) -> Tensor:
         return (features.float() - self.mean) / self.std
@@ -93,7 +104,7 @@ class RiskProbe(nn.Module):
         """
         z = self.standardize(features)
         if self.cfg.kind == "logistic":
-            return (z * self.net.weight[0]).detach()
+            return (z * self.first_layer.weight[0]).detach()
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             out = self.net(z).squeeze(-1)
@@ -204,7 +215,7 @@ def _fit_logistic_fista(lin: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, cfg: 
     v = torch.randn(f, generator=torch.Generator().manual_seed(cfg.seed)).to(z.device)
     for _ in range(30):
         u = torch.cat([z[a : a + bs] @ v for a in range(0, n, bs)])
-        v = sum(z[a : a + bs].T @ u[a : a + bs] for a in range(0, n, bs))
+        v = sum((z[a : a + bs].T @ u[a : a + bs] for a in range(0, n, bs)), torch.zeros_like(v))
         v = v / v.norm().clamp_min(1e-12)
     u = torch.cat([z[a : a + bs] @ v for a in range(0, n, bs)])
     sigma2 = float(u.pow(2).sum())  # ~ largest eigenvalue of z^T z
@@ -230,12 +241,14 @@ def _fit_logistic_fista(lin: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, cfg: 
     lin.bias.copy_(b_prev)
 
 
-def _fit_mlp(net: nn.Module, z: Tensor, y: Tensor, wts: Tensor, cfg: ProbeConfig, gen: torch.Generator) -> None:
+def _fit_mlp(
+    net: nn.Module, first: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, cfg: ProbeConfig, gen: torch.Generator
+) -> None:
     """Adam on minibatches; L1 on the first layer's input columns (a soft feature selection)."""
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = z.shape[0]
     bs = min(cfg.batch_size, n)
-    w1 = net[0].weight
+    w1 = first.weight
     net.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen)
@@ -295,9 +308,9 @@ def train_probe(
     weights = weights / weights.mean()
     z_all = probe.standardize(features)
     if cfg.kind == "logistic":
-        _fit_logistic_fista(probe.net, z_all, labels, weights, cfg)
+        _fit_logistic_fista(probe.first_layer, z_all, labels, weights, cfg)
     else:
-        _fit_mlp(probe.net, z_all, labels, weights, cfg, gen)
+        _fit_mlp(probe.net, probe.first_layer, z_all, labels, weights, cfg, gen)
     probe.eval()
     with torch.no_grad():
         val_logits = probe.logits(val_features)

@@ -86,7 +86,9 @@ def _manifest_files(path: Path) -> list[Path]:
         if isinstance(r, str):
             files.append(Path(r))
         elif isinstance(r, dict) and r.get("split", "reserved") == "reserved":
-            files.append(Path(r.get("path") or r.get("file")))
+            name = r.get("path") or r.get("file")
+            if name:  # a row without a path names no file
+                files.append(Path(name))
     base = path.parent
     return [f if f.is_absolute() else base / f for f in files if f.is_file() or (base / f).is_file()]
 
