@@ -17,14 +17,12 @@ a temporary name and renamed: a kill never leaves a half-written shard under a s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from risk_core import dist
 from risk_core.atomic import write_atomic_json
 from risk_core.corpus import Corpus
 from risk_core.errors import PttrustError, UsageError
+from risk_core.harvest_stream import layer_states, model_fingerprint, token_stream  # noqa: F401  (bench, tests)
 from risk_core.hashing import file_sha256
 from risk_core.shards import (  # noqa: F401  (re-exported: the harvest's file names and shard checks)
     FORMAT_VERSION,
@@ -85,83 +84,6 @@ class HarvestConfig:
             raise UsageError(f"need ctx_len >= 2 and 0 <= skip_first < ctx_len (got {self.ctx_len}, {self.skip_first})")
         if self.batch_size < 1 or self.tokens < 1 or self.val_tokens < 0 or self.shard_tokens < 1:
             raise UsageError("batch size, tokens and shard tokens must be positive")
-
-
-# ---------------------------------------------------------------------------------------------
-# Token stream
-
-
-def token_stream(
-    corpus: Corpus, split: str, tokenizer, cfg: HarvestConfig, files_per_batch: int = 16
-) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Yield (token_ids, file_ids, line_ids) chunks of ``ctx_len`` from the split's files, concatenated
-    in a seeded order with EOS after each file (line id -1 for EOS). The final partial chunk is dropped."""
-    from risk_core.encode import token_line_indices
-
-    files = sorted(corpus.split(split), key=lambda f: f.sha256)
-    random.Random(cfg.seed).shuffle(files)
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UsageError("the tokenizer has no EOS token to separate files")
-    T = cfg.ctx_len
-    buf_ids: list[int] = []
-    buf_files: list[int] = []
-    buf_lines: list[int] = []
-    for start in range(0, len(files), files_per_batch):
-        group = files[start : start + files_per_batch]
-        texts = [corpus.read_text(f) for f in group]
-        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        for f, text, ids, offsets in zip(group, texts, enc["input_ids"], enc["offset_mapping"]):
-            lines, _ = token_line_indices(text, offsets)
-            buf_ids.extend(ids)
-            buf_ids.append(eos)
-            buf_files.extend([f.id] * (len(ids) + 1))
-            buf_lines.extend(lines.tolist())
-            buf_lines.append(-1)
-        n_full = len(buf_ids) // T
-        for c in range(n_full):
-            sl = slice(c * T, (c + 1) * T)
-            yield (
-                torch.tensor(buf_ids[sl], dtype=torch.int32),
-                torch.tensor(buf_files[sl], dtype=torch.int32),
-                torch.tensor(buf_lines[sl], dtype=torch.int32),
-            )
-        cut = n_full * T
-        del buf_ids[:cut], buf_files[:cut], buf_lines[:cut]
-
-
-# ---------------------------------------------------------------------------------------------
-# The truncated forward
-
-
-def layer_states(loaded, input_ids: Tensor, layer: int) -> Tensor:
-    """hidden_states[layer] of a full [B, T] batch (no padding), stopping the forward at that layer.
-
-    Uses risk_core.encode's forward so that harvest and scoring read states exactly the same way."""
-    from risk_core.encode import EncodeConfig, forward_states
-
-    ids = input_ids.long()
-    mask = torch.ones_like(ids)
-    positions = torch.arange(ids.shape[1]).expand(ids.shape[0], -1)
-    with torch.inference_mode():
-        h = forward_states(loaded, ids, mask, positions, EncodeConfig(layer=layer, surprise=False))[0][layer]
-    return h
-
-
-def model_fingerprint(name_or_path: str, loaded) -> str | None:
-    """sha256 of the model's weights: the registry's GGUF hash, else a hash of the local weight files
-    (sorted *.safetensors, name + content), so the trained SAE records exactly what it was fitted to."""
-    if loaded.sha256:
-        return loaded.sha256
-    p = Path(name_or_path)
-    files = sorted(p.glob("*.safetensors")) if p.is_dir() else []
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(bytes.fromhex(file_sha256(f)))
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
