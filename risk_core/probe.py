@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from risk_core.choices import PROBE_KINDS, ProbeKind, check_choice
 from risk_core.errors import UsageError
 
 
 @dataclass
 class ProbeConfig:
-    kind: str = "logistic"
+    kind: ProbeKind = "logistic"
     """logistic (sparse linear) | mlp (one hidden layer)."""
     l1: float = 1e-3
     """L1 strength on the input weights (proximal step for logistic, penalty for mlp)."""
@@ -42,6 +43,9 @@ class ProbeConfig:
     weight_decay: float = 1e-4
     """L2 on the mlp weights (ignored by logistic)."""
 
+    def __post_init__(self) -> None:
+        check_choice("probe kind", self.kind, PROBE_KINDS)
+
 
 _EPS = 1e-6
 
@@ -50,18 +54,16 @@ class RiskProbe(nn.Module):
     """Standardise -> logistic or MLP -> Platt scaling. ``contributions`` explain the (uncalibrated) logit."""
 
     sequence = False
+    """Each line is scored from its own features alone."""
     # Buffers (registered in __init__), declared so their type is Tensor rather than Module's getattr.
     mean: Tensor
     std: Tensor
     calib_a: Tensor
     calib_b: Tensor
     net: nn.Linear | nn.Sequential
-    """Each line is scored from its own features alone."""
 
     def __init__(self, cfg: ProbeConfig):
         super().__init__()
-        if cfg.kind not in ("logistic", "mlp"):
-            raise UsageError(f"unknown probe kind {cfg.kind!r} (logistic | mlp)")
         if cfg.n_features <= 0:
             raise UsageError("probe needs n_features > 0")
         self.cfg = cfg

@@ -42,15 +42,26 @@ class CorpusConfig:
 
 @dataclass
 class CorpusSummary:
+    """corpus.json: what a build kept and skipped."""
+
     n_files: int = 0
+    """Files kept."""
     n_bytes: int = 0
+    """Bytes of the files kept."""
     approx_tokens: int = 0
+    """Approximate model tokens (each file's bytes / bytes_per_token, summed)."""
     by_language: dict = field(default_factory=dict)
+    """Per language: files, bytes, approximate tokens."""
     by_split: dict = field(default_factory=dict)
+    """Per split (train, validation, reserved): files, bytes, approximate tokens."""
     skipped: dict = field(default_factory=dict)
+    """Skip reason -> number of files skipped for it."""
     sources: list = field(default_factory=list)
+    """The sources as given."""
     config: dict = field(default_factory=dict)
+    """The CorpusConfig of the build."""
     manifest_sha256: str = ""
+    """sha256 of manifest.jsonl (the corpus fingerprint a harvest records)."""
 
 
 def split_of(sha256: str, cfg: CorpusConfig) -> str:

@@ -76,8 +76,9 @@ class Rules:
     max_commits: int = 20000
     """Commits looked at per repository (newest first, merges excluded)."""
     min_changed_lines: int = 1
+    """Labeled (changed/removed, or insertion-point) code lines of the parent at least."""
     max_changed_lines: int = 3
-    """Labeled (changed/removed, or insertion-point) code lines of the parent, inclusive range."""
+    """Labeled code lines of the parent at most (with min_changed_lines, an inclusive range)."""
     max_added_lines: int = 6
     """Code lines the fix adds at most (a bigger addition is new code, not a localised fix)."""
     max_window: int = 60
