@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,11 +33,12 @@ import torch
 from torch import Tensor
 
 from risk_core import dist
-from risk_core.atomic import write_atomic_json, write_error
+from risk_core.atomic import write_atomic_json
 from risk_core.errors import PttrustError, UsageError
 from risk_core.sae import SaeConfig, SparseCoder, default_lr
+from risk_core.sae_checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
 from risk_core.sae_metrics import delta_ce, evaluate_sae
-from risk_core.shards import ShardData, write_atomic_safetensors
+from risk_core.shards import ShardData
 
 log = logging.getLogger(__name__)
 
@@ -111,68 +111,6 @@ def _harvest_fp(doc: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def _save_checkpoint(
-    out: Path, step: int, sae: SparseCoder, opt: torch.optim.Optimizer, since_fired: Tensor, meta: dict[str, Any]
-) -> None:
-    ckdir = out / "checkpoints"
-    final = ckdir / f"step_{step:08d}"
-    tmp = ckdir / f".step_{step:08d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(err, tmp) from None
-    tensors = {f"sae.{k}": v.detach().cpu() for k, v in sae.state_dict().items()}
-    names = {id(p): n for n, p in sae.named_parameters()}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            st = opt.state.get(p)
-            if st:
-                for key, val in st.items():
-                    tensors[f"adam.{names[id(p)]}.{key}"] = torch.as_tensor(val).detach().cpu()
-    tensors["since_fired"] = since_fired.cpu()
-    write_atomic_safetensors(tensors, tmp / "state.safetensors")
-    write_atomic_json({**meta, "step": step}, tmp / "state.json")
-    shutil.rmtree(final, ignore_errors=True)
-    try:
-        tmp.rename(final)
-    except OSError as err:
-        raise write_error(err, final) from None
-    for old in sorted(ckdir.glob("step_*"))[:-2]:  # keep the last two good ones
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _latest_checkpoint(out: Path) -> tuple[Path, dict[str, Any], dict[str, Tensor]] | None:
-    """Newest checkpoint whose files load; a damaged newest one falls back to the one before."""
-    from safetensors.torch import load_file
-
-    for ck in sorted((out / "checkpoints").glob("step_*"), reverse=True):
-        try:
-            meta = json.loads((ck / "state.json").read_text())
-            tensors = load_file(str(ck / "state.safetensors"))
-            return ck, meta, tensors
-        except Exception as err:  # any damage: try the previous one
-            log.warning("skipping damaged checkpoint %s: %s", ck, err)
-    return None
-
-
-def _restore(sae: SparseCoder, opt: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> Tensor:
-    sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
-    for name, p in sae.named_parameters():
-        st: dict[str, Tensor] = {}
-        for key in ("step", "exp_avg", "exp_avg_sq"):
-            t = tensors.get(f"adam.{name}.{key}")
-            if t is not None:
-                st[key] = t.to(p.device) if key != "step" else t
-        if st:
-            opt.state[p] = st
-    return tensors["since_fired"]
-
-
-# ---------------------------------------------------------------------------------------------
 # The trainer
 
 
@@ -238,13 +176,13 @@ class Trainer:
     def resume(self) -> bool:
         """Restore the newest good checkpoint of ``out``; False when there is none (a fresh start).
         A checkpoint of a run whose weight-changing settings differ is refused."""
-        ck = _latest_checkpoint(self.out)
+        ck = latest_checkpoint(self.out)
         if ck is None:
             return False
         path, meta, tensors = ck
         if _weights_settings(meta.get("run")) != _weights_settings(self.run_fp):
             raise UsageError(f"{self.out} holds a training run with other settings; use another --out or --no-resume")
-        self.since_fired = _restore(self.sae, self.opt, tensors).to(self.device)
+        self.since_fired = restore_checkpoint(self.sae, self.opt, tensors).to(self.device)
         self.step, self.history, self.tokens_seen = meta["step"], meta["history"], meta["tokens_seen"]
         self._restored = True
         log.info("resuming from %s", path)
@@ -390,7 +328,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Write a resumable checkpoint of the current step (the last two are kept)."""
         meta = {"run": self.run_fp, "history": self.history, "tokens_seen": self.tokens_seen}
-        _save_checkpoint(self.out, self.step, self.sae, self.opt, self.since_fired, meta)
+        save_checkpoint(self.out, self.step, self.sae, self.opt, self.since_fired, meta)
 
     def save(self) -> None:
         """Write the trained SAE (cfg.json + sae.safetensors) and metrics.json to ``out`` (main rank)."""
