@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from risk_core.choices import FEATURE_SETS, FRAMINGS, POOLING_MODES, FeatureSet, Framing, Pooling, check_choice
 from risk_core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -39,16 +40,21 @@ class ArtifactConfig:
     """Width of the model's hidden states."""
     layer: int = 12
     """hidden_states index the SAE and probe read."""
-    pooling: str = "mean"
+    pooling: Pooling = "mean"
     """How token features become line features (encode.pool_lines mode)."""
-    framing: str = "bare"
+    framing: Framing = "bare"
     """bare (code alone) | review (wrapped in a code-review chat prompt)."""
-    features: str = "sae"
+    features: FeatureSet = "sae"
     """Probe input: sae | sae+surprise (see features.FEATURE_SETS)."""
     languages: list[str] = field(default_factory=list)
     """Languages the probe was bound on (others are cross-language use)."""
     format_version: int = FORMAT_VERSION
     """Bundle layout version."""
+
+    def __post_init__(self) -> None:
+        check_choice("pooling", self.pooling, POOLING_MODES)
+        check_choice("framing", self.framing, FRAMINGS)
+        check_choice("probe features", self.features, FEATURE_SETS)
 
 
 def _optional_json(path: Path):
@@ -108,7 +114,7 @@ class Bundle:
             raw = json.loads((path / CFG_FILE).read_text())
             known = {f.name for f in fields(ArtifactConfig)}
             cfg = ArtifactConfig(**{k: v for k, v in raw.items() if k in known})
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, UsageError) as err:
             raise UsageError(f"{path / CFG_FILE}: unreadable bundle config ({err})") from None
         sae = SparseCoder.load(path / "sae", device=device, expected_d_in=cfg.d_model)
         probe = load_probe(path / "probe", device=device)
@@ -143,7 +149,7 @@ class Bundle:
             raise UsageError(f"bundle reads layer {c.layer} but {loaded.name} has {loaded.num_layers} layers")
 
     def latent_label(self, index: int) -> str | None:
-        """The latent's description, only where `risk_core.evaluate.label_latents` found it clear.
+        """The latent's description, only where `risk_core.latent_labels.label_latents` found it clear.
 
         Entries written before descriptions were learned (no ``clarity``: bags of top tokens such
         as ``= / if / ' '``) are not descriptions and give None, so they are never shown."""

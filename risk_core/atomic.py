@@ -12,6 +12,13 @@ from pathlib import Path
 from risk_core.errors import PttrustError
 
 
+def write_error(err: OSError, path: Path) -> PttrustError:
+    """The one-line error for an OSError while writing ``path``: a full disk is named as such."""
+    if err.errno == errno.ENOSPC:
+        return PttrustError(f"out of disk space writing {path}")
+    return PttrustError(f"cannot write {path}: {err.strerror or err}")
+
+
 @contextmanager
 def atomic_path(path: Path, fsync: bool = False) -> Generator[Path, None, None]:
     """Yield a temporary path beside ``path``; once the block has written it, rename it into place.
@@ -29,9 +36,7 @@ def atomic_path(path: Path, fsync: bool = False) -> Generator[Path, None, None]:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        if err.errno == errno.ENOSPC:
-            raise PttrustError(f"out of disk space writing {path}") from None
-        raise PttrustError(f"cannot write {path}: {err.strerror or err}") from None
+        raise write_error(err, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -9,27 +9,40 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from risk_core.artifacts import ArtifactConfig, Bundle
 from risk_core.candidates import candidate_mask
+from risk_core.choices import (
+    BIND_FRAMINGS,
+    FRAMINGS,
+    POOLING_MODES,
+    BindFraming,
+    FeatureSet,
+    Framing,
+    Pooling,
+    check_choice,
+)
 from risk_core.errors import UsageError
 from risk_core.evaluate import cell
-from risk_core.features import FEATURE_SETS, FRAMINGS, line_table
+from risk_core.features import line_table
 from risk_core.probe import ProbeConfig, train_probe
+
+_BIND_FEATURES: tuple[FeatureSet, ...] = ("sae", "sae+surprise")  # a bundle's probe reads SAE latents
 
 
 @dataclass
 class BindConfig:
     layer: int = 12
     """hidden_states index to read (must match the SAE's training layer)."""
-    pooling: str = "mean"
+    pooling: Pooling = "mean"
     """Token -> line pooling (encode.pool_lines mode)."""
-    framing: str = "bare"
+    framing: BindFraming = "bare"
     """bare | review | auto (try both, keep the one with the higher validation AUROC)."""
-    features: str = "sae"
+    features: FeatureSet = "sae"
     """Probe input: sae | sae+surprise."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     """Probe hyper-parameters."""
@@ -47,6 +60,11 @@ class BindConfig:
     """Label this many of the probe's heaviest latents in latents.json (0 = skip)."""
     label_files: int = 200
     """Programs encoded to find each labeled latent's top examples."""
+
+    def __post_init__(self) -> None:
+        check_choice("pooling", self.pooling, POOLING_MODES)
+        check_choice("framing", self.framing, BIND_FRAMINGS)
+        check_choice("probe features", self.features, _BIND_FEATURES)
 
 
 def split_by_source(samples, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -102,10 +120,6 @@ def bind(
     """Train the probe (and raw-state baseline) on ``samples``; return the bundle (not yet saved)."""
     from risk_core.encode import EncodeConfig
 
-    if cfg.framing not in FRAMINGS + ("auto",):
-        raise UsageError(f"unknown framing {cfg.framing!r} (bare | review | auto)")
-    if cfg.features not in FEATURE_SETS or not cfg.features.startswith("sae"):
-        raise UsageError(f"unknown probe features {cfg.features!r} (sae | sae+surprise)")
     if sae.d_in != loaded.d_model:
         raise UsageError(f"SAE reads d_in={sae.d_in} but the model has d_model={loaded.d_model}")
     if cfg.languages:
@@ -120,7 +134,7 @@ def bind(
     train_ids, val_ids = split_by_source(samples, cfg.val_fraction, cfg.seed)
     t0 = time.time()
 
-    framings = list(FRAMINGS) if cfg.framing == "auto" else [cfg.framing]
+    framings: list[Framing] = list(FRAMINGS) if cfg.framing == "auto" else [cfg.framing]
     tried = {}
     best = None
     for framing in framings:
@@ -135,6 +149,8 @@ def bind(
         tried[framing] = val
         if best is None or (val["auroc"] or 0) > (tried[best[0]]["auroc"] or 0):
             best = (framing, table, tr, va, probe)
+    if best is None:  # framings is never empty: "auto" lists them all, otherwise the one asked for
+        raise UsageError("no framing to bind")
     framing, table, tr, va, probe = best
     metrics: dict = {
         "data_sha256": data_sha256,
@@ -175,7 +191,7 @@ def bind(
         sub = sub[torch.isin(sub, tr)]
         if table.labels[sub].sum() == 0:
             continue
-        point = {"lines": int(len(sub)), "programs": len(chosen)}
+        point: dict[str, Any] = {"lines": int(len(sub)), "programs": len(chosen)}
         for name, fs in (
             (("pttrust", cfg.features), ("raw-probe", raw_set)) if cfg.raw_probe else (("pttrust", cfg.features),)
         ):

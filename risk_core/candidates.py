@@ -20,17 +20,8 @@ import tokenize
 from collections.abc import Iterator
 from typing import Any
 
-# Per-language grammar: (module, function returning the language pointer).
-_GRAMMARS: dict[str, tuple[str, str]] = {
-    "python": ("tree_sitter_python", "language"),
-    "java": ("tree_sitter_java", "language"),
-    "javascript": ("tree_sitter_javascript", "language"),
-    "typescript": ("tree_sitter_typescript", "language_typescript"),
-    "go": ("tree_sitter_go", "language"),
-    "rust": ("tree_sitter_rust", "language"),
-    "c": ("tree_sitter_c", "language"),
-    "cpp": ("tree_sitter_cpp", "language"),
-}
+from risk_core.languages import TREE_SITTER_GRAMMARS as _GRAMMARS
+
 SUPPORTED_LANGUAGES = tuple(_GRAMMARS)
 
 # Punctuation that cannot hold a bug on its own: a line of only these is structure, not logic.

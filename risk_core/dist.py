@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ def all_reduce(t: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor
     return t
 
 
-def broadcast_object(obj, info: DistInfo):
+def broadcast_object(obj: T, info: DistInfo) -> T:
+    """``obj`` of rank 0 on every rank (itself when not distributed)."""
     if not info.enabled:
         return obj
     box = [obj]

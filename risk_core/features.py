@@ -17,10 +17,9 @@ import torch
 from torch import Tensor
 
 from risk_core.candidates import candidate_mask
+from risk_core.choices import FEATURE_SETS, FRAMINGS  # noqa: F401  (re-exported: bind, eval)
 from risk_core.errors import UsageError
 
-FRAMINGS = ("bare", "review")
-FEATURE_SETS = ("sae", "sae+surprise", "raw", "raw+surprise")
 SURPRISE_NAMES = ("nll_mean", "nll_max", "entropy_mean")
 _PLACEHOLDER = "\u2063CODE\u2063"
 

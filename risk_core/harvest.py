@@ -6,13 +6,9 @@ on batches of chunks only up to the layer read (``risk_core.encode``'s early-sto
 ``skip_first`` positions of every chunk are not stored: a chunk's first token is the model's attention
 sink, whose state has a norm orders of magnitude above the rest and would dominate the SAE's loss.
 
-Output directory::
-
-    harvest.json                  settings, model + corpus fingerprints, every shard with its sha256
-    train/shard_00000.safetensors acts [n, d] fp16, token_ids, file_ids, line_ids [n] int32
-    val/shard_00000.safetensors   the same over the validation split
-    val_chunks.safetensors        input_ids [n_chunks, ctx_len] of the first validation chunks (for dCE)
-    state.r<rank>.json            shards finished so far (resume bookkeeping)
+Output: a harvest directory as ``risk_core.shards`` describes it (harvest.json, train/ and val/
+shards, val_chunks.safetensors), plus ``state.r<rank>.json``, the shards finished so far (resume
+bookkeeping).
 
 Shard i holds chunks [i*c, (i+1)*c) of the stream whatever the number of processes, so a resumed or a
 multi-process run writes exactly the shards of a single uninterrupted one. Every file is written under
@@ -21,32 +17,36 @@ a temporary name and renamed: a kill never leaves a half-written shard under a s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import random
 import shutil
-import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from risk_core import dist
-from risk_core.atomic import atomic_path, write_atomic_json
+from risk_core.atomic import write_atomic_json
 from risk_core.corpus import Corpus
 from risk_core.errors import PttrustError, UsageError
+from risk_core.harvest_stream import layer_states, model_fingerprint, token_stream  # noqa: F401  (bench, tests)
+from risk_core.hashing import file_sha256
+from risk_core.shards import (  # noqa: F401  (re-exported: the harvest's file names and shard checks)
+    FORMAT_VERSION,
+    HARVEST_FILE,
+    VAL_CHUNKS_FILE,
+    check_shard,
+    load_shard,
+    shard_rows,
+    write_atomic_safetensors,
+)
 
 log = logging.getLogger(__name__)
-
-HARVEST_FILE = "harvest.json"
-VAL_CHUNKS_FILE = "val_chunks.safetensors"
-SHARD_KEYS = ("acts", "token_ids", "file_ids", "line_ids")
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -84,160 +84,6 @@ class HarvestConfig:
             raise UsageError(f"need ctx_len >= 2 and 0 <= skip_first < ctx_len (got {self.ctx_len}, {self.skip_first})")
         if self.batch_size < 1 or self.tokens < 1 or self.val_tokens < 0 or self.shard_tokens < 1:
             raise UsageError("batch size, tokens and shard tokens must be positive")
-
-
-# ---------------------------------------------------------------------------------------------
-# Shard I/O
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _header(path: Path) -> tuple[dict, int]:
-    """The safetensors JSON header and the size the file must have according to it."""
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            raise ValueError("file shorter than the safetensors header")
-        (n,) = struct.unpack("<Q", raw)
-        if n > 100_000_000:
-            raise ValueError("implausible header length")
-        head = f.read(n)
-        if len(head) < n:
-            raise ValueError("header truncated")
-        meta = json.loads(head)
-    end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
-    return meta, 8 + n + end
-
-
-def check_shard(path: Path, d_model: int | None = None) -> str | None:
-    """Why ``path`` is not a complete activation shard, or None if it is (cheap: header and size)."""
-    try:
-        meta, size = _header(path)
-        actual = path.stat().st_size
-    except (OSError, ValueError) as err:
-        return f"unreadable ({err})"
-    if actual != size:
-        return f"truncated or padded ({actual} bytes, header says {size})"
-    missing = [k for k in SHARD_KEYS if k not in meta]
-    if missing:
-        return f"missing tensors {', '.join(missing)}"
-    n, d = meta["acts"]["shape"]
-    if d_model is not None and d != d_model:
-        return f"acts width {d}, expected {d_model}"
-    if any(meta[k]["shape"] != [n] for k in SHARD_KEYS[1:]):
-        return "inconsistent tensor lengths"
-    return None
-
-
-def load_shard(path: Path, sha256: str | None = None) -> dict[str, Tensor]:
-    """Read a shard, verifying its hash when given; any damage is a PttrustError naming the file."""
-    from safetensors.torch import load as st_load
-
-    hint = "rerun `pttrust pretrain harvest` with the same arguments to rebuild it"
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise PttrustError(f"cannot read activation shard {path}: {err.strerror}; {hint}") from None
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise PttrustError(f"activation shard {path} is corrupted (sha256 mismatch); {hint}")
-    problem = check_shard(path)
-    if problem:
-        raise PttrustError(f"activation shard {path} is corrupted: {problem}; {hint}")
-    try:
-        return st_load(data)
-    except Exception as err:  # safetensors raises its own error types
-        raise PttrustError(f"activation shard {path} is corrupted: {err}; {hint}") from None
-
-
-def write_atomic_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
-
-    # fsync: the rename must never expose a shard whose bytes are not on disk
-    with atomic_path(path, fsync=True) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-
-
-# ---------------------------------------------------------------------------------------------
-# Token stream
-
-
-def token_stream(
-    corpus: Corpus, split: str, tokenizer, cfg: HarvestConfig, files_per_batch: int = 16
-) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Yield (token_ids, file_ids, line_ids) chunks of ``ctx_len`` from the split's files, concatenated
-    in a seeded order with EOS after each file (line id -1 for EOS). The final partial chunk is dropped."""
-    from risk_core.encode import token_line_indices
-
-    files = sorted(corpus.split(split), key=lambda f: f.sha256)
-    random.Random(cfg.seed).shuffle(files)
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UsageError("the tokenizer has no EOS token to separate files")
-    T = cfg.ctx_len
-    buf_ids: list[int] = []
-    buf_files: list[int] = []
-    buf_lines: list[int] = []
-    for start in range(0, len(files), files_per_batch):
-        group = files[start : start + files_per_batch]
-        texts = [corpus.read_text(f) for f in group]
-        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        for f, text, ids, offsets in zip(group, texts, enc["input_ids"], enc["offset_mapping"]):
-            lines, _ = token_line_indices(text, offsets)
-            buf_ids.extend(ids)
-            buf_ids.append(eos)
-            buf_files.extend([f.id] * (len(ids) + 1))
-            buf_lines.extend(lines.tolist())
-            buf_lines.append(-1)
-        n_full = len(buf_ids) // T
-        for c in range(n_full):
-            sl = slice(c * T, (c + 1) * T)
-            yield (
-                torch.tensor(buf_ids[sl], dtype=torch.int32),
-                torch.tensor(buf_files[sl], dtype=torch.int32),
-                torch.tensor(buf_lines[sl], dtype=torch.int32),
-            )
-        cut = n_full * T
-        del buf_ids[:cut], buf_files[:cut], buf_lines[:cut]
-
-
-# ---------------------------------------------------------------------------------------------
-# The truncated forward
-
-
-def layer_states(loaded, input_ids: Tensor, layer: int) -> Tensor:
-    """hidden_states[layer] of a full [B, T] batch (no padding), stopping the forward at that layer.
-
-    Uses risk_core.encode's forward so that harvest and scoring read states exactly the same way."""
-    from risk_core.encode import EncodeConfig, forward_states
-
-    ids = input_ids.long()
-    mask = torch.ones_like(ids)
-    positions = torch.arange(ids.shape[1]).expand(ids.shape[0], -1)
-    with torch.inference_mode():
-        h = forward_states(loaded, ids, mask, positions, EncodeConfig(layer=layer, surprise=False))[0][layer]
-    return h
-
-
-def model_fingerprint(name_or_path: str, loaded) -> str | None:
-    """sha256 of the model's weights: the registry's GGUF hash, else a hash of the local weight files
-    (sorted *.safetensors, name + content), so the trained SAE records exactly what it was fitted to."""
-    if loaded.sha256:
-        return loaded.sha256
-    p = Path(name_or_path)
-    files = sorted(p.glob("*.safetensors")) if p.is_dir() else []
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(bytes.fromhex(_sha256_file(f)))
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +182,7 @@ def harvest(
             pass
 
     def record(name: str, path: Path, n: int) -> None:
-        mine[name] = {"sha256": _sha256_file(path), "n_tokens": n, "bytes": path.stat().st_size}
+        mine[name] = {"sha256": file_sha256(path), "n_tokens": n, "bytes": path.stat().st_size}
         write_atomic_json({"fingerprint": fp, "shards": mine}, state_path)
 
     summary: dict = {}
@@ -385,9 +231,52 @@ def harvest(
         }
         write_atomic_json(doc, out / HARVEST_FILE)
     doc = dist.broadcast_object(doc, info)
+    if doc is None:  # rank 0 always sends the document it wrote
+        raise PttrustError("the harvest summary was not received from the first process")
     # A gloo group left alive at interpreter exit can abort the process ("terminate called ...").
     dist.shutdown(info)
     return doc
+
+
+class _ShardBuffer:
+    """The shard this process is filling: its chunks' ids (stored at once) and activations (filled a
+    batch of chunks at a time, by the truncated forward)."""
+
+    def __init__(self, capacity: int, d_model: int):
+        self.acts = torch.empty(capacity, d_model, dtype=torch.float16)
+        self.token_ids = torch.empty(capacity, dtype=torch.int32)
+        self.file_ids = torch.empty(capacity, dtype=torch.int32)
+        self.line_ids = torch.empty(capacity, dtype=torch.int32)
+        self.fill = 0
+        """Rows stored so far (activations of the pending chunks are still to be computed)."""
+        self.pending: list[Tensor] = []
+        """Chunks whose ids are stored but whose activations are not (the next batch)."""
+
+    def add_chunk(self, ids: Tensor, files: Tensor, lines: Tensor, skip_first: int) -> None:
+        n = ids.shape[0] - skip_first
+        rows = slice(self.fill, self.fill + n)
+        self.token_ids[rows] = ids[skip_first:]
+        self.file_ids[rows] = files[skip_first:]
+        self.line_ids[rows] = lines[skip_first:]
+        self.pending.append(ids)
+        self.fill += n
+
+    def flush(self, loaded: Any, cfg: HarvestConfig) -> None:
+        """Run the pending chunks through the model and store their activations."""
+        if not self.pending:
+            return
+        h = layer_states(loaded, torch.stack(self.pending), cfg.layer)[:, cfg.skip_first :]
+        n = h.shape[0] * h.shape[1]
+        self.acts[self.fill - n : self.fill] = h.reshape(n, -1).to(device="cpu", dtype=torch.float16)
+        self.pending = []
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {
+            "acts": self.acts[: self.fill],
+            "token_ids": self.token_ids[: self.fill],
+            "file_ids": self.file_ids[: self.fill],
+            "line_ids": self.line_ids[: self.fill],
+        }
 
 
 def _harvest_split(
@@ -424,57 +313,32 @@ def _harvest_split(
             log.warning("rebuilding damaged shard %s: %s", path, problem)
             return False
         # Complete but unrecorded (killed between the rename and the state write): adopt it.
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            n = f.get_slice("acts").get_shape()[0]
-        record(shard_name(i), path, n)
+        record(shard_name(i), path, shard_rows(path))
         return True
 
     names: list[str] = []
     tokens_done = 0
     t0 = time.perf_counter()
     ce_chunks: list[Tensor] = []
-    buf = None
-    fill = 0
     shard = 0
     chunk_in_shard = 0
-    batch_ids: list[Tensor] = []
-    ids_buf = files_buf = lines_buf = None
-
-    def my_shard(i: int) -> bool:
-        return i % info.world == info.rank
-
-    skip_current = False
     chunks_seen = 0
-
-    def flush_batch() -> None:
-        nonlocal batch_ids
-        if batch_ids:
-            h = layer_states(loaded, torch.stack(batch_ids), cfg.layer)[:, cfg.skip_first :]
-            n = h.shape[0] * per_chunk
-            buf[fill - n : fill] = h.reshape(n, d).to(device="cpu", dtype=torch.float16)
-            batch_ids = []
+    current: _ShardBuffer | None = None  # None: this process does not compute the current shard
 
     def finish_shard() -> None:
-        nonlocal shard, chunk_in_shard, buf
-        if not skip_current:
-            flush_batch()
+        nonlocal shard, chunk_in_shard, current
+        if current is not None:
+            current.flush(loaded, cfg)
             path = shard_dir.parent / shard_name(shard)
             write_atomic_safetensors(
-                {
-                    "acts": buf[:fill],
-                    "token_ids": ids_buf[:fill],
-                    "file_ids": files_buf[:fill],
-                    "line_ids": lines_buf[:fill],
-                },
+                current.tensors(),
                 path,
                 # One metadata key: safetensors does not keep key order, and identical runs must
                 # give byte-identical shards.
                 metadata={"pttrust": json.dumps({"layer": cfg.layer, "shard": shard, "split": split}, sort_keys=True)},
             )
-            record(shard_name(shard), path, fill)
-            buf = None
+            record(shard_name(shard), path, current.fill)
+            current = None
         shard += 1
         chunk_in_shard = 0
 
@@ -486,27 +350,16 @@ def _harvest_split(
         if chunk_in_shard == 0:
             # Start of a new shard: decide whether this process computes it.
             names.append(shard_name(shard))
-            skip_current = not my_shard(shard) or is_done(shard)
-            if not skip_current:
-                cap = min(cps, n_chunks_wanted - chunks_seen) * per_chunk
-                buf = torch.empty(cap, d, dtype=torch.float16)
-                ids_buf = torch.empty(cap, dtype=torch.int32)
-                files_buf = torch.empty(cap, dtype=torch.int32)
-                lines_buf = torch.empty(cap, dtype=torch.int32)
-                fill = 0
+            if shard % info.world == info.rank and not is_done(shard):
+                current = _ShardBuffer(min(cps, n_chunks_wanted - chunks_seen) * per_chunk, d)
         chunks_seen += 1
         chunk_in_shard += 1
-        if not skip_current:
-            s = slice(cfg.skip_first, None)
-            ids_buf[fill : fill + per_chunk] = ids[s]
-            files_buf[fill : fill + per_chunk] = files[s]
-            lines_buf[fill : fill + per_chunk] = lines[s]
-            batch_ids.append(ids)
-            fill += per_chunk
+        if current is not None:
+            current.add_chunk(ids, files, lines, cfg.skip_first)
             # Batches never straddle shards, so the batch shapes (and the float results) are the
             # same however the run is split across processes or restarts.
-            if len(batch_ids) == cfg.batch_size:
-                flush_batch()
+            if len(current.pending) == cfg.batch_size:
+                current.flush(loaded, cfg)
         tokens_done += per_chunk
         last_of_shard = chunk_in_shard == cps or chunks_seen == n_chunks_wanted
         if last_of_shard:
@@ -525,6 +378,6 @@ def _harvest_split(
         result["val_chunks"] = {
             "file": VAL_CHUNKS_FILE,
             "n": len(ce_chunks),
-            "sha256": _sha256_file(val_chunks_dir / VAL_CHUNKS_FILE),
+            "sha256": file_sha256(val_chunks_dir / VAL_CHUNKS_FILE),
         }
     return result

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from risk_core.errors import PttrustError, UsageError
+from risk_core.hashing import file_sha256 as _sha256_file
 
 if TYPE_CHECKING:  # torch and transformers are heavy; import them only where a model is touched
     import torch
@@ -177,14 +178,6 @@ def resolve_spec(name: str, registry: Mapping[str, ModelSpec] | None = None) -> 
 
 # --------------------------------------------------------------------------------------------------
 # The cache: manifest, validation, preparation
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_manifest(path: Path) -> dict | None:

@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from risk_core.choices import PROBE_KINDS, ProbeKind, check_choice
 from risk_core.errors import UsageError
 
 
 @dataclass
 class ProbeConfig:
-    kind: str = "logistic"
+    kind: ProbeKind = "logistic"
     """logistic (sparse linear) | mlp (one hidden layer)."""
     l1: float = 1e-3
     """L1 strength on the input weights (proximal step for logistic, penalty for mlp)."""
@@ -42,6 +43,9 @@ class ProbeConfig:
     weight_decay: float = 1e-4
     """L2 on the mlp weights (ignored by logistic)."""
 
+    def __post_init__(self) -> None:
+        check_choice("probe kind", self.kind, PROBE_KINDS)
+
 
 _EPS = 1e-6
 
@@ -51,11 +55,15 @@ class RiskProbe(nn.Module):
 
     sequence = False
     """Each line is scored from its own features alone."""
+    # Buffers (registered in __init__), declared so their type is Tensor rather than Module's getattr.
+    mean: Tensor
+    std: Tensor
+    calib_a: Tensor
+    calib_b: Tensor
+    net: nn.Linear | nn.Sequential
 
     def __init__(self, cfg: ProbeConfig):
         super().__init__()
-        if cfg.kind not in ("logistic", "mlp"):
-            raise UsageError(f"unknown probe kind {cfg.kind!r} (logistic | mlp)")
         if cfg.n_features <= 0:
             raise UsageError("probe needs n_features > 0")
         self.cfg = cfg
@@ -72,7 +80,12 @@ class RiskProbe(nn.Module):
 
     @property
     def first_layer(self) -> nn.Linear:
-        return self.net if isinstance(self.net, nn.Linear) else self.net[0]
+        if isinstance(self.net, nn.Linear):
+            return self.net
+        first = self.net[0]
+        if not isinstance(first, nn.Linear):  # __init__ builds Linear, GELU, Linear
+            raise TypeError(f"probe network starts with {type(first).__name__}, not Linear")
+        return first
 
     def standardize(self, features: Tensor) -> Tensor:
         return (features.float() - self.mean) / self.std
@@ -93,7 +106,7 @@ class RiskProbe(nn.Module):
         """
         z = self.standardize(features)
         if self.cfg.kind == "logistic":
-            return (z * self.net.weight[0]).detach()
+            return (z * self.first_layer.weight[0]).detach()
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             out = self.net(z).squeeze(-1)
@@ -204,7 +217,7 @@ def _fit_logistic_fista(lin: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, cfg: 
     v = torch.randn(f, generator=torch.Generator().manual_seed(cfg.seed)).to(z.device)
     for _ in range(30):
         u = torch.cat([z[a : a + bs] @ v for a in range(0, n, bs)])
-        v = sum(z[a : a + bs].T @ u[a : a + bs] for a in range(0, n, bs))
+        v = sum((z[a : a + bs].T @ u[a : a + bs] for a in range(0, n, bs)), torch.zeros_like(v))
         v = v / v.norm().clamp_min(1e-12)
     u = torch.cat([z[a : a + bs] @ v for a in range(0, n, bs)])
     sigma2 = float(u.pow(2).sum())  # ~ largest eigenvalue of z^T z
@@ -230,12 +243,14 @@ def _fit_logistic_fista(lin: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, cfg: 
     lin.bias.copy_(b_prev)
 
 
-def _fit_mlp(net: nn.Module, z: Tensor, y: Tensor, wts: Tensor, cfg: ProbeConfig, gen: torch.Generator) -> None:
+def _fit_mlp(
+    net: nn.Module, first: nn.Linear, z: Tensor, y: Tensor, wts: Tensor, cfg: ProbeConfig, gen: torch.Generator
+) -> None:
     """Adam on minibatches; L1 on the first layer's input columns (a soft feature selection)."""
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = z.shape[0]
     bs = min(cfg.batch_size, n)
-    w1 = net[0].weight
+    w1 = first.weight
     net.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen)
@@ -295,9 +310,9 @@ def train_probe(
     weights = weights / weights.mean()
     z_all = probe.standardize(features)
     if cfg.kind == "logistic":
-        _fit_logistic_fista(probe.net, z_all, labels, weights, cfg)
+        _fit_logistic_fista(probe.first_layer, z_all, labels, weights, cfg)
     else:
-        _fit_mlp(probe.net, z_all, labels, weights, cfg, gen)
+        _fit_mlp(probe.net, probe.first_layer, z_all, labels, weights, cfg, gen)
     probe.eval()
     with torch.no_grad():
         val_logits = probe.logits(val_features)

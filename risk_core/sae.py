@@ -67,6 +67,9 @@ class ForwardOutput(NamedTuple):
 
 
 class SparseCoder(nn.Module):
+    input_scale: Tensor
+    """Buffer (scalar): inputs are multiplied by it so that they have unit mean norm."""
+
     def __init__(
         self, d_in: int, cfg: SaeConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ):
@@ -146,7 +149,7 @@ class SparseCoder(nn.Module):
         # residual error of the live ones; this gives dead latents a gradient and revives them.
         # k_aux = d_in / 2, loss scaled down when fewer latents are dead than k_aux.
         num_dead = int(dead_mask.sum()) if dead_mask is not None else 0
-        if num_dead > 0:
+        if dead_mask is not None and num_dead > 0:
             k_aux = self.d_in // 2
             scale = min(num_dead / k_aux, 1.0)
             k_aux = min(k_aux, num_dead)

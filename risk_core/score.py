@@ -12,9 +12,9 @@ import torch
 
 from risk_core.artifacts import Bundle
 from risk_core.candidates import candidate_mask, definition_spans, scoring_window
-from risk_core.corpus import language_of
 from risk_core.encode import EncodeConfig
 from risk_core.features import compute_features
+from risk_core.languages import language_of
 from risk_core.models import LoadedModel
 
 # The request/result types live in the torch-free risk_core.types; re-exported for existing imports.

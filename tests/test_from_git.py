@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from risk_core.candidates import enclosing_definition
-from risk_core.data import from_git as fg
 from risk_core.data.from_git import (
     classify_path,
     dedupe,
@@ -19,6 +18,7 @@ from risk_core.data.from_git import (
     fix_samples,
     is_fix_message,
 )
+from risk_core.data.from_git import mining as fg
 
 ENV = {
     "GIT_AUTHOR_NAME": "t",

@@ -319,3 +319,62 @@ def test_out_of_disk_is_one_clear_error(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
     with pytest.raises(PttrustError, match="out of disk space writing .*sae.safetensors"):
         SparseCoder(8, SaeConfig(k=2)).save(tmp_path / "sae")
+
+
+def test_lr_schedule_warms_up_linearly_then_holds():
+    from risk_core.train_sae import get_lr
+
+    assert [get_lr(s, 1.0, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert get_lr(0, 2e-3, 0) == 2e-3  # no warm-up: the full rate from the first step
+
+
+def test_trainer_resume_picks_up_the_newest_checkpoint(tmp_path, acts_dir, loaded):
+    from risk_core.train_sae import Trainer
+
+    out = tmp_path / "run"
+    cfg = _train_cfg(delta_ce=False, epochs=1)
+    fresh = Trainer(acts_dir, out, SAE_CFG, cfg, loaded=loaded, device="cpu")
+    assert fresh.resume() is False and fresh.step == 0
+
+    def stop_at_7(rec):
+        if rec.get("event") == "train" and rec["step"] == 7:
+            raise KeyboardInterrupt
+
+    killed = Trainer(acts_dir, out, SAE_CFG, cfg, loaded=loaded, device="cpu", log_fn=stop_at_7)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    again = Trainer(acts_dir, out, SAE_CFG, cfg, loaded=loaded, device="cpu")
+    assert again.resume() is True
+    assert again.step == 5 and again.tokens_seen == 5 * 256  # checkpoint_every=5
+    assert [r["step"] for r in again.history if r["event"] == "train"] == [1, 2, 3, 4, 5]
+    final = again.fit()
+    again.save()
+    assert final["step"] == again.data.total_steps and (out / "sae.safetensors").is_file()
+
+
+def test_checkpoint_out_of_disk_is_one_clear_error(tmp_path, acts_dir, loaded, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    from risk_core.train_sae import Trainer
+
+    trainer = Trainer(acts_dir, tmp_path / "run", SAE_CFG, _train_cfg(), loaded=loaded, device="cpu")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(PttrustError, match="out of disk space writing .*checkpoints"):
+        trainer.save_checkpoint()
+
+
+def test_damaged_validation_chunks_are_named(tmp_path, acts_dir):
+    import shutil
+
+    copy = tmp_path / "acts"
+    shutil.copytree(acts_dir, copy)
+    (copy / hv.VAL_CHUNKS_FILE).write_bytes(b"not the chunks")
+    data = ShardData(copy, TrainConfig(batch_size=256))
+    with pytest.raises(PttrustError, match=r"validation chunks .* \(sha256 mismatch\)"):
+        data.val_chunks(2)

@@ -1,4 +1,4 @@
-"""Latent descriptions learned from data (risk_core.evaluate.describe_latents, docs/latents.md), on
+"""Latent descriptions learned from data (risk_core.latent_labels.describe_latents, docs/latents.md), on
 synthetic activations: a latent that fires on one construct gets a phrase for it; one that fires
 everywhere alike gets none; the method is deterministic; old-style labels are never shown."""
 

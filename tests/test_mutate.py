@@ -176,3 +176,28 @@ def test_corpus_directory_contributes_its_reserved_split_only(tmp_path):
     assert [(p, lang) for p, lang, _ in items] == [("src/m1.py", "python")]
     samples = mutate_sources(items, per_file=2, seed=0, per_snippet=2)
     assert len(samples) == 2 and all(s.path == "src/m1.py" and "ws2" in s.code for s in samples)
+
+
+def test_every_operator_of_the_table_has_one_function_per_language():
+    from risk_core.data.mutate import OPERATOR_DOCS, PYTHON_OPERATORS, TREE_SITTER_OPERATORS
+
+    assert tuple(PYTHON_OPERATORS) == OPERATORS == tuple(TREE_SITTER_OPERATORS) == tuple(OPERATOR_DOCS)
+    assert all(callable(f) for f in (*PYTHON_OPERATORS.values(), *TREE_SITTER_OPERATORS.values()))
+
+
+@pytest.mark.parametrize("lang", sorted(SOURCES))
+def test_candidates_of_a_subset_are_the_operators_own(lang):
+    code = snippets_for(SOURCES[lang], lang)[0].code
+    everything = candidates_for(code, lang)
+    only = candidates_for(code, lang, ["comparison", "negation"])
+    assert only and {e.operator for e in only} == {"comparison", "negation"}
+    assert only == [e for e in everything if e.operator in ("comparison", "negation")]
+
+
+def test_a_named_file_in_a_language_without_operators_is_skipped(tmp_path):
+    # It used to reach the tree-sitter table with language None (KeyError, a traceback).
+    from risk_core.data.mutate import load_sources
+
+    (tmp_path / "notes.txt").write_text("not code\n")
+    (tmp_path / "lib.rs").write_text("fn main() {}\n")
+    assert load_sources([tmp_path / "notes.txt", tmp_path / "lib.rs"]) == []

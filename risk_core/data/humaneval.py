@@ -137,6 +137,9 @@ def isolation_problem() -> str | None:
         return "setpriv is missing (util-linux), needed to drop root"
     why = "no Python interpreter found"
     with tempfile.TemporaryDirectory(prefix="pttrust-sbx-") as tmp:
+        prefix = _isolation_prefix(tmp)
+        if prefix is None:  # the checks above cover what it needs; this keeps the two in step
+            return "bubblewrap or setpriv is not usable"
         os.chmod(tmp, 0o711)
         with open(os.path.join(tmp, "prog.py"), "w") as f:
             f.write("print('ok')\n")
@@ -144,7 +147,7 @@ def isolation_problem() -> str | None:
         for python in _candidates():
             try:
                 proc = subprocess.run(
-                    [*_isolation_prefix(tmp), python, "-I", "/tmp/prog.py"],
+                    [*prefix, python, "-I", "/tmp/prog.py"],
                     capture_output=True,
                     timeout=30,
                     stdin=subprocess.DEVNULL,
@@ -206,7 +209,10 @@ def run_sandboxed(
         if isolated:
             os.chmod(tmp, 0o711)  # the unprivileged user reads the program (bound read-only) and no more
             os.chmod(path, 0o644)
-            argv = [*_isolation_prefix(tmp), _interpreter(), "-I", "-B", "/tmp/prog.py"]
+            prefix = _isolation_prefix(tmp)
+            if prefix is None:  # isolation was checked a moment ago: the tools went away since
+                raise SandboxUnavailable("cannot isolate the HumanEval programs: bubblewrap is no longer usable")
+            argv = [*prefix, _interpreter(), "-I", "-B", "/tmp/prog.py"]
             # Processes count per user: nobody's on this host, plus bwrap and the namespace's init.
             nproc = 32
         else:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from risk_core.errors import UsageError
+from risk_core.hashing import file_sha256  # noqa: F401  (the data hash bot/cli and scripts record)
 
 
 @dataclass
@@ -107,15 +108,6 @@ def iter_jsonl(path: str | Path) -> Iterator[Sample]:
 
 def read_jsonl(path: str | Path) -> list[Sample]:
     return list(iter_jsonl(path))
-
-
-def file_sha256(path: str | Path) -> str:
-    """Data hash recorded next to every trained artifact."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def split_by_path(

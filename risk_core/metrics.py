@@ -1,0 +1,150 @@
+"""Metrics of line risk scores (numpy only), shared by eval, bind and the real-bug experiments.
+
+- per program: top-1 / top-3 hit rate (a buggy line among the k highest-scored candidate lines),
+  over programs with at least one labeled buggy candidate line;
+- per line: AUROC, AUPRC (average precision), ECE (10 equal-width bins; probabilistic methods only);
+- findings at a threshold (``finding_cell``, ``real_bug_report``): what a reviewer would see, in false
+  findings per 1,000 clean lines and precision, and the threshold for a false-finding budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def auroc(scores, labels) -> float | None:
+    """Area under the ROC curve with ties counted half (Mann-Whitney U); None if one class is absent."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def auprc(scores, labels) -> float | None:
+    """Average precision (step-wise area under the precision-recall curve); None without positives."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    if y.sum() == 0:
+        return None
+    order = np.argsort(-s, kind="mergesort")
+    y = y[order]
+    tp = np.cumsum(y)
+    precision = tp / np.arange(1, len(y) + 1)
+    return float((precision * y).sum() / y.sum())
+
+
+def ece(probs, labels, bins: int = 10) -> float | None:
+    """Expected calibration error: sum over bins of |mean prob - positive rate| weighted by bin size."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if len(p) == 0:
+        return None
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() / len(p) * abs(p[m].mean() - y[m].mean())
+    return float(total)
+
+
+def topk_hits(scores, labels, groups, k: int) -> tuple[int, int]:
+    """(programs whose top-k lines contain a buggy line, programs with a buggy line)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    g = np.asarray(groups)
+    hits = total = 0
+    for gid in np.unique(g):
+        m = g == gid
+        if not y[m].any():
+            continue
+        total += 1
+        order = np.argsort(-s[m], kind="mergesort")
+        hits += bool(y[m][order[:k]].any())
+    return hits, total
+
+
+def rounded(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def cell(scores, labels, groups, probabilistic: bool) -> dict:
+    h1, n = topk_hits(scores, labels, groups, 1)
+    h3, _ = topk_hits(scores, labels, groups, 3)
+    return {
+        "top1": rounded(h1 / n) if n else None,
+        "top3": rounded(h3 / n) if n else None,
+        "auroc": rounded(auroc(scores, labels)),
+        "auprc": rounded(auprc(scores, labels)),
+        "ece": rounded(ece(scores, labels)) if probabilistic else None,
+        "n": int(n),
+    }
+
+
+def threshold_for_false_findings(scores, samples, rows, pick=None, lines_per_finding: int = 300) -> float | None:
+    """The risk threshold at which clean code gets one false finding per ``lines_per_finding`` candidate
+    lines: the (1 - 1/lines_per_finding) quantile of the scores of lines of clean samples (no buggy
+    lines: fixed versions). ``rows`` has ``.sample`` per row; ``pick`` (bool per row) restricts the rows
+    used (a validation split). None when there is no clean line or no scores."""
+    if scores is None:
+        return None
+    clean = np.array([not samples[int(i)].buggy_lines for i in rows.sample.tolist()], dtype=bool)
+    if pick is not None:
+        clean &= np.asarray(pick, dtype=bool)
+    if not clean.any():
+        return None
+    return float(np.quantile(np.asarray(scores, dtype=np.float64)[clean], 1.0 - 1.0 / lines_per_finding))
+
+
+def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict:
+    """Top-1/3/5 and AUROC over the rows of buggy samples; at ``threshold``: false findings per 1,000
+    lines of clean samples and the precision of all findings (buggy and clean samples together)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    clean = np.asarray(clean, dtype=bool)
+    g = np.asarray(groups)
+    bug = ~clean
+    out = {}
+    for k in (1, 3, 5):
+        h, n = topk_hits(s[bug], y[bug], g[bug], k)
+        out[f"top{k}"] = rounded(h / n) if n else None
+    out["auroc"] = rounded(auroc(s[bug], y[bug]))
+    out["n_bugs"] = int(topk_hits(s[bug], y[bug], g[bug], 1)[1])
+    out["n_lines"] = int(len(s))
+    if threshold is None:
+        out.update({"false_per_1000": None, "precision": None, "findings": None})
+        return out
+    flagged = s >= threshold
+    out["false_per_1000"] = rounded(1000.0 * flagged[clean].sum() / clean.sum()) if clean.any() else None
+    out["findings"] = int(flagged.sum())
+    out["precision"] = rounded(y[flagged].mean()) if flagged.any() else None
+    return out
+
+
+def real_bug_report(scores, samples, rows, threshold: float | None) -> dict:
+    """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``."""
+    si = rows.sample.numpy()
+    lang = np.array([samples[int(i)].language for i in si])
+    clean = np.array([not samples[int(i)].buggy_lines for i in si], dtype=bool)
+    s, y = np.asarray(scores, dtype=np.float64), rows.label.numpy() > 0
+    out = {"threshold": rounded(threshold), "all": finding_cell(s, y, si, clean, threshold), "by_language": {}}
+    for language in sorted(set(lang.tolist())):
+        m = lang == language
+        out["by_language"][language] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
+    return out
