@@ -122,7 +122,7 @@ class Bundle:
         # A probe bound on another SAE would only fail deep in a matmul at scoring time.
         extra = 3 if cfg.features.endswith("+surprise") else 0  # features.SURPRISE_NAMES
         for name, p, width in (
-            ("probe", probe, sae.num_latents + extra),
+            ("probe", probe, sae.num_latents + extra + (cfg.d_model if cfg.features == "sae+raw" else 0)),
             ("raw_probe", raw_probe, cfg.d_model + extra),
         ):
             if p is not None and p.cfg.n_features != width:

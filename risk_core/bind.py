@@ -28,7 +28,7 @@ from risk_core.choices import (
 )
 from risk_core.errors import UsageError
 from risk_core.evaluate import cell
-from risk_core.features import line_table
+from risk_core.features import line_table, raw_counterpart
 from risk_core.probe import ProbeConfig, train_probe
 
 _BIND_FEATURES: tuple[FeatureSet, ...] = ("sae", "sae+surprise")  # a bundle's probe reads SAE latents
@@ -167,7 +167,7 @@ def bind(
         "val": {"pttrust": tried[framing]},
     }
     raw_probe = None
-    raw_set = cfg.features.replace("sae", "raw")
+    raw_set = raw_counterpart(cfg.features)
     if cfg.raw_probe:
         log("training the raw-state baseline probe")
         raw_probe, raw_val = _fit_eval(table, tr, va, raw_set, cfg.probe, loaded.device)

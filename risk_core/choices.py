@@ -20,8 +20,9 @@ BindFraming = Literal["bare", "review", "auto"]
 """A framing, or ``auto``: bind tries each and keeps the one with the higher validation AUROC."""
 BIND_FRAMINGS: tuple[BindFraming, ...] = get_args(BindFraming)
 
-FeatureSet = Literal["sae", "sae+surprise", "raw", "raw+surprise"]
-"""A probe's input: SAE latents or raw states, optionally with the line's token surprise."""
+FeatureSet = Literal["sae", "sae+surprise", "sae+raw", "raw", "raw+surprise"]
+"""A probe's input: SAE latents or raw states, optionally with the line's token surprise; ``sae+raw``
+is the latents followed by the raw states they encode (reasons read the latent part)."""
 FEATURE_SETS: tuple[FeatureSet, ...] = get_args(FeatureSet)
 
 ProbeKind = Literal["logistic", "mlp"]

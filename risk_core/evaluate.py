@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from risk_core.errors import UsageError
+from risk_core.features import raw_counterpart
 from risk_core.latent_labels import (  # noqa: F401  (re-exported)
     CONSTRUCTS,
     LABEL_METHOD,
@@ -59,7 +60,7 @@ def method_scores(table, bundle, seed: int = 0) -> dict[str, np.ndarray]:
         out["entropy"] = sur[:, 2] + jitter
     with torch.no_grad():
         if bundle.raw_probe is not None and table.raw is not None:
-            x = table.matrix(bundle.cfg.features.replace("sae", "raw"))
+            x = table.matrix(raw_counterpart(bundle.cfg.features))
             out["raw-probe"] = bundle.raw_probe.risk(x).double().numpy() + jitter
         out["pttrust"] = probe_risk(bundle.probe, table.matrix(bundle.cfg.features), table.sample_index) + jitter
     return out
@@ -138,7 +139,7 @@ def evaluate_table(table, samples, scores: dict[str, np.ndarray], threshold: flo
 
 def evaluate(loaded, bundle, samples, enc_cfg, seed: int = 0, progress=None) -> dict:
     """Score ``samples`` with every method under the bundle's encoding settings and report metrics."""
-    from risk_core.features import line_table
+    from risk_core.features import line_table, uses_raw
 
     if not samples:
         raise UsageError("no samples to evaluate")
@@ -149,7 +150,7 @@ def evaluate(loaded, bundle, samples, enc_cfg, seed: int = 0, progress=None) -> 
         enc_cfg,
         sae=bundle.sae,
         framing=bundle.cfg.framing,
-        keep_raw=bundle.raw_probe is not None,
+        keep_raw=bundle.raw_probe is not None or uses_raw(bundle.cfg.features),
         progress=progress,
     )
     threshold = (bundle.metrics or {}).get("threshold")
@@ -234,11 +235,17 @@ def to_markdown(report: dict) -> str:
 
 def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, top: int = 8) -> dict:
     """The latents behind one line's score: activation, contribution to the logit, label."""
-    from risk_core.features import compute_features
+    from risk_core.features import compute_features, uses_raw
 
     bundle.check_compatible(loaded)
     ff = compute_features(
-        loaded, [code], [language], enc_cfg, sae=bundle.sae, framing=bundle.cfg.framing, keep_raw=False
+        loaded,
+        [code],
+        [language],
+        enc_cfg,
+        sae=bundle.sae,
+        framing=bundle.cfg.framing,
+        keep_raw=uses_raw(bundle.cfg.features),
     )[0]
     if line not in ff.line_numbers:
         raise UsageError(f"line {line} holds no code token (file has {len(code.splitlines())} lines)")

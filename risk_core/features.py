@@ -24,13 +24,28 @@ SURPRISE_NAMES = ("nll_mean", "nll_max", "entropy_mean")
 _PLACEHOLDER = "\u2063CODE\u2063"
 
 
+def uses_raw(feature_set: str) -> bool:
+    """Whether a feature set reads the pooled raw states (so they must be kept)."""
+    return "raw" in feature_set.split("+")
+
+
+def raw_counterpart(feature_set: str) -> str:
+    """The raw-state baseline's feature set beside a bundle's: its SAE part swapped for raw states."""
+    return "raw+surprise" if feature_set.endswith("+surprise") else "raw"
+
+
 def feature_matrix(feature_set: str, sae: Tensor | None, raw: Tensor | None, surprise: Tensor | None) -> Tensor:
-    """The probe input for a feature set: sae | sae+surprise | raw | raw+surprise. A line whose only
-    token is the file's first has no defined NLL: its surprise is 0."""
+    """The probe input for a feature set: sae | sae+surprise | sae+raw | raw | raw+surprise. A line whose
+    only token is the file's first has no defined NLL: its surprise is 0. ``sae+raw`` puts the latents
+    first, so a probe's first ``num_latents`` contributions are the latents'."""
     base, _, extra = feature_set.partition("+")
     x = sae if base == "sae" else raw
     if x is None:
         raise UsageError(f"feature set {feature_set!r} needs {base} features that were not computed")
+    if extra == "raw":
+        if raw is None:
+            raise UsageError(f"feature set {feature_set!r} needs raw states that were not kept")
+        x = torch.cat([x, raw], dim=1)
     if extra == "surprise":
         if surprise is None:
             raise UsageError("feature set with surprise needs EncodeConfig.surprise=True")

@@ -13,7 +13,7 @@ import torch
 from risk_core.artifacts import Bundle
 from risk_core.candidates import candidate_mask, definition_spans, scoring_window
 from risk_core.encode import EncodeConfig
-from risk_core.features import compute_features
+from risk_core.features import compute_features, uses_raw
 from risk_core.languages import language_of
 from risk_core.models import LoadedModel
 
@@ -76,7 +76,7 @@ class Scorer:
             self.encode_cfg,
             sae=self.bundle.sae,
             framing=self.bundle.cfg.framing,
-            keep_raw=False,
+            keep_raw=uses_raw(self.bundle.cfg.features),
         )
         scored: list[list[LineRisk]] = [[] for _ in files]
         for (fi, lo, _hi), text, ff, wanted_lines in zip(windows, texts, feats, targets):

@@ -89,3 +89,25 @@ def test_a_context_probe_bundle_scores_every_target_line(tiny_model_dir):
     # the context probe reads the whole window: scoring one line alone gives the same risk
     (one,) = sc.score([FileToScore("m.py", CODE, [3])])
     assert one.lines[0].risk == pytest.approx(fs.lines[1].risk, abs=1e-5)
+
+
+def test_an_sae_plus_raw_bundle_reads_latents_then_raw_states_and_explains_with_latents(tiny_model_dir, tmp_path):
+    from risk_core.context_probe import ContextProbe, ContextProbeConfig
+    from risk_core.features import feature_matrix
+
+    latents, raw = torch.ones(3, 2), torch.full((3, 4), 2.0)
+    assert feature_matrix("sae+raw", latents, raw, None).tolist() == [[1, 1, 2, 2, 2, 2]] * 3
+    torch.manual_seed(0)
+    loaded = load_model(str(tiny_model_dir))
+    sae = SparseCoder(64, SaeConfig(expansion_factor=4, k=8))
+    probe = ContextProbe(ContextProbeConfig(n_features=sae.num_latents + 64, hidden=8)).eval()
+    cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2, features="sae+raw")
+    Bundle(cfg, sae, probe).save(tmp_path / "b")
+    sc = Scorer(loaded, Bundle.load(tmp_path / "b"))  # the width check counts latents + d_model
+    (fs,) = sc.score([FileToScore("m.py", CODE, [2, 3])], top_latents=2)
+    assert [lr.line for lr in fs.lines] == [2, 3]
+    assert all(x.index < sae.num_latents for lr in fs.lines for x in lr.latents)
+    wrong = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2, features="sae")
+    Bundle(wrong, sae, probe).save(tmp_path / "w")
+    with pytest.raises(Exception, match="wide"):
+        Bundle.load(tmp_path / "w")
