@@ -78,11 +78,12 @@ class LabelConfig:
 
 
 def token_features(token: str, line: str) -> set[str]:
-    """The features of one token: itself (stripped; whitespace-only tokens have none) and the
-    constructs its line holds."""
+    """The features of one token: itself (stripped) and the constructs its line holds. A token of
+    one character (``)``, ``{``, ``i``) is no feature: "fires on `)`" tells a reviewer nothing, and
+    such latents must stay undescribed rather than be shown with a bracket for a reason."""
     feats = {f"construct:{name}" for name, rx in _CONSTRUCT_RE if rx.search(line)}
     tok = token.strip()
-    if tok:
+    if len(tok) >= 2:
         feats.add(f"tok:{tok}")
     return feats
 

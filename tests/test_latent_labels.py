@@ -86,3 +86,16 @@ def test_only_learned_descriptions_are_shown(tmp_path):
     assert Bundle.latent_label(fake, 1) is None
     assert Bundle.latent_label(fake, 2) == "comparison with `<=`"
     assert Bundle.latent_label(fake, 3) is None and Bundle.latent_label(fake, 4) is None
+
+
+def test_single_character_tokens_never_describe_a_latent():
+    from risk_core.latent_labels import describe_latents, token_features
+
+    assert token_features(")", "f(x)") == set()
+    assert "tok:<=" in token_features("<=", "if a <= b:")
+    # a latent that fires only on closing brackets (no construct in its lines) stays undescribed
+    lines = ["f(x)", "g(y)", "h(z)", "k(w)"] * 4 + ["name = value"] * 40
+    toks = [")"] * 16 + ["name"] * 40
+    acts = torch.tensor([[1.0]] * 16 + [[0.0]] * 40)
+    (entry,) = [v for k, v in describe_latents(acts, toks, lines, [0]).items()]
+    assert entry["label"] is None
