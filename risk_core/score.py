@@ -64,6 +64,12 @@ class FileScores:
     """Why the file was not scored, when it was not."""
 
 
+def layers_needed(bundle: Bundle) -> int | None:
+    """``load_model(up_to_layer=...)`` for a scorer of ``bundle``: its layer, or None (the whole causal
+    LM) when its features need the logits (surprise)."""
+    return None if "surprise" in bundle.cfg.features else bundle.cfg.layer
+
+
 class Scorer:
     """Bundle (SAE + probe) applied to a loaded model's line states."""
 
