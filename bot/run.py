@@ -3,6 +3,7 @@ and the GitHub Action's entry, so that both run the same pieces in the same orde
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +21,9 @@ def default_bundle(model: str) -> Path | None:
     return path if (path / "cfg.json").is_file() else None
 
 
-def load_scorer(model: str | None, bundle: str | None, device: str = "auto", progress=None):
-    """Load the model and its artifact bundle into a `risk_core.score.Scorer`.
+def load_scorer(model: str | None, bundle: str | None, device: str = "auto", progress=None, *, quantize: str = "auto"):
+    """Load the model and its artifact bundle into a `risk_core.score.Scorer`; the model only up to
+    the bundle's layer when its features need no logits (`risk_core.score.layers_needed`).
 
     Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
     """
@@ -30,7 +32,7 @@ def load_scorer(model: str | None, bundle: str | None, device: str = "auto", pro
         from risk_core.artifacts import Bundle
         from risk_core.encode import EncodeConfig
         from risk_core.models import DEFAULT_MODEL, load_model
-        from risk_core.score import Scorer
+        from risk_core.score import Scorer, layers_needed
     except ImportError as err:
         raise PttrustError(f"the scoring stack is not available: {err}") from None
     name = model or DEFAULT_MODEL
@@ -40,12 +42,22 @@ def load_scorer(model: str | None, bundle: str | None, device: str = "auto", pro
     say(f"loading bundle {bundle_path}")
     loaded_bundle = Bundle.load(bundle_path)
     say(f"loading model {name}")
-    loaded = load_model(name, device=device, say=progress)  # the CLI's reporter: respects -q
+    loaded = load_model(  # the CLI's reporter: respects -q
+        name, device=device, quantize=quantize, up_to_layer=layers_needed(loaded_bundle), say=progress
+    )
     encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
     return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
 
 
-def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFactory | None = None, progress=None):
+def score_source(
+    source,
+    cfg,
+    *,
+    device: str = "auto",
+    quantize: str = "auto",
+    scorer_factory: ScorerFactory | None = None,
+    progress=None,
+):
     """Run the review pipeline on ``source`` (a ``bot.review.ReviewSource``) and return its Report.
 
     The model is loaded only once the input has been checked and holds lines to score, so a bad
@@ -54,7 +66,11 @@ def score_source(source, cfg, *, device: str = "auto", scorer_factory: ScorerFac
     """
     from bot.review import review_source
 
-    factory = scorer_factory or load_scorer
+    # quantize reaches the loader only when asked for, so factories with load_scorer's first four
+    # parameters (the Action's, test doubles) keep working.
+    factory = scorer_factory or (
+        load_scorer if quantize == "auto" else functools.partial(load_scorer, quantize=quantize)
+    )
     loaded: dict = {}
 
     def scorer():

@@ -57,6 +57,13 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N].")
+@click.option(
+    "--quantize",
+    type=click.Choice(["auto", "nf4", "int8", "none"]),
+    default="auto",
+    show_default=True,
+    help="Model weights: auto (nf4 on CUDA, none on CPU) | int8 (on CPU: dynamic int8 linear layers).",
+)
 @click.option("--threshold", type=float, default=None, help="Risk above which a line is a finding.")
 @click.option("--max-comments", type=int, default=None, help="At most this many findings (0 = no limit).")
 @click.option(
@@ -106,6 +113,7 @@ def review(
     model,
     bundle,
     device,
+    quantize,
     threshold,
     max_comments,
     authored_by,
@@ -193,7 +201,7 @@ def review(
             source = local_source(data, repo, name=diff_path, with_blame=want_ai)
         publisher = LocalPublisher(fmt, env, out)
 
-    report = score_source(source, cfg, device=device, progress=say)
+    report = score_source(source, cfg, device=device, quantize=quantize, progress=say)
     say(f"{report.summary.lines_scored} line(s) scored, {report.summary.findings} finding(s)")
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)
