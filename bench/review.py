@@ -275,7 +275,7 @@ def main() -> int:
     ap.add_argument("--lines-per-file", type=int, default=3, help="added lines per file in the files sweep")
     ap.add_argument("--lines-sweep", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 300, 1000, 3000])
     ap.add_argument("--size-sweep", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000, 5000, 20000])
-    ap.add_argument("--naive-max-lines", type=int, default=3000, help="skip the naive way above this many file lines")
+    ap.add_argument("--naive-max-lines", type=int, default=10**9, help="skip the naive way above this many file lines")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--plot", type=Path, metavar="DIR", help="only draw the PNG from DIR's sweep JSONs")
     args = ap.parse_args()
@@ -323,7 +323,7 @@ def main() -> int:
         return 0
 
     files, diff = make_change(args.files, args.lines, args.context_factor)
-    row = measure_case(scorer, counter, flop_tok, gflops_hw, files, diff, naive_max_lines=10**9)
+    row = measure_case(scorer, counter, flop_tok, gflops_hw, files, diff, args.naive_max_lines)
     end_to_end = head["cold_start_s"] + row["review_s"]
     on_gpu = loaded.device.type == "cuda"
     target = 2.0 if on_gpu else 15.0
