@@ -95,12 +95,12 @@ def matmul_gflops(seconds: float = 2.0) -> float:
 
     a, b = torch.randn(2048, 896), torch.randn(896, 4864)
     flops, best, end = 2 * 2048 * 896 * 4864, 0.0, time.perf_counter() + seconds
-    a @ b
+    _ = a @ b
     for rep in range(10**6):
         if rep >= 3 and time.perf_counter() > end:
             break
         t = time.perf_counter()
-        a @ b
+        _ = a @ b
         best = max(best, flops / (time.perf_counter() - t) / 1e9)
     return best
 
@@ -157,10 +157,10 @@ def time_review(scorer, files: dict, diff: str) -> tuple[float, int]:
 
 def time_naive(scorer, files: dict) -> tuple[float, int]:
     """Every line of every touched file."""
-    from bot.context import file_to_score
+    from risk_core.score import FileToScore
 
     t = time.perf_counter()
-    naive = scorer.score([file_to_score(p, text, None) for p, text in files.items()])
+    naive = scorer.score([FileToScore(p, text, None) for p, text in files.items()])
     return time.perf_counter() - t, sum(len(fs.lines) for fs in naive)
 
 
@@ -262,7 +262,7 @@ def plot(results_dir: Path) -> Path:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--bundle", default=str(ROOT / "risk_core" / "weights" / "qwen2.5-coder-0.5b"))
     ap.add_argument("--device", default="cpu")
@@ -289,6 +289,7 @@ def main() -> int:
     import transformers  # noqa: F401
 
     from bot.run import load_scorer
+    from risk_core.encode import decoder_layers
 
     t_import = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -304,7 +305,7 @@ def main() -> int:
         "quantize": args.quantize,
         "model": model_name,
         "bundle": bundle_name,
-        "blocks_built": len(loaded.model.base_model.layers),
+        "blocks_built": len(decoder_layers(loaded.model)),
         "import_s": round(t_import, 3),
         "load_s": round(t_load, 3),
         "cold_start_s": round(t_import + t_load, 3),
