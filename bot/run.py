@@ -3,6 +3,7 @@ and the GitHub Action's entry, so that both run the same pieces in the same orde
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,9 +29,15 @@ def default_bundle(model: str) -> Path | None:
 
 
 def load_scorer(
-    model: str | None, bundle: str | None, device: str = "auto", progress: Progress | None = None
+    model: str | None,
+    bundle: str | None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    *,
+    quantize: str = "auto",
 ) -> tuple[Scorer, str, str | None]:
-    """Load the model and its artifact bundle into a `risk_core.score.Scorer`.
+    """Load the model and its artifact bundle into a `risk_core.score.Scorer`; the model only up to
+    the bundle's layer when its features need no logits (`risk_core.score.layers_needed`).
 
     Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
     """
@@ -39,7 +46,7 @@ def load_scorer(
         from risk_core.artifacts import Bundle
         from risk_core.encode import EncodeConfig
         from risk_core.models import DEFAULT_MODEL, load_model
-        from risk_core.score import Scorer
+        from risk_core.score import Scorer, layers_needed
     except ImportError as err:
         raise PttrustError(f"the scoring stack is not available: {err}") from None
     name = model or DEFAULT_MODEL
@@ -49,7 +56,9 @@ def load_scorer(
     say(f"loading bundle {bundle_path}")
     loaded_bundle = Bundle.load(bundle_path)
     say(f"loading model {name}")
-    loaded = load_model(name, device=device, say=progress)  # the CLI's reporter: respects -q
+    loaded = load_model(  # the CLI's reporter: respects -q
+        name, device=device, quantize=quantize, up_to_layer=layers_needed(loaded_bundle), say=progress
+    )
     encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
     return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
 
@@ -59,6 +68,7 @@ def score_source(
     cfg: ReviewConfig,
     *,
     device: str = "auto",
+    quantize: str = "auto",
     scorer_factory: ScorerFactory | None = None,
     progress: Progress | None = None,
 ) -> Report:
@@ -70,7 +80,11 @@ def score_source(
     """
     from bot.review import review_source
 
-    factory = scorer_factory or load_scorer
+    # quantize reaches the loader only when asked for, so factories with load_scorer's first four
+    # parameters (the Action's, test doubles) keep working.
+    factory: ScorerFactory = scorer_factory or (
+        load_scorer if quantize == "auto" else functools.partial(load_scorer, quantize=quantize)
+    )
     loaded: dict[str, str | None] = {}
 
     def scorer() -> Scorer:

@@ -211,6 +211,12 @@ def _check(loaded: LoadedModel, cfg: EncodeConfig) -> None:
             raise UsageError(
                 f"layer {layer} is out of range: {loaded.name} has layers 0..{loaded.num_layers} (0 = embeddings)"
             )
+        if layer > loaded.deepest_layer:
+            raise UsageError(
+                f"layer {layer} is above layer {loaded.deepest_layer}, the deepest {loaded.name} was loaded to"
+            )
+    if cfg.surprise and loaded.max_layer is not None:
+        raise UsageError(f"surprise needs the LM head, but {loaded.name} was loaded only up to a layer")
     if cfg.pooling not in POOLING_MODES:
         raise UsageError(f"unknown pooling {cfg.pooling!r}; choose one of {', '.join(POOLING_MODES)}")
     if cfg.window < 1 or not 0 <= cfg.min_context < cfg.window:

@@ -23,6 +23,12 @@ from risk_core.types import FileScores, FileToScore, LatentContribution, LineRis
 __all__ = ["FileScores", "FileToScore", "LatentContribution", "LineRisk", "Scorer", "window_text"]
 
 
+def layers_needed(bundle: Bundle) -> int | None:
+    """``load_model(up_to_layer=...)`` for a scorer of ``bundle``: its layer, or None (the whole causal
+    LM) when its features need the logits (surprise)."""
+    return None if "surprise" in bundle.cfg.features else bundle.cfg.layer
+
+
 class Scorer:
     """Bundle (SAE + probe) applied to a loaded model's line states."""
 

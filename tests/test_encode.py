@@ -55,6 +55,31 @@ def test_truncated_forward_equals_hidden_states(tiny, layer):
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("layer", [0, 1, 2, 3, 4])
+def test_a_model_loaded_up_to_the_layer_gives_the_full_models_states(tiny, tiny_model_dir, layer):
+    ref = tiny.model(_ids(tiny, LONG_TEXT), output_hidden_states=True).hidden_states[layer][0]
+    truncated = load_model(str(tiny_model_dir), up_to_layer=layer)
+    got = encode_tokens(truncated, [LONG_TEXT], EncodeConfig(layer=layer, window=4096))[0].states
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+def test_a_truncated_model_refuses_deeper_layers_and_surprise(tiny_model_dir):
+    truncated = load_model(str(tiny_model_dir), up_to_layer=2)
+    with pytest.raises(UsageError, match="deepest"):
+        encode_tokens(truncated, ["x = 1\n"], EncodeConfig(layer=3))
+    with pytest.raises(UsageError, match="LM head"):
+        encode_tokens(truncated, ["x = 1\n"], EncodeConfig(layer=2, surprise=True))
+
+
+def test_int8_states_stay_close_to_float32(tiny, tiny_model_dir):
+    ref = encode_tokens(tiny, [LONG_TEXT], EncodeConfig(layer=3))[0].states
+    q = load_model(str(tiny_model_dir), quantize="int8", up_to_layer=3)
+    got = encode_tokens(q, [LONG_TEXT], EncodeConfig(layer=3))[0].states
+    assert not torch.equal(got, ref)  # the quantized path is really taken
+    cos = torch.nn.functional.cosine_similarity(got, ref, dim=1)
+    assert cos.min() > 0.95
+
+
 def test_extra_layers_come_from_the_same_pass(tiny):
     ref = tiny.model(_ids(tiny, LONG_TEXT), output_hidden_states=True).hidden_states
     got = encode_tokens(tiny, [LONG_TEXT], EncodeConfig(layer=3, extra_layers=(0, 1), window=4096))[0]

@@ -10,7 +10,7 @@ from risk_core.artifacts import ArtifactConfig, Bundle
 from risk_core.models import load_model
 from risk_core.probe import ProbeConfig, RiskProbe
 from risk_core.sae import SaeConfig, SparseCoder
-from risk_core.score import FileToScore, Scorer
+from risk_core.score import FileToScore, Scorer, layers_needed
 
 CODE = "".join(f"def f{i}(a, b):\n    if a < b:\n        return a - b\n    return b + {i}\n\n" for i in range(12))
 
@@ -111,3 +111,19 @@ def test_an_sae_plus_raw_bundle_reads_latents_then_raw_states_and_explains_with_
     Bundle(wrong, sae, probe).save(tmp_path / "w")
     with pytest.raises(Exception, match="wide"):
         Bundle.load(tmp_path / "w")
+
+
+def test_a_model_loaded_only_up_to_the_bundles_layer_scores_the_same(scorer, tiny_model_dir):
+    bundle = scorer.bundle
+    assert layers_needed(bundle) == 2
+    truncated = Scorer(load_model(str(tiny_model_dir), up_to_layer=layers_needed(bundle)), bundle)
+    (want,) = scorer.score([FileToScore("m.py", CODE)])
+    (got,) = truncated.score([FileToScore("m.py", CODE)])
+    assert [lr.line for lr in got.lines] == [lr.line for lr in want.lines]
+    for a, b in zip(got.lines, want.lines):
+        assert a.risk == pytest.approx(b.risk, abs=1e-6)
+
+
+def test_a_bundle_with_surprise_needs_the_whole_model():
+    cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2, features="sae+surprise")
+    assert layers_needed(Bundle(cfg, None, None)) is None

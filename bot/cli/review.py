@@ -18,6 +18,7 @@ import click
 from bot.cli.config_options import config_option
 from bot.formats import FORMATS
 from risk_core.errors import UsageError
+from risk_core.models import QUANTIZE_CHOICES
 
 CONFIG_NAME = ".pttrust.yml"
 
@@ -58,6 +59,13 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     help="Artifact bundle (SAE + probe) from `pttrust bind` [default: the one packaged for --model].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N].")
+@click.option(
+    "--quantize",
+    type=click.Choice(QUANTIZE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Model weights: auto (nf4 on CUDA, none on CPU) | int8 (on CPU: dynamic int8 linear layers).",
+)
 @config_option("threshold")
 @config_option("max_comments")
 @config_option("authored_by")
@@ -98,6 +106,7 @@ def review(
     model,
     bundle,
     device,
+    quantize,
     threshold,
     max_comments,
     authored_by,
@@ -188,7 +197,7 @@ def review(
             source = local_source(data, repo, name=diff_path, with_blame=want_ai)
         publisher = LocalPublisher(fmt, env, out)
 
-    report = score_source(source, cfg, device=device, progress=say)
+    report = score_source(source, cfg, device=device, quantize=quantize, progress=say)
     say(f"{report.summary.lines_scored} line(s) scored, {report.summary.findings} finding(s)")
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)

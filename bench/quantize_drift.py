@@ -1,0 +1,66 @@
+"""Risk drift of ``--quantize int8`` on CPU: the same lines scored by the float32 and the int8 model.
+
+    python bench/quantize_drift.py [--bundle DIR] [--max-lines 120] FILE...
+
+Prints, per file and overall, the max and mean absolute difference of the line risks and the time of
+each pass (float32 vs int8, same run). Each file is scored on its first ``--max-lines`` lines. Not a
+test: it measures, it does not judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--bundle", default=str(ROOT / "risk_core" / "weights" / "qwen2.5-coder-0.5b"))
+    ap.add_argument("--max-lines", type=int, default=120)
+    args = ap.parse_args()
+
+    from bot.run import load_scorer
+    from risk_core.score import FileToScore
+
+    requests = []
+    for path in args.files:
+        lines = path.read_text().splitlines()
+        requests.append(FileToScore(str(path), "\n".join(lines[: args.max_lines]) + "\n"))
+    risks, times = {}, {}
+    for quantize in ("none", "int8"):
+        scorer, _, _ = load_scorer(None, args.bundle, "cpu", quantize=quantize)
+        t = time.perf_counter()
+        scored = scorer.score(requests)
+        times[quantize] = round(time.perf_counter() - t, 2)
+        risks[quantize] = {(fs.path, lr.line): lr.risk for fs in scored for lr in fs.lines}
+        del scorer
+    per_file, all_diffs = {}, []
+    for req in requests:
+        diffs = [abs(r - risks["int8"][k]) for k, r in risks["none"].items() if k[0] == req.path]
+        all_diffs += diffs
+        per_file[req.path] = {
+            "lines": len(diffs),
+            "max_abs": round(max(diffs, default=0.0), 4),
+            "mean_abs": round(sum(diffs) / max(len(diffs), 1), 4),
+        }
+    result = {
+        "files": per_file,
+        "lines": len(all_diffs),
+        "max_abs": round(max(all_diffs, default=0.0), 4),
+        "mean_abs": round(sum(all_diffs) / max(len(all_diffs), 1), 4),
+        "score_s": times,
+        "int8_speedup": round(times["none"] / max(times["int8"], 1e-9), 2),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
