@@ -1,0 +1,164 @@
+"""Real-bug experiments from feature caches: the stacked bind / held-out splits, their line features
+(raw states, SAE latents, reconstructions, token surprise; mean- or max-pooled, or per token), and the
+bind split's validation repositories. Used by ``scripts/realbugs-experiments``, ``scripts/realbugs-sae``
+and the shipped bundle's recipe (``scripts/train-default-bundle``)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from risk_core.artifacts import Bundle
+from risk_core.data.jsonl import read_jsonl
+from risk_core.feature_cache import line_rows, load_tokens, pool_rows
+from risk_core.sae import SparseCoder
+
+
+def repo_of(sample) -> str:
+    return sample.path.split(":", 1)[0]
+
+
+class Split:
+    """Caches + their samples, stacked: candidate rows, and features computed on demand (memoised).
+    A cache still being written contributes the samples of its finished chunks."""
+
+    def __init__(self, parts: list[str], layers: tuple[int, ...]):
+        self.samples, tokens = [], []
+        for spec in parts:
+            cache, data = spec.split("=", 1)
+            t = load_tokens(cache, layers, partial=True)
+            t.token_sample = t.token_sample + len(self.samples)
+            self.samples += read_jsonl(data)[: t.meta["n_samples"]]
+            tokens.append(t)
+        first = tokens[0]
+        nll = [t.nll if t.nll is not None else torch.full((len(t.token_sample),), torch.nan) for t in tokens]
+        self.tokens = type(first)(
+            {"samples": [m for t in tokens for m in t.meta["samples"]], "key": first.meta["key"]},
+            torch.cat([t.token_sample for t in tokens]),
+            torch.cat([t.token_line for t in tokens]),
+            {layer: torch.cat([t.states[layer] for t in tokens]) for layer in layers},
+            torch.cat([t.token_ids for t in tokens]) if all(t.token_ids is not None for t in tokens) else None,
+            torch.cat(nll) if any(t.nll is not None for t in tokens) else None,
+            None,
+        )
+        self.rows = line_rows(self.tokens, [s.code for s in self.samples], [s.language for s in self.samples])
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def raw(self, layer: int, pooling: str = "mean") -> torch.Tensor:
+        key = f"raw{layer}@{pooling}"
+        if key not in self._memo:
+            self._memo[key] = pool_rows(self.tokens.states[layer], self.rows, pooling)
+        return self._memo[key]
+
+    def sae(self, name: str, sae: SparseCoder, layer: int, pooling: str = "mean") -> torch.Tensor:
+        key = f"sae:{name}@{pooling}"
+        if key not in self._memo:
+            states = self.tokens.states[layer]
+            self._memo[key] = pool_encoded(states, self.rows, sae.encode_dense, sae.num_latents, pooling)
+        return self._memo[key]
+
+    def recon(self, name: str, sae: SparseCoder, layer: int) -> torch.Tensor:
+        key = f"recon:{name}"
+        if key not in self._memo:
+            states = self.tokens.states[layer]
+            self._memo[key] = pool_encoded(states, self.rows, reconstruct(sae), int(states.shape[1]))
+        return self._memo[key]
+
+    def token_features(self, fname: str, saes: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token features of the candidate lines' tokens [t, F] and each token's row [t]: raw states
+        (``raw16``) or SAE latents (``sae:NAME``), for probes that score tokens and pool the risk."""
+        sel = self.rows.token_row >= 0
+        if fname.startswith("raw"):
+            x = self.tokens.states[int(fname[3:])][sel].float()
+        else:
+            sae, layer = saes[fname.removeprefix("sae:")]
+            states = self.tokens.states[layer][sel]
+            with torch.no_grad():
+                x = torch.cat([sae.encode_dense(states[a : a + 8192].float()) for a in range(0, len(states), 8192)])
+        return x, self.rows.token_row[sel]
+
+    def surprise(self) -> torch.Tensor | None:
+        if self.tokens.nll is None:
+            return None
+        return pool_rows(torch.nan_to_num(self.tokens.nll, nan=0.0).unsqueeze(1), self.rows, "max")[:, 0]
+
+    def files(self, x: torch.Tensor, samples: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for s in samples:
+            m = self.rows.sample == s
+            if m.any():
+                out.append((x[m], self.rows.label[m]))
+        return out
+
+
+@torch.no_grad()
+def pool_encoded(states: torch.Tensor, rows, fn, width: int, pooling: str = "mean", chunk: int = 8192) -> torch.Tensor:
+    """Mean (or max) over each candidate line's tokens of ``fn(token states)`` [*, width] (chunked:
+    [T, width] never sits in memory whole)."""
+    n = int(rows.line.shape[0])
+    out = torch.zeros(n, width) if pooling == "mean" else torch.full((n, width), -torch.inf)
+    count = torch.zeros(n)
+    for a in range(0, states.shape[0], chunk):
+        r = rows.token_row[a : a + chunk]
+        sel = r >= 0
+        if sel.any():
+            values = fn(states[a : a + chunk][sel].float()).float()
+            if pooling == "mean":
+                out.index_add_(0, r[sel], values)
+            else:
+                out.index_reduce_(0, r[sel], values, "amax")
+            count.index_add_(0, r[sel], torch.ones(int(sel.sum())))
+    if pooling == "mean":
+        return out / count.clamp_min(1).unsqueeze(1)
+    return torch.where(count.unsqueeze(1) > 0, out, torch.zeros_like(out))
+
+
+def pool_token_risk(token_risk: torch.Tensor, token_row: torch.Tensor, n_rows: int, mode: str) -> np.ndarray:
+    """Line risk from its tokens' risks: ``max``, or ``softmax`` (log-mean-exp of the logits at
+    temperature 1, a soft max that does not hang on one token)."""
+    if mode == "max":
+        out = torch.full((n_rows,), -torch.inf, dtype=torch.float64)
+        out.scatter_reduce_(0, token_row, token_risk.double(), "amax")
+        return out.numpy()
+    logit = torch.logit(token_risk.double().clamp(1e-6, 1 - 1e-6))
+    total = torch.zeros(n_rows, dtype=torch.float64).index_add_(0, token_row, logit.exp())
+    count = torch.zeros(n_rows, dtype=torch.float64).index_add_(0, token_row, torch.ones_like(logit))
+    return torch.sigmoid(torch.log(total / count.clamp_min(1))).numpy()
+
+
+def reconstruct(sae: SparseCoder):
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        top_acts, top_indices, _ = sae.encode(x)
+        return sae.decode(top_acts, top_indices)
+
+    return fn
+
+
+def bundle_features(split: Split, bundle: Bundle) -> torch.Tensor:
+    """A bundle's probe input for a split's rows: its SAE's latents (then the raw states, for sae+raw)."""
+    c = bundle.cfg
+    x = split.sae("shipped", bundle.sae, c.layer, c.pooling)
+    if c.features == "sae+raw":
+        x = torch.cat([x, split.raw(c.layer, c.pooling)], dim=1)
+    elif c.features != "sae":
+        raise SystemExit(f"error: bundle features {c.features!r} are not cached here")
+    return x
+
+
+def bind_val_split(samples, fraction: float = 0.15) -> tuple[list[int], list[int]]:
+    """Training / validation sample indices of the bind split, by repository: the repositories whose
+    name hashes lowest, about ``fraction`` of the samples (at least one repository)."""
+    h = {r: hashlib.sha256(r.encode()).hexdigest() for r in {repo_of(s) for s in samples}}
+    count: dict[str, int] = {}
+    for s in samples:
+        count[repo_of(s)] = count.get(repo_of(s), 0) + 1
+    val_repos: set[str] = set()
+    for r in sorted(h, key=lambda r: h[r]):
+        if val_repos and sum(count[x] for x in val_repos) >= fraction * len(samples):
+            break
+        val_repos.add(r)
+    va = [i for i, s in enumerate(samples) if repo_of(s) in val_repos]
+    tr = [i for i, s in enumerate(samples) if repo_of(s) not in val_repos]
+    return tr, va

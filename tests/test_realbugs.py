@@ -1,0 +1,54 @@
+"""The real-bug experiment helpers: the bind split's validation repositories and the line poolings."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from risk_core.feature_cache import LineRows, pool_rows
+from risk_core.realbugs import bind_val_split, pool_encoded, pool_token_risk, repo_of
+
+
+def _samples(counts: dict[str, int]):
+    return [SimpleNamespace(path=f"{repo}:src/f{i}.py@abc#L1") for repo, n in counts.items() for i in range(n)]
+
+
+def test_validation_is_whole_repositories_about_the_fraction_asked():
+    samples = _samples({f"owner/r{i}": 10 + i for i in range(12)})
+    tr, va = bind_val_split(samples, fraction=0.15)
+    assert sorted(tr + va) == list(range(len(samples)))
+    train_repos, val_repos = {repo_of(samples[i]) for i in tr}, {repo_of(samples[i]) for i in va}
+    assert train_repos and val_repos and not train_repos & val_repos
+    assert 0.15 * len(samples) <= len(va) < 0.5 * len(samples)
+    assert bind_val_split(samples, fraction=0.15) == (tr, va)  # by hash of the name: stable
+
+
+def test_a_single_repository_still_gets_a_validation_split():
+    tr, va = bind_val_split(_samples({"owner/only": 5}))
+    assert va == list(range(5)) and tr == []
+
+
+def test_token_risks_pool_to_line_max_and_soft_max():
+    risk = torch.tensor([0.1, 0.9, 0.2, 0.2, 0.5])
+    row = torch.tensor([0, 0, 1, 1, 2])
+    assert pool_token_risk(risk, row, 3, "max").tolist() == pytest.approx([0.9, 0.2, 0.5])
+    soft = pool_token_risk(risk, row, 3, "softmax")
+    assert soft[1] == pytest.approx(0.2) and soft[2] == pytest.approx(0.5)
+    assert 0.5 < soft[0] < 0.9  # between the mean and the max of its tokens
+
+
+def test_encoded_pooling_matches_pooling_the_encoded_tokens():
+    torch.manual_seed(0)
+    states = torch.randn(7, 4)
+    rows = LineRows(
+        sample=torch.tensor([0, 0, 1]),
+        line=torch.tensor([1, 2, 1]),
+        label=torch.tensor([0.0, 1.0, 0.0]),
+        token_row=torch.tensor([0, 0, -1, 1, 2, 2, 2]),
+    )
+    fn = torch.relu
+    for pooling in ("mean", "max"):
+        got = pool_encoded(states, rows, fn, 4, pooling, chunk=3)  # chunks cut through a line
+        assert torch.allclose(got, pool_rows(fn(states), rows, pooling), atol=1e-6)
