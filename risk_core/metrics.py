@@ -97,14 +97,25 @@ def cell(scores, labels, groups, probabilistic: bool) -> dict:
     }
 
 
-def threshold_for_false_findings(scores, samples, rows, pick=None, lines_per_finding: int = 300) -> float | None:
+def threshold_for_false_findings(
+    scores, samples, rows, pick=None, lines_per_finding: int = 300, reference: str = "fixed"
+) -> float | None:
     """The risk threshold at which clean code gets one false finding per ``lines_per_finding`` candidate
-    lines: the (1 - 1/lines_per_finding) quantile of the scores of lines of clean samples (no buggy
-    lines: fixed versions). ``rows`` has ``.sample`` per row; ``pick`` (bool per row) restricts the rows
-    used (a validation split). None when there is no clean line or no scores."""
+    lines: the (1 - 1/lines_per_finding) quantile of the scores of the reference lines. ``reference``:
+    ``fixed``, the lines of clean samples (no buggy lines: fixed versions); or ``not-buggy``, every
+    line not labeled buggy, of clean and buggy samples alike. The second rests on ten times the lines
+    (a 1-in-300 quantile of a few hundred lines is nearly their maximum, so it hangs on one line) and
+    errs high: lines beside a bug score higher than clean code. ``rows`` has ``.sample`` and ``.label``
+    per row; ``pick`` (bool per row) restricts the rows used (a validation split). None when there is
+    no reference line or no scores."""
     if scores is None:
         return None
-    clean = np.array([not samples[int(i)].buggy_lines for i in rows.sample.tolist()], dtype=bool)
+    if reference == "fixed":
+        clean = np.array([not samples[int(i)].buggy_lines for i in rows.sample.tolist()], dtype=bool)
+    elif reference == "not-buggy":
+        clean = ~np.asarray(rows.label, dtype=bool)
+    else:
+        raise ValueError(f"unknown reference {reference!r} (fixed | not-buggy)")
     if pick is not None:
         clean &= np.asarray(pick, dtype=bool)
     if not clean.any():

@@ -121,6 +121,8 @@ def test_threshold_and_finding_metrics():
     scores = np.array([0.1, 0.9, 0.2, 0.3, 0.1, 0.2])
     t = threshold_for_false_findings(scores, data, Rows, lines_per_finding=3)
     assert t == pytest.approx(np.quantile([0.3, 0.1, 0.2], 2 / 3))
+    wide = threshold_for_false_findings(scores, data, Rows, lines_per_finding=3, reference="not-buggy")
+    assert wide == pytest.approx(np.quantile([0.1, 0.2, 0.3, 0.1, 0.2], 2 / 3))  # every line but the bug
     rep = real_bug_report(scores, data, Rows, threshold=0.25)
     a = rep["all"]
     assert (a["top1"], a["auroc"], a["n_bugs"]) == (1.0, 1.0, 1)
