@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -191,18 +192,24 @@ def _register_capture(loaded: LoadedModel, layer: int, store: dict, stop: bool):
     """
     layers = decoder_layers(loaded.model)
 
-    def record(h: Tensor):
+    def record(h: Tensor | tuple[Tensor, ...]) -> None:
         store[layer] = h[0] if isinstance(h, tuple) else h
         if stop:
             raise _StopForward
 
+    def before_block(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        record(args[0] if args else kwargs["hidden_states"])
+
+    def after_module(module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        record(output)
+
     if layer == 0:  # hidden_states[0] is whatever enters the first block
-        return layers[0].register_forward_pre_hook(
-            lambda m, args, kwargs: record(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
-        )
+        return layers[0].register_forward_pre_hook(before_block, with_kwargs=True)
     if layer == loaded.num_layers:  # HF's last hidden state is taken after the final norm
-        return loaded.model.base_model.norm.register_forward_hook(lambda m, i, o: record(o))
-    return layers[layer - 1].register_forward_hook(lambda m, i, o: record(o))
+        norm = loaded.model.base_model.norm
+        assert isinstance(norm, torch.nn.Module), "a decoder-only HF base model ends in a norm module"
+        return norm.register_forward_hook(after_module)
+    return layers[layer - 1].register_forward_hook(after_module)
 
 
 def _check(loaded: LoadedModel, cfg: EncodeConfig) -> None:
@@ -245,6 +252,8 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
     ent = [torch.full((n,), math.nan) for n in n_tok] if cfg.surprise else None
 
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    # transformers types pad_token_id like convert_tokens_to_ids (int or a list of them); one token is one id.
+    assert isinstance(pad_id, int), f"pad_token_id should be one token id, got {pad_id!r}"
     # Longest first, so that a batch groups windows of similar length and wastes little on padding.
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i].ids))
     for b in range(0, len(order), cfg.batch_size):
@@ -264,6 +273,7 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
             for layer in cfg.extra_layers:
                 extra[w.file][layer][lo:hi] = hidden[layer][r, w.keep : n].float().cpu()
             if stats is not None:
+                assert nll is not None and ent is not None, "stats come only with cfg.surprise, as nll and ent do"
                 # stats[:, t] is about the prediction of token t from positions < t of the row
                 nll[w.file][max(lo, 1) : hi] = stats[0][r, max(w.keep, 1) : n]
                 ent[w.file][max(lo, 1) : hi] = stats[1][r, max(w.keep, 1) : n]
@@ -286,7 +296,7 @@ def forward_states(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Te
     ``cfg.surprise``, per-token (NLL, entropy) as two [B, T] CPU tensors (column 0 undefined)."""
     model, device = loaded.model, loaded.device
     # Without padding the plain causal mask is exact, and attention kernels are fastest without one.
-    mask = None if bool(mask.all()) else mask.to(device)
+    attention_mask = None if bool(mask.all()) else mask.to(device)
     ids, positions = ids.to(device), positions.to(device)
     store: dict = {}
     layers = sorted({cfg.layer, *cfg.extra_layers})
@@ -295,12 +305,12 @@ def forward_states(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Te
     try:
         if not cfg.surprise:
             try:
-                model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+                model.base_model(input_ids=ids, attention_mask=attention_mask, position_ids=positions, use_cache=False)
             except _StopForward:
                 pass
             return store, None
         final = model.base_model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+            input_ids=ids, attention_mask=attention_mask, position_ids=positions, use_cache=False
         ).last_hidden_state
     finally:
         for hook in hooks:
@@ -335,6 +345,7 @@ def encode_lines(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> li
         if ts.nll is not None:
             result.surprise_mean = pool_lines(ts.nll, ts.token_lines, ts.n_lines, "mean")[0]
             result.surprise_max = pool_lines(ts.nll, ts.token_lines, ts.n_lines, "max")[0]
+            assert ts.entropy is not None, "encode_tokens computes entropy whenever it computes nll"
             result.entropy_mean = pool_lines(ts.entropy, ts.token_lines, ts.n_lines, "mean")[0]
         out.append(result)
     return out

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from risk_core.errors import PttrustError, UsageError
 from risk_core.hashing import file_sha256 as _sha256_file
@@ -352,19 +352,22 @@ def _convert_gguf(gguf: Path, out: Path, say: Callable[[str], None] | None = Non
     # De-quantizing is fastest in float32; the cast to the stored dtype happens once, at the end.
     # The GGUF de-quantizer draws a bare tqdm bar that ignores transformers' switch, and TQDM_DISABLE
     # is read when tqdm is imported (too late to set here): its tqdm is swapped for our reporter.
+    # setattr: tqdm is a name that module imports, not one it exports, and it is patched on purpose.
     previous = getattr(gguf_utils, "tqdm", None)
-    gguf_utils.tqdm = _reporting_bar(say)
+    setattr(gguf_utils, "tqdm", _reporting_bar(say))  # noqa: B010
     try:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     finally:
         if previous is not None:
-            gguf_utils.tqdm = previous
+            setattr(gguf_utils, "tqdm", previous)  # noqa: B010
     # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
     # weights are already plain de-quantized tensors; dropping the marker makes them saveable.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    # torch's stub types Module.__setattr__'s value as Tensor | Module, but any other value is stored as
+    # a plain attribute (that is how transformers sets hf_quantizer itself).
+    model.hf_quantizer = None  # pyright: ignore[reportArgumentType]
+    if hasattr(model.config, "quantization_config"):  # only GGUF-loaded configs carry it
+        delattr(model.config, "quantization_config")
     model.to(getattr(torch, STORED_DTYPE))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -498,7 +501,11 @@ def load_model(
                 _drop_final_norm(model, config, max_layer)
             else:
                 model = _build_up_to(
-                    Path(path) if Path(path).is_dir() else _hf_snapshot(path), config, max_layer, torch_dtype, target
+                    Path(path) if Path(path).is_dir() else _hf_snapshot(str(path)),
+                    config,
+                    max_layer,
+                    torch_dtype,
+                    target,
                 )
     except PttrustError:
         raise
@@ -593,7 +600,9 @@ def mapped_safetensors(directory: Path) -> dict:
             n = int.from_bytes(fh.read(8), "little")
             header = json.loads(fh.read(n))
         size = file.stat().st_size
-        storage = torch.UntypedStorage.from_file(str(file), shared=False, nbytes=size)
+        # cast: the stub of from_file is _StorageBase's (-> _StorageBase | TypedStorage), but called on
+        # UntypedStorage it returns an UntypedStorage.
+        storage = cast("torch.UntypedStorage", torch.UntypedStorage.from_file(str(file), shared=False, nbytes=size))
         for name, meta in header.items():
             if name == "__metadata__":
                 continue
@@ -601,7 +610,8 @@ def mapped_safetensors(directory: Path) -> dict:
             if dtype is None:
                 raise UsageError(f"{file.name}: tensor {name} has unsupported dtype {meta['dtype']}")
             begin, end = meta["data_offsets"]
-            raw = torch.empty(0, dtype=torch.uint8).set_(storage, 8 + n + begin, (end - begin,))
+            # The bytes of one tensor: a 1-D uint8 view, contiguous, so its stride is (1,).
+            raw = torch.empty(0, dtype=torch.uint8).set_(storage, 8 + n + begin, (end - begin,), (1,))
             tensors[name] = raw.view(dtype).view(meta["shape"])
     return tensors
 

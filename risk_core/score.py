@@ -12,6 +12,7 @@ import torch
 
 from risk_core.artifacts import Bundle
 from risk_core.candidates import candidate_mask, definition_spans, scoring_window
+from risk_core.context_probe import ContextProbe
 from risk_core.encode import EncodeConfig
 from risk_core.features import compute_features, uses_raw
 from risk_core.languages import language_of
@@ -102,7 +103,7 @@ class Scorer:
         probe = self.bundle.probe
         x = ff.matrix(self.bundle.cfg.features)[rows]
         at = [r for _, r in picked]
-        if getattr(probe, "sequence", False):  # a context probe reads every candidate line of the window
+        if isinstance(probe, ContextProbe):  # a context probe reads every candidate line of the window
             risk = probe.risk(x)[at]
             contrib = probe.contributions(x, rows=at)
         else:
