@@ -103,9 +103,9 @@ def threshold_for_false_findings(
     """The risk threshold at which clean code gets one false finding per ``lines_per_finding`` candidate
     lines: the (1 - 1/lines_per_finding) quantile of the scores of the reference lines. ``reference``:
     ``fixed``, the lines of clean samples (no buggy lines: fixed versions); or ``not-buggy``, every
-    line not labeled buggy, of clean and buggy samples alike. The second rests on ten times the lines
-    (a 1-in-300 quantile of a few hundred lines is nearly their maximum, so it hangs on one line) and
-    errs high: lines beside a bug score higher than clean code. ``rows`` has ``.sample`` and ``.label``
+    line not labeled buggy, of clean and buggy samples alike. The second rests on about five times the
+    lines (a 1-in-300 quantile of a thousand lines is about their 4th-highest score, so it hangs on a
+    few lines) and errs high: lines beside a bug score higher than clean code. ``rows`` has ``.sample`` and ``.label``
     per row; ``pick`` (bool per row) restricts the rows used (a validation split). None when there is
     no reference line or no scores."""
     if scores is None:
