@@ -220,7 +220,10 @@ def machine() -> dict:
 
 def plot(results_dir: Path) -> Path:
     """The sweep JSONs of ``results_dir`` -> one PNG of review time (and naive time) per sweep."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("error: --plot needs matplotlib: pip install -e '.[bench]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
