@@ -234,43 +234,66 @@ def to_markdown(report: dict) -> str:
 
 
 def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, top: int = 8) -> dict:
-    """The latents behind one line's score: activation, contribution to the logit, label."""
-    from risk_core.features import compute_features, uses_raw
+    """The inputs behind one line's score, largest contribution first: activation, contribution to the
+    logit, label. The line is read as the review reads it: in its scoring window
+    (``candidates.scoring_window``), through the bundle's probe (a context probe sees the window's
+    candidate lines), so the risk is the review's."""
+    from risk_core.candidates import candidate_mask, definition_spans, scoring_window
+    from risk_core.context_probe import ContextProbe
+    from risk_core.features import SURPRISE_NAMES, compute_features, uses_raw
+    from risk_core.score import window_text
 
     bundle.check_compatible(loaded)
+    n_lines = len(code.splitlines())
+    if not 1 <= line <= n_lines or not candidate_mask(code, language)[line - 1]:
+        raise UsageError(f"line {line} holds no code token (file has {n_lines} lines)")
+    lo, hi = scoring_window(definition_spans(code, language), n_lines, line)
+    text = window_text(code, lo, hi)
     ff = compute_features(
         loaded,
-        [code],
+        [text],
         [language],
         enc_cfg,
         sae=bundle.sae,
         framing=bundle.cfg.framing,
         keep_raw=uses_raw(bundle.cfg.features),
     )[0]
-    if line not in ff.line_numbers:
-        raise UsageError(f"line {line} holds no code token (file has {len(code.splitlines())} lines)")
-    row = ff.line_numbers.index(line)
-    x = ff.matrix(bundle.cfg.features)[row : row + 1]
-    if "surprise" in bundle.cfg.features:
-        x = torch.nan_to_num(x, nan=0.0)
-    with torch.no_grad():
-        risk = float(bundle.probe.risk(x)[0])
-    contrib = bundle.probe.contributions(x)[0]
     if ff.latents is None:  # compute_features was given the bundle's SAE
         raise UsageError("the bundle has no SAE latents to explain")
+    mask = candidate_mask(text, language)
+    rows = [i for i, n in enumerate(ff.line_numbers) if mask[n - 1]]
+    row_of = {ff.line_numbers[i]: r for r, i in enumerate(rows)}
+    if line - lo + 1 not in row_of:
+        raise UsageError(f"line {line} holds no code token (file has {n_lines} lines)")
+    x_all = ff.matrix(bundle.cfg.features)[rows]
+    r = row_of[line - lo + 1]
+    probe = bundle.probe
+    with torch.no_grad():
+        if isinstance(probe, ContextProbe):
+            risk = float(probe.risk(x_all)[r])
+            contrib = probe.contributions(x_all, rows=[r])[0]
+        else:
+            risk = float(probe.risk(x_all[r : r + 1])[0])
+            contrib = probe.contributions(x_all[r : r + 1])[0]
     n_lat = ff.latents.shape[1]
+    extra = list(SURPRISE_NAMES) if bundle.cfg.features.endswith("+surprise") else []
+
+    def name_of(i: int) -> int | str:
+        if i < n_lat:
+            return i
+        return extra[i - n_lat] if extra else f"raw{i - n_lat}"
+
     order = torch.argsort(contrib.abs(), descending=True)[:top]
     latents = []
     for i in order.tolist():
         if float(contrib[i]) == 0.0:
             continue
-        name = i if i < n_lat else ["nll_mean", "nll_max", "entropy_mean"][i - n_lat]
         latents.append(
             {
-                "index": name,
-                "activation": round(float(x[0, i]), 4),
+                "index": name_of(i),
+                "activation": round(float(x_all[r, i]), 4),
                 "contribution": round(float(contrib[i]), 4),
-                "label": bundle.latent_label(i) if i < n_lat else "surprise",
+                "label": bundle.latent_label(i) if i < n_lat else ("surprise" if extra else "raw state"),
             }
         )
     return {"line": line, "text": code.splitlines()[line - 1], "risk": round(risk, 4), "latents": latents}

@@ -127,3 +127,24 @@ def test_a_model_loaded_only_up_to_the_bundles_layer_scores_the_same(scorer, tin
 def test_a_bundle_with_surprise_needs_the_whole_model():
     cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2, features="sae+surprise")
     assert layers_needed(Bundle(cfg, None, None)) is None
+
+
+def test_explain_gives_the_reviews_risk_for_a_context_sae_plus_raw_bundle(tiny_model_dir):
+    """`pttrust explain` reads the line in the window the review scores it in, through the same
+    (context) probe, and names the raw-state inputs of an sae+raw bundle (it raised IndexError)."""
+    from risk_core.context_probe import ContextProbe, ContextProbeConfig
+    from risk_core.evaluate import explain_line
+
+    torch.manual_seed(0)
+    loaded = load_model(str(tiny_model_dir))
+    sae = SparseCoder(64, SaeConfig(expansion_factor=4, k=8))
+    probe = ContextProbe(ContextProbeConfig(n_features=sae.num_latents + 64, hidden=8)).eval()
+    cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2, features="sae+raw")
+    bundle = Bundle(cfg, sae, probe)
+    sc = Scorer(loaded, bundle)
+    (fs,) = sc.score([FileToScore("m.py", CODE, [7])])
+    res = explain_line(loaded, bundle, CODE, "python", 7, sc.encode_cfg, top=200)
+    assert res["risk"] == pytest.approx(fs.lines[0].risk, abs=1e-4)
+    names = [x["index"] for x in res["latents"]]
+    assert any(isinstance(n, str) and n.startswith("raw") for n in names)
+    assert all(x["label"] is None or isinstance(x["label"], str) for x in res["latents"])
