@@ -239,9 +239,8 @@ def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, t
     (``candidates.scoring_window``), through the bundle's probe (a context probe sees the window's
     candidate lines), so the risk is the review's."""
     from risk_core.candidates import candidate_mask, definition_spans, scoring_window
-    from risk_core.context_probe import ContextProbe
     from risk_core.features import SURPRISE_NAMES, compute_features, uses_raw
-    from risk_core.score import window_text
+    from risk_core.score import candidate_rows, probe_lines, window_text
 
     bundle.check_compatible(loaded)
     n_lines = len(code.splitlines())
@@ -260,21 +259,15 @@ def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, t
     )[0]
     if ff.latents is None:  # compute_features was given the bundle's SAE
         raise UsageError("the bundle has no SAE latents to explain")
-    mask = candidate_mask(text, language)
-    rows = [i for i, n in enumerate(ff.line_numbers) if mask[n - 1]]
+    rows = candidate_rows(ff, text, language)
     row_of = {ff.line_numbers[i]: r for r, i in enumerate(rows)}
     if line - lo + 1 not in row_of:
         raise UsageError(f"line {line} holds no code token (file has {n_lines} lines)")
     x_all = ff.matrix(bundle.cfg.features)[rows]
     r = row_of[line - lo + 1]
-    probe = bundle.probe
     with torch.no_grad():
-        if isinstance(probe, ContextProbe):
-            risk = float(probe.risk(x_all)[r])
-            contrib = probe.contributions(x_all, rows=[r])[0]
-        else:
-            risk = float(probe.risk(x_all[r : r + 1])[0])
-            contrib = probe.contributions(x_all[r : r + 1])[0]
+        risks, contribs = probe_lines(bundle.probe, x_all, [r])
+    risk, contrib = float(risks[0]), contribs[0]
     n_lat = ff.latents.shape[1]
     extra = list(SURPRISE_NAMES) if bundle.cfg.features.endswith("+surprise") else []
 

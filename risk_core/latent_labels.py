@@ -174,6 +174,13 @@ def describe_latents(
     return out
 
 
+def heaviest_latents(bundle, n_latents: int) -> dict[int, float]:
+    """The probe's ``n_latents`` most important latents with positive weight, heaviest first: {index:
+    weight} (``probe.feature_weights()`` over the SAE part of its input)."""
+    w = bundle.probe.feature_weights().detach().cpu()[: bundle.sae.num_latents]
+    return {int(i): float(w[i]) for i in torch.argsort(w, descending=True)[:n_latents] if float(w[i]) > 0}
+
+
 def label_latents(
     loaded,
     bundle,
@@ -194,10 +201,8 @@ def label_latents(
     from risk_core.features import frame_text
 
     cfg = cfg or LabelConfig(n_examples=n_examples)
-    w = bundle.probe.feature_weights().cpu()
-    n_lat = bundle.sae.num_latents
-    w = w[:n_lat]
-    heavy = [int(i) for i in torch.argsort(w, descending=True)[:n_latents] if float(w[i]) > 0]
+    weights = heaviest_latents(bundle, n_latents)
+    heavy = list(weights)
     if not heavy:
         return {}
     idx = torch.tensor(heavy)
@@ -228,7 +233,6 @@ def label_latents(
                 line_texts.append(lines[n])
                 buggy.append(n + 1 in bug)
     acts = torch.cat(all_acts) if all_acts else torch.zeros(0, len(heavy))
-    weights = {lat: float(w[lat]) for lat in heavy}
     out = describe_latents(
         acts, tok_texts, line_texts, heavy, cfg, buggy=buggy if buggy_lines else None, weights=weights
     )

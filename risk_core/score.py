@@ -87,8 +87,7 @@ class Scorer:
         )
         scored: list[list[LineRisk]] = [[] for _ in files]
         for (fi, lo, _hi), text, ff, wanted_lines in zip(windows, texts, feats, targets):
-            mask = candidate_mask(text, languages[fi])
-            rows = [i for i, n in enumerate(ff.line_numbers) if mask[n - 1]]
+            rows = candidate_rows(ff, text, languages[fi])
             row_of = {ff.line_numbers[i] + lo - 1: r for r, i in enumerate(rows)}
             picked = [(n, row_of[n]) for n in wanted_lines if n in row_of]
             if not picked:
@@ -100,15 +99,8 @@ class Scorer:
         self, f: FileToScore, ff, rows: list[int], picked: list[tuple[int, int]], top_latents: int
     ) -> list[LineRisk]:
         """Risk of the ``picked`` (file line, row among ``rows``) lines of one window."""
-        probe = self.bundle.probe
         x = ff.matrix(self.bundle.cfg.features)[rows]
-        at = [r for _, r in picked]
-        if isinstance(probe, ContextProbe):  # a context probe reads every candidate line of the window
-            risk = probe.risk(x)[at]
-            contrib = probe.contributions(x, rows=at)
-        else:
-            risk = probe.risk(x[at])
-            contrib = probe.contributions(x[at])
+        risk, contrib = probe_lines(self.bundle.probe, x, [r for _, r in picked])
         latents_of_rows = ff.latents[rows]
         n_latents = latents_of_rows.shape[1]
         lines = f.text.splitlines()
@@ -122,6 +114,20 @@ class Scorer:
             ]
             out.append(LineRisk(f.path, n, float(risk[k]), lines[n - 1], latents))
         return out
+
+
+def candidate_rows(ff, text: str, language: str) -> list[int]:
+    """Indices of a window's feature rows (``ff.line_numbers``) that are candidate lines."""
+    mask = candidate_mask(text, language)
+    return [i for i, n in enumerate(ff.line_numbers) if mask[n - 1]]
+
+
+def probe_lines(probe, x: torch.Tensor, at: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Risk [len(at)] and per-feature contributions [len(at), F] of rows ``at`` of a window's candidate
+    lines ``x`` [L, F]: a context probe reads every line of the window, a line probe each row alone."""
+    if isinstance(probe, ContextProbe):
+        return probe.risk(x)[at], probe.contributions(x, rows=at)
+    return probe.risk(x[at]), probe.contributions(x[at])
 
 
 def window_text(text: str, lo: int, hi: int) -> str:
