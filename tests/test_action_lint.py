@@ -23,8 +23,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
 EXAMPLES = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
-PUBLISHED_AS = "pttrust/pttrust@v0.1.0"
-"""How the examples refer to the action (replaced by ``./`` to lint against this action.yml)."""
+VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]
+PUBLISHED_AS = f"pttrust/pttrust@v{VERSION}"
+"""How the examples refer to the action: the release tag of this version, which the release workflow
+creates (replaced by ``./`` to lint against this action.yml)."""
 ACTIONLINT_CONFIG = "self-hosted-runner:\n  labels: [gpu]\n"
 
 
@@ -183,6 +185,30 @@ def test_third_party_actions_are_pinned_by_full_sha_with_the_version_beside():
                 continue
             assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", m.group(1)), f"{path.name}: {line.strip()}"
             assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", m.group(2)), f"{path.name}: version comment: {line.strip()}"
+
+
+def test_every_reference_to_a_release_names_this_version():
+    """A user copies the ``uses:`` / ``rev:`` line from the docs: it must name the tag the release
+    workflow creates for the version in pyproject.toml (the docs said v0.1.0 while the package was 0.2.0)."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *EXAMPLES, ROOT / ".pre-commit-hooks.yaml"]
+    found = 0
+    for path in docs:
+        text = path.read_text()
+        for m in re.finditer(r"pttrust/pttrust@([\w.-]*\w)|^\s*#?\s*(?:rev|ref): (v\S+)", text, re.M):
+            ref = m.group(1) or m.group(2)
+            assert ref == f"v{VERSION}", f"{path.relative_to(ROOT)}: {m.group(0).strip()} (the release is v{VERSION})"
+            found += 1
+    assert found >= len(EXAMPLES), "the docs and examples should show the one-line reference"
+
+
+def test_the_release_workflow_tags_the_version_users_are_told_to_use():
+    """``uses: pttrust/pttrust@vX.Y.Z`` works once the tag exists: the release workflow creates it (and
+    moves the major tag ``vX``) from pyproject.toml's version on the default branch."""
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    steps = [s for job in wf["jobs"].values() for s in job["steps"]]
+    script = "\n".join(s.get("run", "") for s in steps)
+    assert "pyproject.toml" in script and 'git tag "v$version"' in script and "git push" in script
+    assert wf["permissions"] == {"contents": "write"}
 
 
 def test_installs_into_a_venv_under_the_runner_temp():
