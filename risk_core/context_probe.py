@@ -9,7 +9,10 @@ light of the others. Inputs are the same pooled line features as ``probe.RiskPro
     standardise -> Linear(F, h) -> GELU -> BiGRU(h) -> Linear([local, context] -> 1) -> Platt scaling
 
 Trained with class-balanced BCE, a listwise softmax over each buggy file's lines, or both; early
-stopping keeps the epoch with the best validation top-1 (ties by AUROC).
+stopping keeps the epoch with the best validation top-1 (ties by AUROC). With ``members`` > 1 the
+probe is several such GRUs, each seeded and early-stopped on its own, whose logits are averaged before
+the one Platt scaling: on a few thousand labeled functions one GRU's ranking moves by ±0.015 top-1
+with its seed alone, and the mean of several is steadier.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -46,7 +49,9 @@ class ContextProbeConfig:
     batch_files: int = 32
     """Files per optimisation step."""
     seed: int = 0
-    """Seeds initialisation and file order."""
+    """Seeds initialisation and file order (member m uses seed + m)."""
+    members: int = 1
+    """GRUs trained independently (seeds seed, seed+1, ...) whose logits are averaged."""
     n_features: int = 0
     """Input width (set from the data)."""
 
@@ -55,6 +60,27 @@ class ContextProbeConfig:
             raise UsageError(f"unknown loss {self.loss!r} ({' | '.join(LOSSES)})")
         if self.hidden < 2 or self.hidden % 2:
             raise UsageError("hidden must be an even number >= 2")
+        if self.members < 1:
+            raise UsageError(f"members must be >= 1 (got {self.members})")
+
+
+class _ContextNet(nn.Module):
+    """One member: the projection, the BiGRU and the head over [local, context]."""
+
+    def __init__(self, f: int, h: int, dropout: float):
+        super().__init__()
+        self.project = nn.Linear(f, h)
+        self.drop = nn.Dropout(dropout)
+        self.gru = nn.GRU(h, h // 2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * h, 1)
+
+    def forward(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """z: [B, L, F] standardised, right-padded; returns [B, L] logits."""
+        local = self.drop(nn.functional.gelu(self.project(z)))
+        packed = nn.utils.rnn.pack_padded_sequence(local, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        ctx, _ = self.gru(packed)
+        ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=z.shape[1])
+        return self.head(torch.cat([local, ctx], dim=-1)).squeeze(-1)
 
 
 class ContextProbe(nn.Module):
@@ -77,21 +103,15 @@ class ContextProbe(nn.Module):
         self.register_buffer("std", torch.ones(f))
         self.register_buffer("calib_a", torch.ones(()))
         self.register_buffer("calib_b", torch.zeros(()))
-        self.project = nn.Linear(f, h)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.gru = nn.GRU(h, h // 2, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * h, 1)
+        self.nets = nn.ModuleList(_ContextNet(f, h, cfg.dropout) for _ in range(cfg.members))
+        self._register_load_state_dict_pre_hook(_one_member_layout)
 
     def standardize(self, x: Tensor) -> Tensor:
         return (x.float() - self.mean) / self.std
 
     def _padded_logits(self, z: Tensor, lengths: Tensor) -> Tensor:
-        """z: [B, L, F] standardised, right-padded; returns [B, L] logits."""
-        local = self.drop(nn.functional.gelu(self.project(z)))
-        packed = nn.utils.rnn.pack_padded_sequence(local, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        ctx, _ = self.gru(packed)
-        ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=z.shape[1])
-        return self.head(torch.cat([local, ctx], dim=-1)).squeeze(-1)
+        """z: [B, L, F] standardised, right-padded; returns [B, L] logits (the members' mean)."""
+        return torch.stack([net(z, lengths) for net in self.nets]).mean(0)
 
     def logits(self, x: Tensor) -> Tensor:
         """Uncalibrated logits [L] for one file's line features [L, F] (lines in file order)."""
@@ -119,8 +139,8 @@ class ContextProbe(nn.Module):
         return torch.stack(out) if out else z.new_zeros((0, z.shape[1]))
 
     def feature_weights(self) -> Tensor:
-        """Importance of each input feature [F]: the L2 norm of its projection column."""
-        return self.project.weight.detach().norm(dim=0)
+        """Importance of each input feature [F]: the L2 norm of its projection column (members' mean)."""
+        return torch.stack([cast(_ContextNet, net).project.weight.detach().norm(dim=0) for net in self.nets]).mean(0)
 
     def save(self, path: str | Path) -> None:
         from risk_core.probe import save_probe_dir
@@ -132,6 +152,14 @@ class ContextProbe(nn.Module):
         from risk_core.probe import load_probe_dir
 
         return load_probe_dir(path, ContextProbeConfig, cls, device, "context probe")
+
+
+def _one_member_layout(state: dict, prefix: str, *args) -> None:
+    """Probes saved before members existed hold one GRU at the top level (``project.weight``…): read
+    them as member 0."""
+    for name in ("project", "gru", "head"):
+        for key in [k for k in state if k.startswith(f"{prefix}{name}.")]:
+            state[f"{prefix}nets.0.{key[len(prefix) :]}"] = state.pop(key)
 
 
 def _batch(files: list[tuple[Tensor, Tensor]], idx: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -187,8 +215,6 @@ def train_context_probe(
     val_files = [(x.float(), y.float()) for x, y in val_files if x.shape[0] > 0]
     if not files or not val_files:
         raise UsageError("context probe training needs training and validation files")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     cfg = ContextProbeConfig(**{**asdict(cfg), "n_features": files[0][0].shape[1]})
     probe = ContextProbe(cfg)
     allx = torch.cat([x for x, _ in files])
@@ -199,6 +225,26 @@ def train_context_probe(
     n_pos = float(ally.sum())
     pos_weight = (ally.numel() - n_pos) / max(n_pos, 1.0)
     del allx
+    for m in range(cfg.members):
+        torch.manual_seed(cfg.seed + m)  # seeds the member's initialisation, then its dropout
+        one = ContextProbe(ContextProbeConfig(**{**asdict(cfg), "members": 1, "seed": cfg.seed + m}))
+        one.mean.copy_(probe.mean)
+        one.std.copy_(probe.std)
+        _train_member(one, files, val_files, pos_weight, log if cfg.members == 1 else None)
+        probe.nets[m] = one.nets[0]
+        if log and cfg.members > 1:
+            top1, auc = _top1_auroc(one, val_files)
+            log(f"member {m + 1}/{cfg.members} (seed {cfg.seed + m}): val top-1 {top1:.3f} AUROC {auc:.3f}")
+    probe.eval()
+    _calibrate(probe, val_files)
+    return probe
+
+
+def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log) -> None:
+    """The training loop of a one-member probe, in place: the epoch with the best validation
+    (top-1, AUROC) is kept."""
+    cfg = probe.cfg
+    gen = torch.Generator().manual_seed(cfg.seed)  # the file order
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_key = copy.deepcopy(probe.state_dict()), (-1.0, -1.0)
     for epoch in range(cfg.epochs):
@@ -220,8 +266,6 @@ def train_context_probe(
             best_key, best = key, copy.deepcopy(probe.state_dict())
     probe.load_state_dict(best)
     probe.eval()
-    _calibrate(probe, val_files)
-    return probe
 
 
 def _calibrate(probe: ContextProbe, val_files: list[tuple[Tensor, Tensor]]) -> None:

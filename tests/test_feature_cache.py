@@ -112,6 +112,50 @@ def test_context_probe_learns_a_pattern_only_context_reveals(tmp_path):
     assert again.contributions(x).shape == x.shape
 
 
+def test_a_context_probe_of_several_members_averages_their_logits_and_round_trips(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    files = []
+    for _ in range(40):
+        x = torch.randn(6, 3, generator=gen)
+        y = (x[:, 0] > 1.0).float()
+        y[int(x[:, 0].argmax())] = 1.0
+        files.append((x, y))
+    cfg = ContextProbeConfig(epochs=3, hidden=8, members=3, seed=5)
+    probe = train_context_probe(files[:30], cfg, files[30:])
+    assert len(probe.nets) == 3
+    x = files[0][0]
+    z = probe.standardize(x).unsqueeze(0)
+    each = torch.stack([net(z, torch.tensor([6]))[0] for net in probe.nets])
+    assert not torch.allclose(each[0], each[1])  # seeds 5, 6, 7 train different members
+    assert torch.allclose(probe.logits(x), each.mean(0), atol=1e-6)
+    single = train_context_probe(files[:30], ContextProbeConfig(epochs=3, hidden=8, seed=5), files[30:])
+    assert torch.allclose(single.nets[0].project.weight, probe.nets[0].project.weight)  # member 0 = seed 5 alone
+    probe.save(tmp_path / "p")
+    again = ContextProbe.load(tmp_path / "p")
+    assert again.cfg.members == 3 and torch.allclose(again.risk(x), probe.risk(x))
+    assert again.feature_weights().shape == (3,)
+    with pytest.raises(UsageError, match="members"):
+        ContextProbeConfig(members=0)
+
+
+def test_a_context_probe_saved_before_members_existed_still_loads(tmp_path):
+    """Bundles trained before the ensemble held one GRU at the top level of the state dict."""
+    from safetensors.torch import load_file, save_file
+
+    probe = ContextProbe(ContextProbeConfig(n_features=3, hidden=4)).eval()
+    probe.save(tmp_path / "p")
+    state = load_file(str(tmp_path / "p" / "probe.safetensors"))
+    old = {k.replace("nets.0.", ""): v for k, v in state.items()}
+    assert "project.weight" in old
+    save_file(old, str(tmp_path / "p" / "probe.safetensors"))
+    cfg = json.loads((tmp_path / "p" / "cfg.json").read_text())
+    del cfg["members"]
+    (tmp_path / "p" / "cfg.json").write_text(json.dumps(cfg))
+    again = ContextProbe.load(tmp_path / "p")
+    x = torch.randn(5, 3)
+    assert torch.allclose(again.risk(x), probe.risk(x))
+
+
 def test_threshold_and_finding_metrics():
     class Rows:
         sample = torch.tensor([0, 0, 0, 1, 1, 1])
