@@ -3,6 +3,7 @@ the naive way (score every line of every touched file) and this machine's fp32 m
 measured in the same run.
 
     python bench/review.py --bundle DIR [--device cpu] [--quantize int8] [--files 10] [--lines 300]
+                           [--engine auto|torch|transformers]
     python bench/review.py --bundle DIR --sweep files|lines|size [--out bench/results] [--naive-max-lines N]
     python bench/review.py --plot bench/results         # sweep JSONs -> bench/results/sweep.png
 
@@ -270,6 +271,7 @@ def main() -> int:
     ap.add_argument("--bundle", default=str(ROOT / "risk_core" / "weights" / "qwen2.5-coder-0.5b"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quantize", default="auto", choices=["auto", "nf4", "int8", "none"])
+    ap.add_argument("--engine", default="auto", choices=["auto", "torch", "transformers"], help="see load_model")
     ap.add_argument("--files", type=int, default=10)
     ap.add_argument("--lines", type=int, default=300)
     ap.add_argument("--context-factor", type=int, default=4, help="file length / added lines")
@@ -286,17 +288,19 @@ def main() -> int:
         print(plot(args.plot))
         return 0
 
-    # Cold start: the imports of the model stack, then model + bundle from the prepared cache.
+    # Cold start: the imports of the model stack, then model + bundle from the prepared cache. The
+    # torch engine never imports transformers; the transformers engine imports it inside the load.
     t0 = time.perf_counter()
     import torch  # noqa: F401 - timed here: part of every cold start
-    import transformers  # noqa: F401
 
     from bot.run import load_scorer
     from risk_core.encode import decoder_layers
 
     t_import = time.perf_counter() - t0
     t1 = time.perf_counter()
-    scorer, model_name, bundle_name = load_scorer(args.model, args.bundle, args.device, quantize=args.quantize)
+    scorer, model_name, bundle_name = load_scorer(
+        args.model, args.bundle, args.device, quantize=args.quantize, engine=args.engine
+    )
     t_load = time.perf_counter() - t1
     loaded = scorer.loaded
     counter = TokenCounter(loaded)
@@ -308,6 +312,8 @@ def main() -> int:
         "quantize": args.quantize,
         "model": model_name,
         "bundle": bundle_name,
+        "engine": loaded.engine,
+        "transformers_imported": "transformers" in sys.modules,
         "blocks_built": len(decoder_layers(loaded.model)),
         "import_s": round(t_import, 3),
         "load_s": round(t_load, 3),

@@ -35,9 +35,11 @@ def load_scorer(
     progress: Progress | None = None,
     *,
     quantize: str = "auto",
+    engine: str = "auto",
 ) -> tuple[Scorer, str, str | None]:
     """Load the model and its artifact bundle into a `risk_core.score.Scorer`; the model only up to
-    the bundle's layer when its features need no logits (`risk_core.score.layers_needed`).
+    the bundle's layer when its features need no logits (`risk_core.score.layers_needed`), by the
+    torch engine where it can (``engine``: see `risk_core.models.load_model`).
 
     Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
     """
@@ -56,8 +58,13 @@ def load_scorer(
     say(f"loading bundle {bundle_path}")
     loaded_bundle = Bundle.load(bundle_path)
     say(f"loading model {name}")
+    if loaded_bundle.cfg.framing == "review":
+        # The review framing wraps code in the chat template, which only transformers' tokenizer renders.
+        if engine == "torch":
+            raise UsageError(f"bundle {bundle_path} frames code in the chat template: it needs the transformers engine")
+        engine = "transformers"
     loaded = load_model(  # the CLI's reporter: respects -q
-        name, device=device, quantize=quantize, up_to_layer=layers_needed(loaded_bundle), say=progress
+        name, device=device, quantize=quantize, up_to_layer=layers_needed(loaded_bundle), say=progress, engine=engine
     )
     encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
     return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)

@@ -19,6 +19,7 @@ from torch import Tensor
 from risk_core.candidates import candidate_mask
 from risk_core.choices import FEATURE_SETS, FRAMINGS  # noqa: F401  (re-exported: bind, eval)
 from risk_core.errors import UsageError
+from risk_core.tokenizer import FastTokenizer
 
 SURPRISE_NAMES = ("nll_mean", "nll_max", "entropy_mean")
 _PLACEHOLDER = "\u2063CODE\u2063"
@@ -75,6 +76,8 @@ def frame_text(code: str, language: str, framing: str, tokenizer=None) -> tuple[
         return code, 0
     if framing != "review":
         raise UsageError(f"unknown framing {framing!r} ({' | '.join(FRAMINGS)})")
+    if isinstance(tokenizer, FastTokenizer):
+        raise UsageError("the review framing needs the chat template: load the model with engine='transformers'")
     user = f"Review this {language} code and find the line with the bug.\n```{language}\n{_PLACEHOLDER}\n```"
     template = None
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):

@@ -1,15 +1,21 @@
 """Loading a model (registry name, local directory or locally cached HF id) ready for encoding: only
 the blocks up to the layer read, weights mapped from safetensors, optionally int8 on CPU. The weights'
-origin and the one-time conversion into the cache are ``risk_core.models``."""
+origin and the one-time conversion into the cache are ``risk_core.models``.
+
+Two engines. ``torch`` (the review's: a Qwen2 stack up to a layer, on CPU, in float32 or int8) is
+``risk_core.qwen2`` and ``risk_core.tokenizer``: it never imports transformers, and it maps a float32
+copy of the blocks that the first load writes beside the weights (``FLOAT32_BLOCKS``), so a load
+converts nothing. ``transformers`` is everything else (CUDA and bitsandbytes, the whole causal LM with
+its head, other architectures); ``load_model(engine=...)`` picks one or says why it cannot."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from risk_core.errors import PttrustError, UsageError
 from risk_core.models import DEFAULT_MODEL, REGISTRY, prepare, quiet_transformers
@@ -18,14 +24,62 @@ if TYPE_CHECKING:  # torch and transformers are heavy; import them only where a 
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from risk_core.tokenizer import FastTokenizer
+
 log = logging.getLogger(__name__)
+
+Engine = Literal["torch", "transformers"]
+ENGINE_CHOICES = ("auto", "torch", "transformers")
+
+
+class Encoder(Protocol):
+    """What the encoder and its callers use of a loaded model, whichever engine built it: a
+    transformers ``PreTrainedModel`` or a ``risk_core.qwen2.Qwen2Model``."""
+
+    @property
+    def config(self) -> Any:
+        """hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, ..."""
+        ...
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The decoder stack: ``.layers`` (its blocks) and ``.norm``, called with ``input_ids``,
+        ``attention_mask``, ``position_ids``, ``use_cache`` (its output has ``last_hidden_state``)."""
+        ...
+
+    def get_input_embeddings(self) -> torch.nn.Module: ...
+
+    def get_output_embeddings(self) -> torch.nn.Module | None: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class TextTokenizer(Protocol):
+    """What the encoder and its callers use of a tokenizer: a transformers fast tokenizer or a
+    ``risk_core.tokenizer.FastTokenizer``."""
+
+    @property
+    def is_fast(self) -> bool: ...
+
+    @property
+    def pad_token_id(self) -> int | None: ...
+
+    def __call__(self, text: Any, *args: Any, **kwargs: Any) -> Mapping[str, Any]:
+        """``input_ids`` (and, with ``return_offsets_mapping=True``, ``offset_mapping``) of a text or
+        of each text of a list."""
+        ...
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = False) -> str | list[str]: ...
 
 
 @dataclass
 class LoadedModel:
-    model: PreTrainedModel
-    """A causal LM (Qwen2ForCausalLM or any AutoModelForCausalLM), in eval mode, no grads."""
-    tokenizer: PreTrainedTokenizerBase
+    model: Encoder
+    """A causal LM (Qwen2ForCausalLM or any AutoModelForCausalLM), in eval mode, no grads; or, loaded
+    up to a layer, the base model (transformers') or the ``risk_core.qwen2`` stack (engine torch)."""
+    tokenizer: TextTokenizer
     """A *fast* tokenizer (character offsets are needed to map tokens to lines)."""
     name: str
     """Registry name, HF id or path as given."""
@@ -42,9 +96,27 @@ class LoadedModel:
     L when it was built only up to layer L (``load_model(up_to_layer=L)``): then it is the base model,
     without the LM head (no logits, so no surprise) and, below the last layer, without the final norm."""
 
+    engine: Engine = "transformers"
+    """Which code runs the model: transformers' (``model`` is a ``PreTrainedModel``, ``tokenizer``
+    transformers') or ``risk_core.qwen2`` and ``risk_core.tokenizer`` (no transformers import)."""
+
     @property
     def deepest_layer(self) -> int:
         return self.num_layers if self.max_layer is None else self.max_layer
+
+    @property
+    def causal_lm(self) -> PreTrainedModel:
+        """The transformers model, for what only it has (``generate``, the LM head)."""
+        if self.engine != "transformers":
+            raise UsageError(f"{self.name} was loaded by the {self.engine} engine: it has no generate nor LM head")
+        return cast("PreTrainedModel", self.model)
+
+    @property
+    def hf_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The transformers tokenizer, for what only it has (padding, tensors, the chat template)."""
+        if self.engine != "transformers":
+            raise UsageError(f"{self.name} was loaded by the {self.engine} engine: its tokenizer is tokenizers' own")
+        return cast("PreTrainedTokenizerBase", self.tokenizer)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,6 +141,7 @@ def load_model(
     up_to_layer: int | None = None,
     verify: bool = False,
     say: Callable[[str], None] | None = None,
+    engine: str = "auto",
 ) -> LoadedModel:
     """Load a registry model (preparing its cache on first use), a local directory or an HF id that is
     already in the local HF cache. CUDA defaults to bitsandbytes nf4, CPU to float32; ``--quantize
@@ -76,9 +149,12 @@ def load_model(
     activations). ``up_to_layer``: the deepest hidden_states index that will be read, when no logits
     are needed (features without surprise): only the blocks up to it are built and loaded, as the
     base model (see ``LoadedModel.max_layer``). ``say``: the caller's progress reporter (the one-time
-    conversion reports through it)."""
+    conversion reports through it). ``engine``: ``auto`` takes ``torch`` (no transformers import, see
+    the module doc) where it can serve the request, else ``transformers``; naming one insists on it."""
     import torch
 
+    if engine not in ENGINE_CHOICES:
+        raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINE_CHOICES)}")
     if quantize not in QUANTIZE_CHOICES:
         raise UsageError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_CHOICES)}")
     if dtype not in DTYPE_CHOICES:
@@ -116,6 +192,21 @@ def load_model(
                 f"unknown model {name_or_path!r}: not a directory nor a registry name "
                 f"(known: {', '.join(sorted(REGISTRY))})"
             )
+
+    if engine != "transformers":
+        why_not = "" if up_to_layer is not None else "it serves hidden states up to a layer, not the causal LM"
+        if not why_not and (target.type != "cpu" or quantize not in ("none", "int8") or dtype != "float32"):
+            why_not = f"it runs on cpu in float32 or int8 (asked: {target.type}, {dtype}, quantize {quantize})"
+        if not why_not:
+            assert up_to_layer is not None, "checked above"
+            lean = _load_torch_engine(name_or_path, path, up_to_layer, cpu_int8, say)
+            if isinstance(lean, LoadedModel):
+                lean.sha256 = sha256
+                return lean
+            why_not = lean
+        if engine == "torch":
+            raise UsageError(f"the torch engine cannot load {name_or_path!r}: {why_not}")
+        log.debug("loading %s with transformers: %s", name_or_path, why_not)
 
     # safetensors only: a pytorch_model.bin is a pickle, and unpickling runs code from the directory.
     kwargs: dict = {"dtype": torch_dtype, "local_files_only": True, "use_safetensors": True}
@@ -230,35 +321,210 @@ def _hf_snapshot(name: str) -> Path:
 _SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "I64": "int64"}
 
 
-def mapped_safetensors(directory: Path) -> dict:
-    """{name: tensor} of every ``*.safetensors`` file of ``directory``, each a view into the file mapped
-    read-only-private (copy on write): nothing is read until a tensor is used, and tensors never
-    used (upper layers, the LM head) are never read at all."""
+FLOAT32_BLOCKS = "blocks-float32.safetensors"
+"""The float32 copy of a model directory's blocks (and final norm) that the torch engine maps: written
+by the first load that needs it, beside the weights, under the tensors' own names, with the size and
+mtime of the source files in its metadata so that changed weights rebuild it."""
+_FLOAT32_FORMAT = "pttrust-float32-blocks/1"
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    return sorted(f for f in directory.glob("*.safetensors") if f.name != FLOAT32_BLOCKS)
+
+
+def _read_header(file: Path) -> tuple[int, dict]:
+    """(header length, header) of a safetensors file."""
+    with open(file, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        return n, json.loads(fh.read(n))
+
+
+def _map_file(file: Path, header_len: int, header: dict) -> dict:
+    """{name: tensor} of one safetensors file, each a view into the file mapped copy-on-write."""
     import torch
 
-    files = sorted(directory.glob("*.safetensors"))
+    # cast: the stub of from_file is _StorageBase's (-> _StorageBase | TypedStorage), but called on
+    # UntypedStorage it returns an UntypedStorage.
+    size = file.stat().st_size
+    storage = cast("torch.UntypedStorage", torch.UntypedStorage.from_file(str(file), shared=False, nbytes=size))
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = getattr(torch, _SAFETENSORS_DTYPES.get(meta["dtype"], ""), None)
+        if dtype is None:
+            raise UsageError(f"{file.name}: tensor {name} has unsupported dtype {meta['dtype']}")
+        begin, end = meta["data_offsets"]
+        if 8 + header_len + end > size:
+            raise UsageError(f"{file.name} is truncated (tensor {name} ends past the end of the file)")
+        # The bytes of one tensor: a 1-D uint8 view, contiguous, so its stride is (1,).
+        raw = torch.empty(0, dtype=torch.uint8).set_(storage, 8 + header_len + begin, (end - begin,), (1,))
+        tensors[name] = raw.view(dtype).view(meta["shape"])
+    return tensors
+
+
+def mapped_safetensors(directory: Path) -> dict:
+    """{name: tensor} of every ``*.safetensors`` file of ``directory`` (the weights, not the torch
+    engine's ``FLOAT32_BLOCKS``), each a view into the file mapped read-only-private (copy on write):
+    nothing is read until a tensor is used, and tensors never used (upper layers, the LM head) are
+    never read at all."""
+    files = _weight_files(directory)
     if not files:
         raise UsageError(f"{directory} holds no safetensors weights (pickled pytorch_model.bin is refused)")
     tensors = {}
     for file in files:
-        with open(file, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        size = file.stat().st_size
-        # cast: the stub of from_file is _StorageBase's (-> _StorageBase | TypedStorage), but called on
-        # UntypedStorage it returns an UntypedStorage.
-        storage = cast("torch.UntypedStorage", torch.UntypedStorage.from_file(str(file), shared=False, nbytes=size))
-        for name, meta in header.items():
-            if name == "__metadata__":
-                continue
-            dtype = getattr(torch, _SAFETENSORS_DTYPES.get(meta["dtype"], ""), None)
-            if dtype is None:
-                raise UsageError(f"{file.name}: tensor {name} has unsupported dtype {meta['dtype']}")
-            begin, end = meta["data_offsets"]
-            # The bytes of one tensor: a 1-D uint8 view, contiguous, so its stride is (1,).
-            raw = torch.empty(0, dtype=torch.uint8).set_(storage, 8 + n + begin, (end - begin,), (1,))
-            tensors[name] = raw.view(dtype).view(meta["shape"])
+        tensors.update(_map_file(file, *_read_header(file)))
     return tensors
+
+
+def _source_stamp(directory: Path) -> str:
+    """Name, size and mtime of each weight file: what a float32 copy was made from."""
+    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in _weight_files(directory))
+
+
+def float32_blocks(directory: Path, source: dict, names: list[str], say: Callable[[str], None] | None = None) -> dict:
+    """``{name: float32 tensor}`` of the source tensors ``names`` (stored in another dtype), mapped from
+    the directory's ``FLOAT32_BLOCKS`` copy, so that a load converts nothing. The copy is (re)written
+    when it is missing, was made from other weights, or lacks some of ``names`` (it then keeps what it
+    held, so loads up to different layers share one file); where it cannot be written (a read-only
+    directory, a full disk) the tensors are converted in memory."""
+    import torch
+
+    file = directory / FLOAT32_BLOCKS
+    stamp = _source_stamp(directory)
+    held: list[str] = []
+    try:
+        n, header = _read_header(file)
+        meta = header.get("__metadata__") or {}
+        if meta.get("format") == _FLOAT32_FORMAT and meta.get("source") == stamp:
+            held = [k for k in header if k != "__metadata__"]
+            if set(names) <= set(held):
+                mapped = _map_file(file, n, header)
+                return {k: mapped[k] for k in names}
+    except (OSError, ValueError, KeyError, UsageError):
+        pass  # missing or unreadable: written below
+    wanted = sorted({*names, *(k for k in held if k in source)})
+    try:
+        if say:
+            say(f"writing a float32 copy of {len(wanted)} tensors to {file} (once; later loads map it)")
+        _write_float32(file, source, wanted, {"format": _FLOAT32_FORMAT, "source": stamp})
+        mapped = _map_file(file, *_read_header(file))
+        return {k: mapped[k] for k in names}
+    except (PttrustError, OSError, ValueError) as err:
+        log.info("converting the blocks to float32 in memory: %s", err)
+        return {k: source[k].to(torch.float32) for k in names}
+
+
+def _write_float32(file: Path, source: dict, names: list[str], metadata: dict[str, str]) -> None:
+    """A safetensors file of ``source[names]`` in float32, written a tensor at a time (the converted
+    model is never whole in memory), atomically."""
+    import ctypes
+
+    import torch
+
+    from risk_core.atomic import atomic_path
+
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name in names:
+        nbytes = source[name].numel() * 4
+        header[name] = {"dtype": "F32", "shape": list(source[name].shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-aligned, as safetensors writes it
+    with atomic_path(file) as tmp, open(tmp, "wb") as fh:
+        fh.write(len(blob).to_bytes(8, "little"))
+        fh.write(blob)
+        for name in names:
+            t = source[name].to(torch.float32).contiguous()
+            fh.write(ctypes.string_at(t.data_ptr(), t.numel() * 4))
+
+
+def _load_torch_engine(
+    name: str, path: str | Path, up_to_layer: int, cpu_int8: bool, say: Callable[[str], None] | None
+) -> LoadedModel | str:
+    """The torch engine's load of ``path`` up to ``up_to_layer``, or why it cannot serve it (then the
+    caller may take transformers). Never imports transformers."""
+    from risk_core import qwen2
+    from risk_core.tokenizer import FastTokenizer, UnsupportedTokenizer
+
+    directory = Path(path)
+    if not directory.is_dir():
+        if not _looks_like_hf_id(str(path)):
+            return f"{path} is not a directory"
+        try:
+            directory = _hf_snapshot(str(path))
+        except Exception as err:  # noqa: BLE001 - not in the local HF cache: transformers says it in one line
+            return f"no local snapshot of {path} ({type(err).__name__})"
+    try:
+        cfg = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"config.json is unreadable ({type(err).__name__})"
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("num_hidden_layers"), int):
+        return "config.json has no num_hidden_layers"
+    full = cfg["num_hidden_layers"]
+    if up_to_layer > full:
+        raise UsageError(f"layer {up_to_layer} is out of range: the model has layers 0..{full} (0 = embeddings)")
+    blocks = max(up_to_layer, 1)  # layer 0 (the embeddings) is what enters the first block: its hook reads it
+    problem = qwen2.unsupported(cfg, blocks)
+    if problem:
+        return problem
+    if not _weight_files(directory):
+        return "no safetensors weights"
+    try:
+        tokenizer: FastTokenizer = FastTokenizer.qwen2(directory)
+    except UnsupportedTokenizer as err:
+        return f"tokenizer: {err}"
+    try:
+        config = qwen2.Qwen2Config.from_dict(cfg)
+        model = _build_qwen2(directory, config, blocks, final_norm=up_to_layer == full, say=say)
+    except PttrustError:
+        raise
+    except Exception as err:  # noqa: BLE001 - as the transformers path: one line, never a traceback
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"cannot load model {name!r} from {directory}: {first[:300]}") from None
+    if cpu_int8:
+        model = quantize_int8(model)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        sha256=None,
+        num_layers=full,
+        d_model=config.hidden_size,
+        device=next(model.parameters()).device,
+        max_layer=up_to_layer,
+        engine="torch",
+    )
+
+
+def _build_qwen2(directory: Path, config, blocks: int, final_norm: bool, say: Callable[[str], None] | None):
+    """The ``risk_core.qwen2`` stack of ``blocks`` blocks, its parameters mapped: the embedding table
+    from the weights as stored (its rows are cast when looked up), the blocks from their float32 copy."""
+    import torch
+
+    from risk_core.qwen2 import Qwen2Model
+
+    source = mapped_safetensors(directory)
+    wanted = ["embed_tokens.weight"] + [
+        k.removeprefix("model.")
+        for k in source
+        if k.removeprefix("model.").startswith(tuple(f"layers.{i}." for i in range(blocks)))
+    ]
+    if final_norm:
+        wanted.append("norm.weight")
+    key_of = {}
+    for key in source:
+        key_of.setdefault(key.removeprefix("model."), key)  # "model.x" and "x" alike; the first wins
+    missing = [w for w in wanted if w not in key_of]
+    if missing:
+        raise UsageError(f"model weights lack {len(missing)} tensors the layers need (first: {missing[0]})")
+    state = {w: source[key_of[w]] for w in wanted}
+    convert = [key_of[w] for w in wanted if w != "embed_tokens.weight" and state[w].dtype != torch.float32]
+    if convert:
+        copies = float32_blocks(directory, source, convert, say)
+        state.update({w: copies[key_of[w]] for w in wanted if key_of[w] in copies})
+    return Qwen2Model(config, state, blocks, final_norm=final_norm)
 
 
 def _build_up_to(path: Path, config, max_layer: int, dtype, target):

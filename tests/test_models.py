@@ -281,9 +281,11 @@ def test_gguf_conversion_progress_goes_through_the_reporter_only(fake_parts, cap
 # Loading only the layers read
 
 
+@pytest.mark.parametrize("engine", ["torch", "transformers"])
 @pytest.mark.parametrize("layer", [1, 2, 3])
-def test_a_model_loaded_up_to_a_layer_has_only_its_blocks(tiny_model_dir, layer):
-    loaded = load_model(str(tiny_model_dir), up_to_layer=layer)
+def test_a_model_loaded_up_to_a_layer_has_only_its_blocks(tiny_model_dir, layer, engine):
+    loaded = load_model(str(tiny_model_dir), up_to_layer=layer, engine=engine)
+    assert loaded.engine == engine
     keys = loaded.model.state_dict().keys()
     assert len(loaded.model.layers) == layer and loaded.max_layer == layer
     assert loaded.model.get_output_embeddings() is None and not any("lm_head" in k for k in keys)
@@ -291,16 +293,18 @@ def test_a_model_loaded_up_to_a_layer_has_only_its_blocks(tiny_model_dir, layer)
     assert (loaded.num_layers, loaded.deepest_layer) == (4, layer)
 
 
-def test_up_to_the_last_layer_keeps_the_final_norm_but_no_head(tiny_model_dir):
-    loaded = load_model(str(tiny_model_dir), up_to_layer=4)
+@pytest.mark.parametrize("engine", ["torch", "transformers"])
+def test_up_to_the_last_layer_keeps_the_final_norm_but_no_head(tiny_model_dir, engine):
+    loaded = load_model(str(tiny_model_dir), up_to_layer=4, engine=engine)
     assert len(loaded.model.layers) == 4 and "norm.weight" in loaded.model.state_dict()
     assert loaded.model.get_output_embeddings() is None
 
 
 def test_a_truncated_model_is_a_view_of_the_mapped_file_never_initialised(tiny_model_dir):
     """Same dtype as stored: every weight is the file's mapped storage itself (no copy, and no random
-    init that a load would then overwrite); the rotary frequencies are computed, not left on meta."""
-    loaded = load_model(str(tiny_model_dir), up_to_layer=2)
+    init that a load would then overwrite); the rotary frequencies are computed, not left on meta.
+    (transformers' truncated model; the torch engine's: tests/test_qwen2.py.)"""
+    loaded = load_model(str(tiny_model_dir), up_to_layer=2, engine="transformers")
     storages = {p.untyped_storage().data_ptr() for p in loaded.model.parameters()}
     assert len(storages) == 1
     assert not any(t.is_meta for t in [*loaded.model.parameters(), *loaded.model.buffers()])
@@ -315,8 +319,9 @@ def test_up_to_layer_errors(tiny_model_dir):
         load_model(str(tiny_model_dir), up_to_layer=-1)
 
 
-def test_int8_on_cpu_quantizes_the_linear_layers(tiny_model_dir):
-    loaded = load_model(str(tiny_model_dir), device="cpu", quantize="int8", up_to_layer=2)
+@pytest.mark.parametrize("engine", ["torch", "transformers"])
+def test_int8_on_cpu_quantizes_the_linear_layers(tiny_model_dir, engine):
+    loaded = load_model(str(tiny_model_dir), device="cpu", quantize="int8", up_to_layer=2, engine=engine)
     linears = [m for m in loaded.model.modules() if type(m) is torch.nn.Linear]
     quantized = [m for m in loaded.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert not linears and len(quantized) == 2 * 7  # q, k, v, o, gate, up, down per block

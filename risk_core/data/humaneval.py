@@ -281,7 +281,7 @@ def sample_completions(
     most of the speed (bench/humaneval.py)."""
     import torch
 
-    tok = loaded.tokenizer
+    tok, model = loaded.hf_tokenizer, loaded.causal_lm  # generation is transformers'
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     side, tok.padding_side = tok.padding_side, "left"
     try:
@@ -292,12 +292,12 @@ def sample_completions(
     common = dict(max_new_tokens=max_new_tokens, pad_token_id=pad, stop_strings=list(STOP_SEQUENCES), tokenizer=tok)
     out: list[list[tuple[str, str]]] = [[] for _ in prompts]
     with torch.no_grad():
-        g = loaded.model.generate(**batch, do_sample=False, **common)
+        g = model.generate(**batch, do_sample=False, **common)
         for i in range(len(prompts)):
             out[i].append(("greedy", tok.decode(g[i, width:], skip_special_tokens=True)))
         if n_samples > 1:
             torch.manual_seed(seed)
-            s = loaded.model.generate(
+            s = model.generate(
                 **batch,
                 do_sample=True,
                 temperature=temperature,
