@@ -162,3 +162,25 @@ def bind_val_split(samples, fraction: float = 0.15) -> tuple[list[int], list[int
     va = [i for i, s in enumerate(samples) if repo_of(s) in val_repos]
     tr = [i for i, s in enumerate(samples) if repo_of(s) not in val_repos]
     return tr, va
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The "what we tried" table: one row per variant, overall and per language."""
+    langs = sorted({lang for r in results for lang in r["by_language"]})
+    fmt = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    head = ["variant", "top-1", "top-3", "top-5", "AUROC", "false / 1k clean lines", "precision"]
+    head += [f"{lang} top-1 / AUROC" for lang in langs]
+    rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in results:
+        a = r["all"]
+        cells = [r["variant"], *(fmt(a[k]) for k in ("top1", "top3", "top5", "auroc", "false_per_1000", "precision"))]
+        for lang in langs:
+            c = r["by_language"].get(lang)
+            cells.append(f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–")
+        rows.append("| " + " | ".join(cells) + " |")
+    n = results[0]["all"] if results else {}
+    rows.append("")
+    rows.append(
+        f"{n.get('n_bugs', 0)} held-out bugs, {n.get('n_lines', 0)} candidate lines (buggy and fixed versions)."
+    )
+    return "\n".join(rows) + "\n"
