@@ -281,7 +281,7 @@ def main() -> int:
     ap.add_argument("--lines-sweep", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 300, 1000, 3000])
     ap.add_argument("--size-sweep", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000, 5000, 20000])
     ap.add_argument("--naive-max-lines", type=int, default=10**9, help="skip the naive way above this many file lines")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="directory of the JSON results")
     ap.add_argument("--plot", type=Path, metavar="DIR", help="only draw the PNG from DIR's sweep JSONs")
     args = ap.parse_args()
     if args.plot:
@@ -345,6 +345,8 @@ def main() -> int:
         "met": end_to_end <= target,
         "peak_rss_gb": _peak_rss_gb(),
     }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"review-{args.lines}x{args.files}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0 if result["met"] else 1
 
