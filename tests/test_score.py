@@ -148,3 +148,18 @@ def test_explain_gives_the_reviews_risk_for_a_context_sae_plus_raw_bundle(tiny_m
     names = [x["index"] for x in res["latents"]]
     assert any(isinstance(n, str) and n.startswith("raw") for n in names)
     assert all(x["label"] is None or isinstance(x["label"], str) for x in res["latents"])
+
+
+def test_explain_names_raw_state_inputs_as_inputs_not_latents():
+    """The shipped sae+raw bundle's explain printed "latent raw123 ... raw state"."""
+    from bot.cli.evaluate import explain_rows
+
+    res = {
+        "latents": [
+            {"index": 7, "activation": 0.5, "contribution": 0.1, "label": "branch condition"},
+            {"index": "raw123", "activation": 0.9, "contribution": 0.07, "label": "raw state"},
+        ]
+    }
+    latent, raw = explain_rows(res)
+    assert latent.split()[:2] == ["latent", "7"] and latent.endswith("branch condition")
+    assert raw.split()[:2] == ["input", "raw123"] and "latent" not in raw

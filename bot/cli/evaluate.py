@@ -136,11 +136,21 @@ def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, 
         click.echo(json.dumps(res, indent=2))
         return
     click.echo(f"{path}:{line}  risk {res['risk']:.3f}  | {res['text'].strip()}")
+    for text in explain_rows(res):
+        click.echo(text)
+
+
+def explain_rows(res: dict) -> list[str]:
+    """One line per input behind the risk: SAE latents by number, the other inputs of the bundle's
+    feature set (raw states ``raw<i>``, surprise) by name, so a raw state never reads as a latent."""
+    rows = []
     for lat in res["latents"]:
+        kind = "latent" if isinstance(lat["index"], int) else "input "
         label = f"  {lat['label']}" if lat["label"] else ""
-        click.echo(
-            f"  latent {lat['index']:>6}  act {lat['activation']:+.4f}  contrib {lat['contribution']:+.4f}{label}"
+        rows.append(
+            f"  {kind} {lat['index']:>6}  act {lat['activation']:+.4f}  contrib {lat['contribution']:+.4f}{label}"
         )
+    return rows
 
 
 @click.command("label-latents")
