@@ -246,9 +246,7 @@ def load_model(
     except PttrustError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of a model directory is one line, never a traceback
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if len(first) > 300:
-            first = first[:299] + "…"
+        first = _first_line(err)
         hint = ""
         if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
             hint = " (model directories must hold safetensors weights; pickled pytorch_model.bin is refused)"
@@ -270,6 +268,14 @@ def load_model(
         device=target,
         max_layer=max_layer,
     )
+
+
+def _first_line(err: Exception, limit: int = 300) -> str:
+    """The first line of an error's message (its type's name when it has none), at most ``limit``
+    characters: what a failed load says in its one-line error."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def quantize_int8(model):
@@ -481,8 +487,7 @@ def _load_torch_engine(
     except PttrustError:
         raise
     except Exception as err:  # noqa: BLE001 - as the transformers path: one line, never a traceback
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot load model {name!r} from {directory}: {first[:300]}") from None
+        raise UsageError(f"cannot load model {name!r} from {directory}: {_first_line(err)}") from None
     if cpu_int8:
         model = quantize_int8(model)
     return LoadedModel(
