@@ -71,10 +71,12 @@ def probe_risk(probe, x: torch.Tensor, sample_index: torch.Tensor) -> np.ndarray
     together, in order; a line probe reads each row alone."""
     if not getattr(probe, "sequence", False):
         return probe.risk(x).double().numpy()
+    order = torch.argsort(sample_index, stable=True)  # stable: each sample's rows stay in file order
+    counts = torch.unique_consecutive(sample_index[order], return_counts=True)[1].tolist()
     out = np.zeros(len(x))
-    for s in torch.unique(sample_index).tolist():
-        m = sample_index == s
-        out[m.numpy()] = probe.risk(x[m]).double().numpy()
+    if counts:
+        risks = probe.risk_of_files(list(torch.split(x[order], counts)))
+        out[order.numpy()] = torch.cat(risks).double().numpy()
     return out
 
 

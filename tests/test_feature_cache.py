@@ -10,7 +10,7 @@ from risk_core.context_probe import ContextProbe, ContextProbeConfig, train_cont
 from risk_core.data.jsonl import Sample
 from risk_core.encode import EncodeConfig, encode_lines
 from risk_core.errors import UsageError
-from risk_core.evaluate import real_bug_report, threshold_for_false_findings
+from risk_core.evaluate import probe_risk, real_bug_report, threshold_for_false_findings
 from risk_core.feature_cache import build_cache, export_harvest, line_rows, load_tokens, pool_rows
 from risk_core.models import load_model
 
@@ -154,6 +154,28 @@ def test_a_context_probe_saved_before_members_existed_still_loads(tmp_path):
     again = ContextProbe.load(tmp_path / "p")
     x = torch.randn(5, 3)
     assert torch.allclose(again.risk(x), probe.risk(x))
+
+
+def test_batched_file_logits_equal_each_file_alone():
+    """Validation and calibration read files in padded batches; a file's logits must not depend on
+    the files it is batched with (lengths differ, one file is empty)."""
+    from risk_core.context_probe import file_logits
+
+    torch.manual_seed(0)
+    probe = ContextProbe(ContextProbeConfig(n_features=6, hidden=8, members=2)).eval()
+    xs = [torch.randn(n, 6) for n in (7, 1, 0, 30, 12)]
+    got = file_logits(probe, xs, batch=3)
+    assert [len(g) for g in got] == [7, 1, 0, 30, 12]
+    for x, g in zip(xs, got):
+        if len(x):
+            assert torch.allclose(g, probe.logits(x), atol=1e-5)
+    # probe_risk (eval, experiments) batches a sample's rows the same way, wherever they sit
+    sample_index = torch.tensor([2, 0, 2, 1, 0, 2])
+    x = torch.randn(6, 6)
+    risk = probe_risk(probe, x, sample_index)
+    for s in (0, 1, 2):
+        m = sample_index == s
+        assert np.allclose(risk[m.numpy()], probe.risk(x[m]).detach().numpy(), atol=1e-6)
 
 
 def test_threshold_and_finding_metrics():
