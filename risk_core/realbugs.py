@@ -33,9 +33,15 @@ class Split:
             self.samples += read_jsonl(data)[: t.meta["n_samples"]]
             tokens.append(t)
         first = tokens[0]
+        key = dict(first.meta["key"])
+        if len(tokens) > 1:  # the stack's data is every part's, in order: one hash names them together
+            key["data_sha256"] = hashlib.sha256(
+                "+".join(t.meta["key"]["data_sha256"] for t in tokens).encode()
+            ).hexdigest()
+            key["parts"] = [t.meta["key"] for t in tokens]
         nll = [t.nll if t.nll is not None else torch.full((len(t.token_sample),), torch.nan) for t in tokens]
         self.tokens = type(first)(
-            {"samples": [m for t in tokens for m in t.meta["samples"]], "key": first.meta["key"]},
+            {"samples": [m for t in tokens for m in t.meta["samples"]], "key": key},
             torch.cat([t.token_sample for t in tokens]),
             torch.cat([t.token_line for t in tokens]),
             {layer: torch.cat([t.states[layer] for t in tokens]) for layer in layers},

@@ -66,6 +66,27 @@ def test_cache_rows_match_the_scorers_pooling_and_resume(tiny, tmp_path):
         build_cache(tiny, data[:2], (1, 2), out, chunk=2)
 
 
+def test_stacked_caches_are_named_by_every_parts_data(tiny, tmp_path):
+    """An SAE harvested from two stacked caches (the sweep prefix + the tail) records a data hash
+    naming both parts, not the first part's alone."""
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.realbugs import Split
+
+    data = samples()
+    specs = []
+    for name, part in (("a", data[:2]), ("b", data[2:])):
+        write_jsonl(tmp_path / f"{name}.jsonl", part)
+        build_cache(tiny, part, (2,), tmp_path / name, chunk=2)
+        specs.append(f"{tmp_path / name}={tmp_path / name}.jsonl")
+    one, both = Split(specs[:1], (2,)), Split(specs, (2,))
+    assert len(both.samples) == len(data)
+    key_a, key_both = one.tokens.meta["key"], both.tokens.meta["key"]
+    assert key_both["data_sha256"] not in {p["data_sha256"] for p in key_both["parts"]}
+    assert key_both["parts"][0] == key_a
+    assert key_both["data_sha256"] == Split(specs, (2,)).tokens.meta["key"]["data_sha256"]  # stable
+    assert "parts" not in key_a
+
+
 def test_export_harvest_skips_sample_starts_and_splits(tiny, tmp_path):
     data = samples()
     tokens = load_tokens(build_cache(tiny, data, (2,), tmp_path / "c", chunk=8))
