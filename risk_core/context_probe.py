@@ -121,11 +121,14 @@ class ContextProbe(nn.Module):
 
     def risk(self, x: Tensor) -> Tensor:
         """Calibrated probability per line [L] for one file's line features [L, F]."""
-        return torch.sigmoid(self.calib_a * self.logits(x) + self.calib_b)
+        return self._calibrated(self.logits(x))
 
     def risk_of_files(self, xs: list[Tensor]) -> list[Tensor]:
         """``risk`` of many files at once (padded batches; the same values as one file at a time)."""
-        return [torch.sigmoid(self.calib_a * z + self.calib_b) for z in file_logits(self, xs)]
+        return [self._calibrated(z) for z in file_logits(self, xs)]
+
+    def _calibrated(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(self.calib_a * logits + self.calib_b)
 
     def contributions(self, x: Tensor, rows: list[int] | None = None) -> Tensor:
         """Per-feature share of the logits of lines ``rows`` (default all) [len(rows), F]: gradient x
