@@ -62,6 +62,8 @@ class ContextProbeConfig:
             raise UsageError("hidden must be an even number >= 2")
         if self.members < 1:
             raise UsageError(f"members must be >= 1 (got {self.members})")
+        if self.epochs < 1:
+            raise UsageError(f"epochs must be >= 1 (got {self.epochs})")
 
 
 class _ContextNet(nn.Module):
@@ -251,19 +253,18 @@ def train_context_probe(
         one = ContextProbe(ContextProbeConfig(**{**asdict(cfg), "members": 1, "seed": cfg.seed + m}))
         one.mean.copy_(probe.mean)
         one.std.copy_(probe.std)
-        _train_member(one, files, val_files, pos_weight, log if cfg.members == 1 else None)
+        top1, auc = _train_member(one, files, val_files, pos_weight, log if cfg.members == 1 else None)
         probe.nets[m] = one.nets[0]
         if log and cfg.members > 1:
-            top1, auc = _top1_auroc(one, val_files)
             log(f"member {m + 1}/{cfg.members} (seed {cfg.seed + m}): val top-1 {top1:.3f} AUROC {auc:.3f}")
     probe.eval()
     _calibrate(probe, val_files)
     return probe
 
 
-def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log) -> None:
+def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log) -> tuple[float, float]:
     """The training loop of a one-member probe, in place: the epoch with the best validation
-    (top-1, AUROC) is kept."""
+    (top-1, AUROC) is kept; returns that validation (top-1, AUROC)."""
     cfg = probe.cfg
     gen = torch.Generator().manual_seed(cfg.seed)  # the file order
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -287,6 +288,7 @@ def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log)
             best_key, best = key, copy.deepcopy(probe.state_dict())
     probe.load_state_dict(best)
     probe.eval()
+    return best_key
 
 
 def _calibrate(probe: ContextProbe, val_files: list[tuple[Tensor, Tensor]]) -> None:

@@ -215,3 +215,9 @@ def test_threshold_and_finding_metrics():
     assert (a["top1"], a["auroc"], a["n_bugs"]) == (1.0, 1.0, 1)
     assert a["false_per_1000"] == pytest.approx(1000 / 3, abs=0.01)
     assert a["precision"] == 0.5 and a["findings"] == 2
+
+
+def test_a_context_probe_needs_at_least_one_epoch():
+    """The best epoch's validation is what a member reports: with no epoch there is none."""
+    with pytest.raises(UsageError, match="epochs"):
+        ContextProbeConfig(epochs=0)
