@@ -142,6 +142,21 @@ class CachedTokens:
     """[T] NLL of each token (NaN for a file's first token), when cached."""
     entropy: Tensor | None
 
+    def first_samples(self, n: int) -> CachedTokens:
+        """The tokens of samples 0..n-1 alone (``meta`` says n samples)."""
+        keep = self.token_sample < n
+        pick = lambda t: None if t is None else t[keep]  # noqa: E731
+        meta = {**self.meta, "n_samples": n, "samples": self.meta["samples"][:n]}
+        return CachedTokens(
+            meta,
+            self.token_sample[keep],
+            self.token_line[keep],
+            {layer: x[keep] for layer, x in self.states.items()},
+            pick(self.token_ids),
+            pick(self.nll),
+            pick(self.entropy),
+        )
+
 
 def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial: bool = False) -> CachedTokens:
     """All chunks of a complete cache; ``layers`` picks which layers' states to load. With ``partial``,
@@ -219,7 +234,9 @@ def pool_rows(values: Tensor, rows: LineRows, mode: str = "mean") -> Tensor:
         count = torch.zeros(n).index_add_(0, idx, torch.ones(len(idx)))
         return out / count.clamp_min(1).unsqueeze(1)
     if mode == "max":
-        return torch.full((n, vals.shape[1]), -torch.inf).index_reduce_(0, idx, vals, "amax")
+        return torch.full((n, vals.shape[1]), -torch.inf).scatter_reduce_(
+            0, idx.unsqueeze(1).expand_as(vals), vals, "amax"
+        )
     raise UsageError(f"unknown pooling {mode!r}")
 
 

@@ -22,13 +22,18 @@ def repo_of(sample) -> str:
 
 class Split:
     """Caches + their samples, stacked: candidate rows, and features computed on demand (memoised).
-    A cache still being written contributes the samples of its finished chunks."""
+    A cache still being written contributes the samples of its finished chunks; ``max_samples`` keeps
+    the first that many of the stack (variants compared while an encoder still runs see the same data)."""
 
-    def __init__(self, parts: list[str], layers: tuple[int, ...]):
+    def __init__(self, parts: list[str], layers: tuple[int, ...], max_samples: int | None = None):
         self.samples, tokens = [], []
         for spec in parts:
+            if max_samples is not None and len(self.samples) >= max_samples:
+                break
             cache, data = spec.split("=", 1)
             t = load_tokens(cache, layers, partial=True)
+            if max_samples is not None and len(self.samples) + t.meta["n_samples"] > max_samples:
+                t = t.first_samples(max_samples - len(self.samples))
             t.token_sample = t.token_sample + len(self.samples)
             self.samples += read_jsonl(data)[: t.meta["n_samples"]]
             tokens.append(t)
@@ -41,7 +46,7 @@ class Split:
             key["parts"] = [t.meta["key"] for t in tokens]
         nll = [t.nll if t.nll is not None else torch.full((len(t.token_sample),), torch.nan) for t in tokens]
         self.tokens = type(first)(
-            {"samples": [m for t in tokens for m in t.meta["samples"]], "key": key},
+            {"samples": [m for t in tokens for m in t.meta["samples"]], "n_samples": len(self.samples), "key": key},
             torch.cat([t.token_sample for t in tokens]),
             torch.cat([t.token_line for t in tokens]),
             {layer: torch.cat([t.states[layer] for t in tokens]) for layer in layers},
@@ -114,7 +119,7 @@ def pool_encoded(states: torch.Tensor, rows, fn, width: int, pooling: str = "mea
             if pooling == "mean":
                 out.index_add_(0, r[sel], values)
             else:
-                out.index_reduce_(0, r[sel], values, "amax")
+                out.scatter_reduce_(0, r[sel].unsqueeze(1).expand_as(values), values, "amax")
             count.index_add_(0, r[sel], torch.ones(int(sel.sum())))
     if pooling == "mean":
         return out / count.clamp_min(1).unsqueeze(1)
@@ -171,22 +176,28 @@ def bind_val_split(samples, fraction: float = 0.15) -> tuple[list[int], list[int
 
 
 def markdown_table(results: list[dict]) -> str:
-    """The "what we tried" table: one row per variant, overall and per language."""
+    """The "what we tried" table: one row per variant, overall and per language, with the number of
+    bind samples it was trained on and its bind-validation top-1 / AUROC (what a choice may read)."""
     langs = sorted({lang for r in results for lang in r["by_language"]})
     fmt = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
-    head = ["variant", "top-1", "top-3", "top-5", "AUROC", "false / 1k clean lines", "precision"]
+    head = ["variant", "bind samples", "top-1", "top-3", "top-5", "AUROC", "false / 1k clean lines", "precision"]
     head += [f"{lang} top-1 / AUROC" for lang in langs]
+    head += ["validation top-1 / AUROC"]
     rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         a = r["all"]
-        cells = [r["variant"], *(fmt(a[k]) for k in ("top1", "top3", "top5", "auroc", "false_per_1000", "precision"))]
+        n = r.get("bind_samples")
+        cells = [r["variant"], f"{n:,}" if n else "–"]
+        cells += [fmt(a[k]) for k in ("top1", "top3", "top5", "auroc", "false_per_1000", "precision")]
         for lang in langs:
             c = r["by_language"].get(lang)
             cells.append(f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–")
+        v = r.get("validation")
+        cells.append(f"{fmt(v['top1'])} / {fmt(v['auroc'])}" if v else "–")
         rows.append("| " + " | ".join(cells) + " |")
-    n = results[0]["all"] if results else {}
+    n_all = results[0]["all"] if results else {}
     rows.append("")
     rows.append(
-        f"{n.get('n_bugs', 0)} held-out bugs, {n.get('n_lines', 0)} candidate lines (buggy and fixed versions)."
+        f"{n_all.get('n_bugs', 0)} held-out bugs, {n_all.get('n_lines', 0)} candidate lines (buggy and fixed versions)."
     )
     return "\n".join(rows) + "\n"

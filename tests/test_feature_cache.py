@@ -87,6 +87,32 @@ def test_stacked_caches_are_named_by_every_parts_data(tiny, tmp_path):
     assert "parts" not in key_a
 
 
+def test_split_keeps_the_first_max_samples_of_the_stack(tiny, tmp_path):
+    """Variants compared while the tail is still being encoded see the same prefix of the stack: its
+    samples, their tokens and their rows, identical to the full stack's."""
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.realbugs import Split
+
+    data = samples()
+    specs = []
+    for name, part in (("a", data[:2]), ("b", data[2:])):
+        write_jsonl(tmp_path / f"{name}.jsonl", part)
+        build_cache(tiny, part, (2,), tmp_path / name, chunk=2)
+        specs.append(f"{tmp_path / name}={tmp_path / name}.jsonl")
+    full = Split(specs, (2,))
+    for n in (1, 2, len(data) - 1):
+        cut = Split(specs, (2,), max_samples=n)
+        assert [s.path for s in cut.samples] == [s.path for s in full.samples[:n]]
+        assert cut.tokens.meta["n_samples"] == n
+        keep = full.tokens.token_sample < n
+        assert torch.equal(cut.tokens.token_sample, full.tokens.token_sample[keep])
+        assert torch.equal(cut.tokens.states[2], full.tokens.states[2][keep])
+        rows = full.rows.sample < n
+        assert torch.equal(cut.rows.line, full.rows.line[rows])
+        assert torch.equal(cut.raw(2), full.raw(2)[rows])
+    assert len(Split(specs, (2,), max_samples=100).samples) == len(data)
+
+
 def test_export_harvest_skips_sample_starts_and_splits(tiny, tmp_path):
     data = samples()
     tokens = load_tokens(build_cache(tiny, data, (2,), tmp_path / "c", chunk=8))
@@ -221,3 +247,20 @@ def test_a_context_probe_needs_at_least_one_epoch():
     """The best epoch's validation is what a member reports: with no epoch there is none."""
     with pytest.raises(UsageError, match="epochs"):
         ContextProbeConfig(epochs=0)
+
+
+def test_the_listwise_weight_scales_the_listwise_term_of_both():
+    """loss both = BCE + listwise_weight x listwise; the weight is not read by bce or listwise alone."""
+    from risk_core.context_probe import _loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5)
+    y = torch.tensor([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 1, 0]], dtype=torch.float)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    bce, lw = (_loss(logits, y, mask, 3.0, kind) for kind in ("bce", "listwise"))
+    for w in (0.25, 1.0, 4.0):
+        assert torch.allclose(_loss(logits, y, mask, 3.0, "both", w), bce + w * lw)
+        assert torch.allclose(_loss(logits, y, mask, 3.0, "listwise", w), lw)
+    assert lw > 0 and bce > 0
+    with pytest.raises(UsageError, match="listwise_weight"):
+        ContextProbeConfig(listwise_weight=0)
