@@ -40,6 +40,8 @@ class ContextProbeConfig:
     """Dropout on the projected line features while training."""
     loss: Literal["bce", "listwise", "both"] = "both"
     """bce (per line, class-balanced) | listwise (softmax over a buggy file's lines) | both (summed)."""
+    listwise_weight: float = 1.0
+    """With loss both: the listwise term's weight against the BCE term's 1."""
     epochs: int = 40
     """Passes over the training files (the best validation epoch is kept)."""
     lr: float = 2e-3
@@ -62,6 +64,8 @@ class ContextProbeConfig:
             raise UsageError("hidden must be an even number >= 2")
         if self.members < 1:
             raise UsageError(f"members must be >= 1 (got {self.members})")
+        if self.listwise_weight <= 0:
+            raise UsageError(f"listwise_weight must be > 0 (got {self.listwise_weight})")
         if self.epochs < 1:
             raise UsageError(f"epochs must be >= 1 (got {self.epochs})")
 
@@ -183,7 +187,9 @@ def _batch(files: list[tuple[Tensor, Tensor]], idx: list[int]) -> tuple[Tensor, 
     return x, y, mask, lengths
 
 
-def _loss(logits: Tensor, y: Tensor, mask: Tensor, pos_weight: float, kind: str) -> Tensor:
+def _loss(
+    logits: Tensor, y: Tensor, mask: Tensor, pos_weight: float, kind: str, listwise_weight: float = 1.0
+) -> Tensor:
     total = logits.new_zeros(())
     if kind in ("bce", "both"):
         w = torch.where(y > 0, pos_weight, 1.0) * mask
@@ -194,7 +200,8 @@ def _loss(logits: Tensor, y: Tensor, mask: Tensor, pos_weight: float, kind: str)
         if has_bug.any():
             lg = logits.masked_fill(~mask, -1e9)[has_bug]
             pos = lg.masked_fill(y[has_bug] <= 0, -1e9)
-            total = total + (torch.logsumexp(lg, 1) - torch.logsumexp(pos, 1)).mean()
+            listwise = (torch.logsumexp(lg, 1) - torch.logsumexp(pos, 1)).mean()
+            total = total + (listwise_weight if kind == "both" else 1.0) * listwise
     return total
 
 
@@ -275,7 +282,7 @@ def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log)
         for b in range(0, len(order), cfg.batch_files):
             x, y, mask, lengths = _batch(files, order[b : b + cfg.batch_files])
             logits = probe._padded_logits(probe.standardize(x), lengths)
-            loss = _loss(logits, y, mask, pos_weight, cfg.loss)
+            loss = _loss(logits, y, mask, pos_weight, cfg.loss, cfg.listwise_weight)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(probe.parameters(), 1.0)

@@ -17,6 +17,20 @@ TINY_CORPUS = [
     'fn main() { let v: Vec<i32> = vec![1, 2, 3]; println!("{:?}", v); }\n',
     "while (n > 0 && k < len) { n -= 1; k += 2; }\n",
 ]
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """A ``scripts/`` file (no .py suffix) imported as a module, for tests of its functions."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), str(SCRIPTS / name))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 
 def build_tiny_model(out_dir: Path, num_layers: int = 4, hidden: int = 64, seed: int = 0) -> Path:

@@ -52,3 +52,24 @@ def test_encoded_pooling_matches_pooling_the_encoded_tokens():
     for pooling in ("mean", "max"):
         got = pool_encoded(states, rows, fn, 4, pooling, chunk=3)  # chunks cut through a line
         assert torch.allclose(got, pool_rows(fn(states), rows, pooling), atol=1e-6)
+
+
+def test_the_table_shows_bind_samples_and_validation_beside_held_out_figures():
+    from risk_core.realbugs import markdown_table
+
+    cell = {"top1": 0.25, "top3": 0.5, "top5": 0.6, "auroc": 0.73, "false_per_1000": 2.0, "precision": 0.5}
+    rows = [
+        {"variant": "random", "all": {**cell, "n_bugs": 3, "n_lines": 40}, "by_language": {"go": cell}},
+        {
+            "variant": "gru",
+            "bind_samples": 3424,
+            "all": cell,
+            "by_language": {"python": cell},
+            "validation": {**cell, "top1": 0.29, "auroc": 0.75},
+        },
+    ]
+    lines = markdown_table(rows).splitlines()
+    assert lines[0].split(" | ")[1] == "bind samples" and lines[0].endswith("validation top-1 / AUROC |")
+    assert lines[2].startswith("| random | – | 0.25") and lines[2].endswith("| – | – |")  # no python, no validation
+    assert lines[3].startswith("| gru | 3,424 | 0.25") and lines[3].endswith("| – | 0.25 / 0.73 | 0.29 / 0.75 |")
+    assert lines[-1] == "3 held-out bugs, 40 candidate lines (buggy and fixed versions)."

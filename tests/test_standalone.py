@@ -69,16 +69,9 @@ def test_nothing_that_runs_refers_outside_the_repository():
 
 
 def _cut_script():
-    import importlib.machinery
-    import importlib.util
+    from conftest import load_script
 
-    path = ROOT / "scripts" / "cut-github-rest-subset"
-    loader = importlib.machinery.SourceFileLoader("cut_github_rest_subset", str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("cut-github-rest-subset")
 
 
 def test_cut_script_lists_exactly_the_vendored_operations():

@@ -1,0 +1,64 @@
+"""The recipe's choice of a context probe's training reads the bind validation figures only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import SCRIPTS, load_script
+
+
+def _row(variant: str, val: tuple[float, float] | None, held: tuple[float, float], config: dict | None) -> dict:
+    row = {"variant": variant, "all": {"top1": held[0], "auroc": held[1]}}
+    if val is not None:
+        row["validation"] = {"top1": val[0], "auroc": val[1]}
+    if config is not None:
+        row["config"] = config
+    return row
+
+
+def test_the_choice_is_the_best_validation_context_row_never_the_held_out_one(tmp_path):
+    from dataclasses import asdict
+
+    from risk_core.context_probe import ContextProbeConfig
+
+    cfg = lambda **kw: asdict(ContextProbeConfig(**kw))  # noqa: E731
+    rows = [
+        _row("random", None, (0.1, 0.5), None),
+        _row("raw12 + logistic", (0.5, 0.9), (0.2, 0.7), None),  # not a context probe: never chosen
+        _row("gru (bce)", (0.28, 0.75), (0.23, 0.74), cfg(loss="bce")),
+        _row("gru (listwise)", (0.29, 0.65), (0.40, 0.90), cfg(loss="listwise")),  # best held out: ignored
+        _row("gru (both) [listwise_weight=0.3]", (0.29, 0.75), (0.25, 0.73), cfg(loss="both", listwise_weight=0.3)),
+        _row("gru (both) [w=0.3, again]", (0.29, 0.75), (0.25, 0.73), cfg(loss="both", listwise_weight=0.3, hidden=8)),
+    ]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(rows))
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-choose"), str(results)], capture_output=True, text=True, check=True
+    )
+    loss, gru, suffix = run.stdout.splitlines()
+    assert (loss, gru, suffix) == ("both", "--gru listwise_weight=0.3", " [listwise_weight=0.3]")  # the first tie
+    assert "gru (both) [listwise_weight=0.3]" in run.stderr
+    # the suffix is the one realbugs-experiments gives a variant trained with those --gru arguments
+    experiments = load_script("realbugs-experiments")
+    overrides = experiments.context_overrides(gru.split()[1::2])
+    assert "".join(f" [{k}={v}]" for k, v in overrides.items()) == suffix
+
+
+def test_no_context_row_with_validation_figures_is_an_error(tmp_path):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([_row("gru (bce)", None, (0.2, 0.7), {"loss": "bce"})]))
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-choose"), str(results)], capture_output=True, text=True
+    )
+    assert run.returncode != 0 and "no context-probe row" in run.stderr
+
+
+def test_gru_overrides_are_typed_and_refuse_what_is_not_a_field():
+    experiments = load_script("realbugs-experiments")
+    assert experiments.context_overrides(["hidden=128", "dropout=0.4"]) == {"hidden": 128, "dropout": 0.4}
+    for bad in (["hidden"], ["width=3"], ["loss=bce"]):
+        with pytest.raises(SystemExit, match="--gru"):
+            experiments.context_overrides(bad)
