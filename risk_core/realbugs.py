@@ -16,6 +16,16 @@ from risk_core.feature_cache import line_rows, load_tokens, pool_rows
 from risk_core.sae import SparseCoder
 
 
+def slug(variant: str) -> str:
+    """A directory name for a variant: 'sae:topk2x + context-gru (both)' -> 'sae-topk2x-context-gru-both'."""
+    return "-".join("".join(c if c.isalnum() else " " for c in variant).split()).lower()
+
+
+def variant_suffix(overrides: dict) -> str:
+    """What context-probe settings beyond a variant's loss and members add to its name: ' [hidden=128]'."""
+    return "".join(f" [{k}={v}]" for k, v in overrides.items())
+
+
 def repo_of(sample) -> str:
     return sample.path.split(":", 1)[0]
 

@@ -66,11 +66,9 @@ def test_cache_rows_match_the_scorers_pooling_and_resume(tiny, tmp_path):
         build_cache(tiny, data[:2], (1, 2), out, chunk=2)
 
 
-def test_stacked_caches_are_named_by_every_parts_data(tiny, tmp_path):
-    """An SAE harvested from two stacked caches (the sweep prefix + the tail) records a data hash
-    naming both parts, not the first part's alone."""
+def _two_stacked_caches(tiny, tmp_path) -> tuple[list, list[str]]:
+    """samples() cut in two caches (layer 2, chunks of 2) and their Split specs, in stacking order."""
     from risk_core.data.jsonl import write_jsonl
-    from risk_core.realbugs import Split
 
     data = samples()
     specs = []
@@ -78,6 +76,15 @@ def test_stacked_caches_are_named_by_every_parts_data(tiny, tmp_path):
         write_jsonl(tmp_path / f"{name}.jsonl", part)
         build_cache(tiny, part, (2,), tmp_path / name, chunk=2)
         specs.append(f"{tmp_path / name}={tmp_path / name}.jsonl")
+    return data, specs
+
+
+def test_stacked_caches_are_named_by_every_parts_data(tiny, tmp_path):
+    """An SAE harvested from two stacked caches (the sweep prefix + the tail) records a data hash
+    naming both parts, not the first part's alone."""
+    from risk_core.realbugs import Split
+
+    data, specs = _two_stacked_caches(tiny, tmp_path)
     one, both = Split(specs[:1], (2,)), Split(specs, (2,))
     assert len(both.samples) == len(data)
     key_a, key_both = one.tokens.meta["key"], both.tokens.meta["key"]
@@ -90,15 +97,9 @@ def test_stacked_caches_are_named_by_every_parts_data(tiny, tmp_path):
 def test_split_keeps_the_first_max_samples_of_the_stack(tiny, tmp_path):
     """Variants compared while the tail is still being encoded see the same prefix of the stack: its
     samples, their tokens and their rows, identical to the full stack's."""
-    from risk_core.data.jsonl import write_jsonl
     from risk_core.realbugs import Split
 
-    data = samples()
-    specs = []
-    for name, part in (("a", data[:2]), ("b", data[2:])):
-        write_jsonl(tmp_path / f"{name}.jsonl", part)
-        build_cache(tiny, part, (2,), tmp_path / name, chunk=2)
-        specs.append(f"{tmp_path / name}={tmp_path / name}.jsonl")
+    data, specs = _two_stacked_caches(tiny, tmp_path)
     full = Split(specs, (2,))
     for n in (1, 2, len(data) - 1):
         cut = Split(specs, (2,), max_samples=n)
