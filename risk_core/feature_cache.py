@@ -162,6 +162,8 @@ def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial
     """All chunks of a complete cache; ``layers`` picks which layers' states to load. With ``partial``,
     the leading chunks that are on disk (a run still going): ``meta["n_samples"]`` says how many."""
     path = Path(path)
+    if not (path / "cache.json").is_file():
+        raise UsageError(f"{path}: not a feature cache (no cache.json)")
     meta = json.loads((path / "cache.json").read_text())
     n_chunks = (meta["n_samples"] + meta["chunk"] - 1) // meta["chunk"]
     missing = [c for c in range(n_chunks) if not (path / f"chunk_{c:05d}.safetensors").exists()]
@@ -170,7 +172,11 @@ def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial
         meta = {**meta, "n_samples": n_chunks * meta["chunk"], "samples": meta["samples"][: n_chunks * meta["chunk"]]}
     elif missing:
         raise UsageError(f"{path}: cache incomplete ({len(missing)} of {n_chunks} chunks missing)")
-    layers = tuple(meta["key"]["layers"]) if layers is None else layers
+    held = tuple(meta["key"]["layers"])
+    layers = held if layers is None else layers
+    for layer in layers:
+        if layer not in held:
+            raise UsageError(f"{path}: no layer {layer} in the cache (it holds layers {', '.join(map(str, held))})")
     parts = [load_file(str(path / f"chunk_{c:05d}.safetensors")) for c in range(n_chunks)]
 
     def cat(key: str) -> Tensor:

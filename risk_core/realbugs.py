@@ -6,12 +6,14 @@ and the shipped bundle's recipe (``scripts/train-default-bundle``)."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from risk_core.artifacts import Bundle
 from risk_core.data.jsonl import read_jsonl
+from risk_core.errors import UsageError
 from risk_core.feature_cache import line_rows, load_tokens, pool_rows
 from risk_core.sae import SparseCoder
 
@@ -40,12 +42,19 @@ class Split:
         for spec in parts:
             if max_samples is not None and len(self.samples) >= max_samples:
                 break
-            cache, data = spec.split("=", 1)
+            cache, eq, data = spec.partition("=")
+            if not eq:
+                raise UsageError(f"expected CACHE=DATA.jsonl, got {spec!r}")
             t = load_tokens(cache, layers, partial=True)
+            if not Path(data).is_file():
+                raise UsageError(f"{data}: not found (the samples of the cache {cache})")
+            part = read_jsonl(data)
+            if len(part) < t.meta["n_samples"]:
+                raise UsageError(f"{data}: {len(part)} samples, the cache {t.meta['n_samples']}: not its data")
             if max_samples is not None and len(self.samples) + t.meta["n_samples"] > max_samples:
                 t = t.first_samples(max_samples - len(self.samples))
             t.token_sample = t.token_sample + len(self.samples)
-            self.samples += read_jsonl(data)[: t.meta["n_samples"]]
+            self.samples += part[: t.meta["n_samples"]]
             tokens.append(t)
         first = tokens[0]
         key = dict(first.meta["key"])

@@ -114,6 +114,26 @@ def test_split_keeps_the_first_max_samples_of_the_stack(tiny, tmp_path):
     assert len(Split(specs, (2,), max_samples=100).samples) == len(data)
 
 
+def test_a_split_of_a_missing_or_wrong_cache_fails_in_one_line(tiny, tmp_path):
+    """A cache directory that is not there, a layer it does not hold, a data file that is missing or
+    shorter than the cache: each a UsageError naming the path, never a traceback from deep inside."""
+    from risk_core.realbugs import Split
+
+    data, specs = _two_stacked_caches(tiny, tmp_path)
+    cache_a, data_a = specs[0].split("=", 1)
+    with pytest.raises(UsageError, match="not a feature cache"):
+        Split([f"{tmp_path / 'nope'}={data_a}"], (2,))
+    with pytest.raises(UsageError, match="layer 5"):
+        Split(specs, (5,))
+    with pytest.raises(UsageError, match="not found"):
+        Split([f"{cache_a}={tmp_path / 'nope.jsonl'}"], (2,))
+    (tmp_path / "short.jsonl").write_text((tmp_path / "a.jsonl").read_text().splitlines()[0] + "\n")
+    with pytest.raises(UsageError, match="1 samples, the cache 2"):
+        Split([f"{cache_a}={tmp_path / 'short.jsonl'}"], (2,))
+    with pytest.raises(UsageError, match="CACHE=DATA"):
+        Split([cache_a], (2,))
+
+
 def test_export_harvest_skips_sample_starts_and_splits(tiny, tmp_path):
     data = samples()
     tokens = load_tokens(build_cache(tiny, data, (2,), tmp_path / "c", chunk=8))
@@ -233,10 +253,20 @@ def test_threshold_and_finding_metrics():
 
     data = [Sample("a", "python", "o/a:x", "x\ny\nz\n", [2]), Sample("b", "python", "o/b:x", "x\ny\nz\n", [])]
     scores = np.array([0.1, 0.9, 0.2, 0.3, 0.1, 0.2])
-    t = threshold_for_false_findings(scores, data, Rows, lines_per_finding=3)
+    t = threshold_for_false_findings(scores, data, Rows, lines_per_finding=3, reference="fixed")
     assert t == pytest.approx(np.quantile([0.3, 0.1, 0.2], 2 / 3))
     wide = threshold_for_false_findings(scores, data, Rows, lines_per_finding=3, reference="not-buggy")
     assert wide == pytest.approx(np.quantile([0.1, 0.2, 0.3, 0.1, 0.2], 2 / 3))  # every line but the bug
+    # the default holds the rate on both: the higher threshold, whichever reference gives it
+    assert threshold_for_false_findings(scores, data, Rows, lines_per_finding=3) == pytest.approx(max(t, wide))
+    hot_fixed = np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.2])  # clean code scored above the lines beside the bug
+    both = threshold_for_false_findings(hot_fixed, data, Rows, lines_per_finding=3)
+    assert both == pytest.approx(np.quantile([0.8, 0.7, 0.2], 2 / 3))
+    assert both > threshold_for_false_findings(hot_fixed, data, Rows, lines_per_finding=3, reference="not-buggy")
+    no_fixed = [data[0], Sample("b", "python", "o/b:x", "x\ny\nz\n", [1])]
+    assert threshold_for_false_findings(scores, no_fixed, Rows, lines_per_finding=3) == pytest.approx(
+        threshold_for_false_findings(scores, no_fixed, Rows, lines_per_finding=3, reference="not-buggy")
+    )  # no fixed version: the lines not labeled buggy alone
     rep = real_bug_report(scores, data, Rows, threshold=0.25)
     a = rep["all"]
     assert (a["top1"], a["auroc"], a["n_bugs"]) == (1.0, 1.0, 1)

@@ -62,3 +62,23 @@ def test_gru_overrides_are_typed_and_refuse_what_is_not_a_field():
     for bad in (["hidden"], ["width=3"], ["loss=bce"]):
         with pytest.raises(SystemExit, match="--gru"):
             experiments.context_overrides(bad)
+
+
+def test_experiments_on_a_missing_cache_say_so_in_one_line(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "realbugs-experiments"),
+            "--bind",
+            f"{tmp_path}/none={tmp_path}/none.jsonl",
+            "--heldout",
+            f"{tmp_path}/none={tmp_path}/none.jsonl",
+            "--out",
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "not a feature cache" in run.stderr
+    assert "Traceback" not in run.stderr
