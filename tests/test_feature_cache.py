@@ -134,6 +134,28 @@ def test_a_split_of_a_missing_or_wrong_cache_fails_in_one_line(tiny, tmp_path):
         Split([cache_a], (2,))
 
 
+def test_experiment_rows_keep_their_line_scores_for_a_later_threshold_rule(tiny, tmp_path):
+    """realbugs-experiments --scores: each row's bind and held-out line scores, one file per variant,
+    in the order of the splits' rows (a threshold rule re-applied later needs no training)."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+    from safetensors.torch import load_file
+
+    from risk_core.realbugs import Split
+
+    _, specs = _two_stacked_caches(tiny, tmp_path)
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", specs[0], "--heldout", specs[1]]
+    cmd += ["--layers", "2", "--variants", "random", "--out", str(out), "--scores", str(tmp_path / "scores")]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    kept = load_file(str(tmp_path / "scores" / "random.safetensors"))
+    assert len(kept["bind"]) == len(Split(specs[:1], (2,)).rows.line)
+    assert len(kept["held"]) == len(Split(specs[1:], (2,)).rows.line)
+    assert json.loads(out.read_text())[0]["variant"] == "random"
+
+
 def test_export_harvest_skips_sample_starts_and_splits(tiny, tmp_path):
     data = samples()
     tokens = load_tokens(build_cache(tiny, data, (2,), tmp_path / "c", chunk=8))
