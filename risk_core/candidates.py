@@ -209,12 +209,19 @@ def scoring_window(
 ) -> tuple[int, int]:
     """The 1-based inclusive span of lines that ``line`` is encoded and scored in: its innermost
     definition when that has at most ``max_lines`` lines; else the ``max_lines``-line block of the
-    definition (or, outside every definition, of the file) that holds it, blocks counted from the
-    definition's first line, the last one ending at its last line. ``spans`` come from
-    ``definition_spans``. Blocks are fixed, not centred on each line, so the target lines of a long
-    function share windows: the cost of scoring is bounded by the lines scored, whatever the file."""
+    definition that holds it, blocks counted from the definition's first line, the last one ending at
+    its last line. A line outside every definition (a class header and its fields, imports, module
+    code) is read in the run of lines between the definitions around it, in the same blocks: it never
+    pulls in a function's body, which is what the probe was bound on and is encoded for its own target
+    lines. ``spans`` come from ``definition_spans``. Blocks are fixed, not centred on each line, so the
+    target lines of a long function share windows: the cost of scoring is bounded by the lines scored,
+    whatever the file."""
     inside = [s for s in spans if s[0] <= line <= s[1]]
-    lo, hi = min(inside, key=lambda s: s[1] - s[0]) if inside else (1, n_lines)
+    if inside:
+        lo, hi = min(inside, key=lambda s: s[1] - s[0])
+    else:
+        lo = max((end for _, end in spans if end < line), default=0) + 1
+        hi = min((start for start, _ in spans if start > line), default=n_lines + 1) - 1
     if hi - lo + 1 <= max_lines:
         return lo, hi
     start = lo + (line - lo) // max_lines * max_lines

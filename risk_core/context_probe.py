@@ -141,15 +141,20 @@ class ContextProbe(nn.Module):
         input on each line's own standardised features (first order; what the other lines add through
         the context is in the gradient, not in these shares)."""
         z = self.standardize(x).detach()
-        wanted = list(range(z.shape[0])) if rows is None else rows
-        out = []
-        with torch.enable_grad():
-            zi = z.clone().requires_grad_(True)
-            logits = self._padded_logits(zi.unsqueeze(0), torch.tensor([z.shape[0]]))[0]
-            for k, i in enumerate(wanted):
-                (grad,) = torch.autograd.grad(logits[i], zi, retain_graph=k + 1 < len(wanted))
-                out.append((grad[i] * z[i]).detach())
-        return torch.stack(out) if out else z.new_zeros((0, z.shape[1]))
+        wanted = torch.tensor(list(range(z.shape[0])) if rows is None else rows, dtype=torch.long)
+        out = [z.new_zeros((0, z.shape[1]))]
+        # One copy of the window per wanted line, in one batch: the sum of each copy's own line's
+        # logit has, in copy k, the gradient of line k's logit alone (copies do not interact), so one
+        # backward replaces one per line.
+        for part in torch.split(wanted, 64) if len(wanted) else ():
+            with torch.enable_grad():
+                zb = z.unsqueeze(0).repeat(len(part), 1, 1).requires_grad_(True)
+                lengths = torch.full((len(part),), z.shape[0])
+                logits = self._padded_logits(zb, lengths)
+                picked = logits[torch.arange(len(part)), part].sum()
+                (grad,) = torch.autograd.grad(picked, zb)
+            out.append((grad[torch.arange(len(part)), part] * z[part]).detach())
+        return torch.cat(out)
 
     def feature_weights(self) -> Tensor:
         """Importance of each input feature [F]: the L2 norm of its projection column (members' mean)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,12 @@ class EncodeConfig:
     min_context: int = 512
     """Left context every token has at least, in tokens, when a file needs several windows."""
     batch_size: int = 8
-    """Windows per forward pass."""
+    """Windows per forward pass, at most, unless ``batch_tokens`` holds more (a pass holds windows of
+    similar lengths, padded to its longest)."""
+    batch_tokens: int = 4096
+    """Padded tokens a pass of short windows is filled up to, beyond ``batch_size`` windows: a
+    review's many few-line windows (imports, a class header) share passes instead of running eight at
+    a time through small matmuls."""
     surprise: bool = False
     """Also compute per-token NLL and predictive entropy (needs the full forward, to the logits)."""
     extra_layers: tuple[int, ...] = ()
@@ -230,6 +236,8 @@ def _check(loaded: LoadedModel, cfg: EncodeConfig) -> None:
         raise UsageError(f"need window >= 1 and 0 <= min_context < window (got {cfg.window}, {cfg.min_context})")
     if cfg.batch_size < 1:
         raise UsageError(f"batch_size must be >= 1 (got {cfg.batch_size})")
+    if cfg.batch_tokens < 1:
+        raise UsageError(f"batch_tokens must be >= 1 (got {cfg.batch_tokens})")
 
 
 @torch.inference_mode()
@@ -256,9 +264,8 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
     assert isinstance(pad_id, int), f"pad_token_id should be one token id, got {pad_id!r}"
     # Longest first, so that a batch groups windows of similar length and wastes little on padding.
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i].ids))
-    for b in range(0, len(order), cfg.batch_size):
-        batch = [windows[i] for i in order[b : b + cfg.batch_size]]
-        width = max(len(w.ids) for w in batch)
+    for batch in _passes([windows[i] for i in order], cfg):
+        width = len(batch[0].ids)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for r, w in enumerate(batch):
@@ -289,6 +296,23 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
         )
         for f in range(len(texts))
     ]
+
+
+def _passes(windows: list[_Window], cfg: EncodeConfig) -> Iterator[list[_Window]]:
+    """Windows (longest first) cut into forward passes of similar lengths (each at least 3/4 of the
+    pass's first, so padding stays under a quarter): up to ``batch_size`` windows, or more while the
+    pass stays within ``batch_tokens`` padded tokens."""
+    batch: list[_Window] = []
+    for w in windows:
+        if batch:
+            width = len(batch[0].ids)
+            room = (len(batch) + 1) * width <= max(cfg.batch_tokens, cfg.batch_size * width)
+            if not room or 4 * len(w.ids) < 3 * width:  # full, or the next would be mostly padding
+                yield batch
+                batch = []
+        batch.append(w)
+    if batch:
+        yield batch
 
 
 def forward_states(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Tensor, cfg: EncodeConfig):

@@ -113,6 +113,12 @@ def test_scoring_window_is_the_definition_or_a_bounded_part_of_it():
     assert scoring_window(spans, 500, 150) == (140, 199)  # the function's 60-line block holding it
     assert scoring_window(spans, 500, 199) == (140, 199)  # the same block: lines share windows
     assert scoring_window(spans, 500, 200) == (141, 200)  # the last block ends at the function's end
-    assert scoring_window(spans, 500, 300) == (241, 300)  # module level: the file's 60-line block
+    # outside every definition: the run of lines between definitions that holds the line (a class
+    # header and its fields, the imports), in 60-line blocks when long; never a definition's lines
+    assert scoring_window(spans, 500, 15) == (11, 19)
+    assert scoring_window(spans, 500, 210) == (201, 260)  # the run after the long function: its blocks
+    assert scoring_window(spans, 500, 300) == (261, 320)
+    assert scoring_window(spans, 500, 500) == (441, 500)
+    assert scoring_window([(3, 8)], 8, 1) == (1, 2)  # before the first definition
     assert scoring_window([], 12, 3) == (1, 12)  # a short file is its own window
     assert scoring_window([], 500, 2) == (1, 60)

@@ -134,6 +134,32 @@ def test_batching_does_not_leak_padding(tiny):
         torch.testing.assert_close(got.nll, alone.nll, rtol=0, atol=1e-5, equal_nan=True)
 
 
+def test_short_windows_are_packed_many_to_a_pass(tiny, monkeypatch):
+    """Windows of a few tokens (a changed import, a class header) share one forward pass up to
+    batch_tokens padded tokens, rather than batch_size at a time; the states are the same as alone."""
+    import risk_core.encode as encode_mod
+
+    passes = []
+    real = encode_mod.forward_states
+
+    def spy(loaded, ids, *args, **kwargs):
+        passes.append(tuple(ids.shape))
+        return real(loaded, ids, *args, **kwargs)
+
+    monkeypatch.setattr(encode_mod, "forward_states", spy)
+    texts = [f"x{i} = {i}\n" for i in range(40)] + [LONG_TEXT[:400]]
+    packed = encode_tokens(tiny, texts, EncodeConfig(layer=4, batch_size=8, batch_tokens=4096))
+    widths = [w for _, w in passes]
+    # the long window goes alone (the short ones would be mostly padding beside it); the 40 short
+    # ones share one pass, where eight at a time took five
+    assert [rows for rows, _ in passes] == [1, 40], passes
+    assert all(rows * w <= max(4096, 8 * w) for rows, w in passes), widths
+    passes.clear()
+    for text, got in zip(texts, packed):
+        alone = encode_tokens(tiny, [text], EncodeConfig(layer=4, batch_size=1))[0]
+        torch.testing.assert_close(got.states, alone.states, rtol=0, atol=1e-5)
+
+
 def test_token_lines_follow_the_documented_rule():
     text = "ab\n\n  cd\nx"
     # tokens: "ab" | "\n\n" (ends line 0 and swallows blank line 1) | "  cd" | "\n" | "x"

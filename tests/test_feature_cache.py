@@ -202,6 +202,22 @@ def test_context_probe_learns_a_pattern_only_context_reveals(tmp_path):
     assert again.contributions(x).shape == x.shape
 
 
+def test_context_probe_contributions_are_each_lines_gradient_times_input():
+    """One batched backward gives what a backward per line gives: d logit_i / d z_i * z_i."""
+    torch.manual_seed(0)
+    probe = ContextProbe(ContextProbeConfig(n_features=6, hidden=8, members=2)).eval()
+    x = torch.randn(9, 6)
+    z = probe.standardize(x).detach().requires_grad_(True)
+    logits = probe._padded_logits(z.unsqueeze(0), torch.tensor([9]))[0]
+    want = []
+    for i in (0, 4, 8, 4):
+        (g,) = torch.autograd.grad(logits[i], z, retain_graph=True)
+        want.append(g[i] * z[i].detach())
+    torch.testing.assert_close(probe.contributions(x, [0, 4, 8, 4]), torch.stack(want), rtol=1e-4, atol=1e-6)
+    assert probe.contributions(x, []).shape == (0, 6)
+    assert probe.contributions(x).shape == (9, 6)
+
+
 def test_a_context_probe_of_several_members_averages_their_logits_and_round_trips(tmp_path):
     gen = torch.Generator().manual_seed(1)
     files = []

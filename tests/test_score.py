@@ -25,6 +25,22 @@ def scorer(tiny_model_dir) -> Scorer:
     return Scorer(loaded, Bundle(cfg, sae, probe))
 
 
+@pytest.fixture
+def encoded(monkeypatch) -> list[str]:
+    """The window texts the scorer sends to the model, in order."""
+    import risk_core.score as score_mod
+
+    seen: list[str] = []
+    real = score_mod.compute_features
+
+    def spy(loaded, texts, *args, **kwargs):
+        seen.extend(texts)
+        return real(loaded, texts, *args, **kwargs)
+
+    monkeypatch.setattr(score_mod, "compute_features", spy)
+    return seen
+
+
 def test_targeted_scoring_equals_scoring_the_whole_file(scorer):
     (whole,) = scorer.score([FileToScore("m.py", CODE)])
     targets = [6, 7, 8, 21]
@@ -45,25 +61,24 @@ def test_scores_carry_text_latents_and_skip_blank_lines(scorer):
     assert [x.contribution for x in lr.latents] == sorted((x.contribution for x in lr.latents), reverse=True)
 
 
-def test_a_one_line_change_in_a_huge_file_encodes_only_its_window(scorer, monkeypatch):
-    import risk_core.score as score_mod
-
-    seen = []
-    real = score_mod.compute_features
-
-    def spy(loaded, texts, *args, **kwargs):
-        seen.extend(texts)
-        return real(loaded, texts, *args, **kwargs)
-
-    monkeypatch.setattr(score_mod, "compute_features", spy)
+def test_a_one_line_change_in_a_huge_file_encodes_only_its_window(scorer, encoded):
     big = CODE * 200  # 12,000 lines
     line = len(big.splitlines()) - 2  # "return a - b" of the last function
     (fs,) = scorer.score([FileToScore("m.py", big, [line])])
     assert [lr.line for lr in fs.lines] == [line]
-    assert len(seen) == 1 and seen[0] == "def f11(a, b):\n    if a < b:\n        return a - b\n    return b + 11\n"
+    assert encoded == ["def f11(a, b):\n    if a < b:\n        return a - b\n    return b + 11\n"]
     # the same line scored alone in its small file gets the same risk: the window is all it sees
     (small,) = scorer.score([FileToScore("m.py", CODE, [len(CODE.splitlines()) - 2])])
     assert fs.lines[0].risk == pytest.approx(small.lines[0].risk, abs=1e-5)
+
+
+def test_a_module_level_line_is_read_without_the_functions_around_it(scorer, encoded):
+    """A changed class header or module statement between long functions encodes the lines between
+    them, not a 60-line block of the file that drags in the functions' bodies."""
+    code = CODE + "LIMIT = 3\nclass Box:\n    size = LIMIT\n\n" + CODE  # module lines 61-63
+    (fs,) = scorer.score([FileToScore("m.py", code, [62])])
+    assert [lr.line for lr in fs.lines] == [62]
+    assert encoded == ["\nLIMIT = 3\nclass Box:\n    size = LIMIT\n\n"]  # from after f11 to before f0
 
 
 def test_prose_and_string_lines_get_no_risk(scorer):
