@@ -23,18 +23,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SUFFIX = {"python": ".py", "java": ".java", "javascript": ".js", "typescript": ".ts", "go": ".go"}
-
-
-def windows_of(sample) -> set[tuple[int, int]]:
-    """The distinct review windows of a sample's candidate lines."""
-    from risk_core.candidates import candidate_mask, definition_spans, scoring_window
-
-    n = len(sample.code.splitlines())
-    spans = definition_spans(sample.code, sample.language)
-    mask = candidate_mask(sample.code, sample.language)
-    return {scoring_window(spans, n, i) for i in range(1, n + 1) if mask[i - 1]}
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -47,13 +35,16 @@ def main() -> int:
     from risk_core.data.jsonl import read_jsonl
     from risk_core.evaluate import method_scores
     from risk_core.features import line_table
+    from risk_core.languages import EXTENSIONS
     from risk_core.metrics import auroc, topk_hits
-    from risk_core.score import FileToScore, Scorer
+    from risk_core.score import FileToScore, Scorer, line_windows
+
+    suffix = {language: ext for ext, language in reversed(EXTENSIONS.items())}  # a language's first suffix
 
     samples = [s for path in args.data for s in read_jsonl(path)]
     differ = []
     for s in samples:
-        ws = windows_of(s)
+        ws = set(line_windows(s.code, s.language))
         if ws and ws != {(1, len(s.code.splitlines()))}:
             differ.append((s, ws))
     scorer, _, _ = load_scorer(None, args.bundle, "cpu")
@@ -64,8 +55,8 @@ def main() -> int:
     whole_s = time.perf_counter() - t
     whole = method_scores(table, scorer.bundle)["pttrust"]
     t = time.perf_counter()
-    files = [FileToScore(f"sample{k}{SUFFIX.get(s.language, '.txt')}", s.code) for k, s in enumerate(affected)]
-    review = {(int(fs.path[6:].split(".")[0]), lr.line): lr.risk for fs in scorer.score(files) for lr in fs.lines}
+    files = [FileToScore(f"sample{k}{suffix.get(s.language, '.txt')}", s.code) for k, s in enumerate(affected)]
+    review = {(k, lr.line): lr.risk for k, fs in enumerate(scorer.score(files)) for lr in fs.lines}
     review_s = time.perf_counter() - t
     keys = list(zip(table.sample_index.tolist(), table.line_numbers.tolist()))
     scored = np.array([k in review for k in keys])  # a line both ways score (all of them, normally)

@@ -21,7 +21,7 @@ from risk_core.models import LoadedModel
 # The request/result types live in the torch-free risk_core.types; re-exported for existing imports.
 from risk_core.types import FileScores, FileToScore, LatentContribution, LineRisk
 
-__all__ = ["FileScores", "FileToScore", "LatentContribution", "LineRisk", "Scorer", "window_text"]
+__all__ = ["FileScores", "FileToScore", "LatentContribution", "LineRisk", "Scorer", "line_windows", "window_text"]
 
 
 def layers_needed(bundle: Bundle) -> int | None:
@@ -60,17 +60,7 @@ class Scorer:
         targets: list[list[int]] = []  # per window: the file's target lines it scores
         languages = [language_of(f.path) or "unknown" for f in files]
         for fi, (f, lang) in enumerate(zip(files, languages)):
-            n_lines = len(f.text.splitlines())
-            candidate = candidate_mask(f.text, lang)
-            wanted = range(1, n_lines + 1) if f.target_lines is None else sorted(set(f.target_lines))
-            lines = [n for n in wanted if 1 <= n <= n_lines and candidate[n - 1]]
-            if not lines:
-                continue
-            spans = definition_spans(f.text, lang)
-            by_window: dict[tuple[int, int], list[int]] = {}
-            for n in lines:
-                by_window.setdefault(scoring_window(spans, n_lines, n), []).append(n)
-            for (lo, hi), ns in by_window.items():
+            for (lo, hi), ns in line_windows(f.text, lang, f.target_lines).items():
                 windows.append((fi, lo, hi))
                 targets.append(ns)
         if not windows:
@@ -114,6 +104,23 @@ class Scorer:
             ]
             out.append(LineRisk(f.path, n, float(risk[k]), lines[n - 1], latents))
         return out
+
+
+def line_windows(text: str, language: str, target_lines=None) -> dict[tuple[int, int], list[int]]:
+    """The windows (first, last line) a file's target lines are scored in (``candidates.scoring_window``),
+    each with its target lines in order; ``target_lines`` None: every line. Lines that are not
+    candidates, or not in the file, are in none."""
+    n_lines = len(text.splitlines())
+    candidate = candidate_mask(text, language)
+    wanted = range(1, n_lines + 1) if target_lines is None else sorted(set(target_lines))
+    lines = [n for n in wanted if 1 <= n <= n_lines and candidate[n - 1]]
+    if not lines:
+        return {}
+    spans = definition_spans(text, language)
+    by_window: dict[tuple[int, int], list[int]] = {}
+    for n in lines:
+        by_window.setdefault(scoring_window(spans, n_lines, n), []).append(n)
+    return by_window
 
 
 def candidate_rows(ff, text: str, language: str) -> list[int]:

@@ -81,6 +81,15 @@ def test_a_module_level_line_is_read_without_the_functions_around_it(scorer, enc
     assert encoded == ["\nLIMIT = 3\nclass Box:\n    size = LIMIT\n\n"]  # from after f11 to before f0
 
 
+def test_line_windows_group_a_files_candidate_target_lines_by_window():
+    from risk_core.score import line_windows
+
+    code = CODE + "LIMIT = 3\nclass Box:\n    size = LIMIT\n\n" + CODE
+    got = line_windows(code, "python", [62, 7, 8, 61, 5, 10_000, 8])  # 5 is blank, 10,000 past the end
+    assert got == {(6, 9): [7, 8], (60, 64): [61, 62]}
+    assert sum(len(v) for v in line_windows(CODE, "python").values()) == 48  # every code line, once
+
+
 def test_prose_and_string_lines_get_no_risk(scorer):
     code = 'def f(x):\n    """Doc.\n    Output: 3\n    """\n    return x\n\n\nUSAGE = """\nExamples:\nf(1)\n"""\n'
     (fs,) = scorer.score([FileToScore("m.py", code)])
