@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unidiff.constants import RE_HUNK_HEADER
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
 
@@ -155,7 +156,22 @@ def parse_diff(data: bytes | str | ParsedDiff) -> ParsedDiff:
         raise UsageError(f"malformed diff: {printable_line(str(err))}") from None
     if not len(patch):
         raise UsageError("not a unified diff: no file headers (---/+++ or diff --git) found")
+    bad_header = _bad_hunk_header(normalized)
+    if bad_header is not None:
+        raise UsageError(f"malformed diff: not a hunk header: {printable_line(bad_header)}")
     return ParsedDiff([_file_change(pf, names) for pf in patch], warnings)
+
+
+def _bad_hunk_header(text: str) -> str | None:
+    """The first line after the first file header that starts like a hunk header (``@@``) but is not
+    one: unidiff skips such a line with the hunk under it, so the diff would read as changing nothing.
+    (Inside a hunk every line starts with a space, ``+``, ``-`` or ``\\``, so ``@@`` is a header.)"""
+    in_files = False
+    for line in text.splitlines():
+        in_files = in_files or line.startswith("--- ")
+        if in_files and line.startswith("@@") and not RE_HUNK_HEADER.match(line):
+            return line
+    return None
 
 
 def _file_change(pf, names: dict[str, str] | None = None) -> FileChange:

@@ -94,6 +94,8 @@ def test_modified_file_and_hunk_lines():
     [
         "--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n-x\n",  # hunk shorter than its header says
         "hello, this is not a diff\n",
+        "--- a/x\n+++ b/x\n@@ -zz @@\n+x\n",  # a hunk header that is not one: was 0 files, silently
+        "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1,2 +1,zz @@\n+x\n",
     ],
 )
 def test_malformed_diff_is_one_line_usage_error(bad):
