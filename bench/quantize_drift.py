@@ -75,13 +75,12 @@ def labeled_drift(bundle_dir: str, data: Path, max_samples: int) -> int:
     """The bundle's metrics on the first ``max_samples`` labeled samples, float32 against int8."""
     from risk_core.artifacts import Bundle
     from risk_core.data.jsonl import read_jsonl
-    from risk_core.encode import EncodeConfig
     from risk_core.evaluate import evaluate
     from risk_core.model_loading import load_model
 
     samples = read_jsonl(data)[:max_samples]
     bundle = Bundle.load(bundle_dir)
-    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling, surprise=False)
+    enc = bundle.cfg.encode_config(surprise=False)
     out: dict = {"data": str(data), "samples": len(samples)}
     for quantize in ("none", "int8"):
         loaded = load_model(bundle.cfg.model_name, device="cpu", quantize=quantize, up_to_layer=bundle.cfg.layer)

@@ -46,7 +46,6 @@ def load_scorer(
     say = progress or (lambda _m: None)
     try:
         from risk_core.artifacts import Bundle
-        from risk_core.encode import EncodeConfig
         from risk_core.models import DEFAULT_MODEL, load_model
         from risk_core.score import Scorer, layers_needed
     except ImportError as err:
@@ -66,8 +65,7 @@ def load_scorer(
     loaded = load_model(  # the CLI's reporter: respects -q
         name, device=device, quantize=quantize, up_to_layer=layers_needed(loaded_bundle), say=progress, engine=engine
     )
-    encode_cfg = EncodeConfig(layer=loaded_bundle.cfg.layer, pooling=loaded_bundle.cfg.pooling)
-    return Scorer(loaded, loaded_bundle, encode_cfg), name, str(bundle_path)
+    return Scorer(loaded, loaded_bundle), name, str(bundle_path)
 
 
 def score_source(

@@ -18,11 +18,22 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from risk_core.choices import FEATURE_SETS, FRAMINGS, POOLING_MODES, FeatureSet, Framing, Pooling, check_choice
+from risk_core.choices import (
+    FEATURE_SETS,
+    FRAMINGS,
+    POOLING_MODES,
+    READINGS,
+    FeatureSet,
+    Framing,
+    Pooling,
+    Reading,
+    check_choice,
+)
 from risk_core.errors import UsageError
 
 if TYPE_CHECKING:
     from risk_core.context_probe import ContextProbe
+    from risk_core.encode import EncodeConfig
     from risk_core.probe import RiskProbe
     from risk_core.sae import SparseCoder
 
@@ -50,11 +61,27 @@ class ArtifactConfig:
     """Languages the probe was bound on (others are cross-language use)."""
     format_version: int = FORMAT_VERSION
     """Bundle layout version."""
+    reading: Reading = "plain"
+    """plain (each window read once) | echo (read twice in one pass; the second reading's states)."""
 
     def __post_init__(self) -> None:
         check_choice("pooling", self.pooling, POOLING_MODES)
         check_choice("framing", self.framing, FRAMINGS)
         check_choice("probe features", self.features, FEATURE_SETS)
+        check_choice("reading", self.reading, READINGS)
+
+    def encode_config(self, **overrides) -> EncodeConfig:
+        """How the model is run for this bundle's features: its layer, pooling and reading, and the
+        logits only when its features use surprise. ``overrides``: other ``EncodeConfig`` fields."""
+        from risk_core.encode import EncodeConfig
+
+        settings = {
+            "layer": self.layer,
+            "pooling": self.pooling,
+            "echo": self.reading == "echo",
+            "surprise": "surprise" in self.features,
+        }
+        return EncodeConfig(**{**settings, **overrides})
 
 
 def _optional_json(path: Path):

@@ -20,10 +20,12 @@ from risk_core.choices import (
     BIND_FRAMINGS,
     FRAMINGS,
     POOLING_MODES,
+    READINGS,
     BindFraming,
     FeatureSet,
     Framing,
     Pooling,
+    Reading,
     check_choice,
 )
 from risk_core.errors import UsageError
@@ -42,6 +44,8 @@ class BindConfig:
     """Token -> line pooling (encode.pool_lines mode)."""
     framing: BindFraming = "bare"
     """bare | review | auto (try both, keep the one with the higher validation AUROC)."""
+    reading: Reading = "plain"
+    """plain (each sample read once) | echo (read twice in one pass, features of the second reading)."""
     features: FeatureSet = "sae"
     """Probe input: sae | sae+surprise."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -64,6 +68,7 @@ class BindConfig:
     def __post_init__(self) -> None:
         check_choice("pooling", self.pooling, POOLING_MODES)
         check_choice("framing", self.framing, BIND_FRAMINGS)
+        check_choice("reading", self.reading, READINGS)
         check_choice("probe features", self.features, _BIND_FEATURES)
 
 
@@ -129,7 +134,7 @@ def bind(
     if len(samples) < 4:
         raise UsageError(f"binding needs line-labeled samples; found {len(samples)}")
     enc_cfg = enc_cfg or EncodeConfig()
-    enc_cfg.layer, enc_cfg.pooling = cfg.layer, cfg.pooling
+    enc_cfg.layer, enc_cfg.pooling, enc_cfg.echo = cfg.layer, cfg.pooling, cfg.reading == "echo"
     enc_cfg.surprise = "surprise" in cfg.features
     train_ids, val_ids = split_by_source(samples, cfg.val_fraction, cfg.seed)
     t0 = time.time()
@@ -216,6 +221,7 @@ def bind(
         framing=framing,
         features=cfg.features,
         languages=langs,
+        reading=cfg.reading,
     )
     probe, raw_probe = probe.cpu(), raw_probe.cpu() if raw_probe is not None else None
     bundle = Bundle(acfg, sae, probe, raw_probe, None, metrics)

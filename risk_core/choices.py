@@ -16,6 +16,12 @@ Framing = Literal["bare", "review"]
 """What the model reads: the code alone, or the code wrapped in a code-review chat prompt."""
 FRAMINGS: tuple[Framing, ...] = get_args(Framing)
 
+Reading = Literal["plain", "echo"]
+"""Which reading of a window the features come from: ``plain`` (the code read once: a line's state has
+seen only the lines above it) or ``echo`` (the code read twice in one pass, states of the second
+reading: every line's state has seen the whole window, at twice the tokens; ``EncodeConfig.echo``)."""
+READINGS: tuple[Reading, ...] = get_args(Reading)
+
 BindFraming = Literal["bare", "review", "auto"]
 """A framing, or ``auto``: bind tries each and keeps the one with the higher validation AUROC."""
 BIND_FRAMINGS: tuple[BindFraming, ...] = get_args(BindFraming)

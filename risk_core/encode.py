@@ -51,6 +51,11 @@ class EncodeConfig:
     """Also compute per-token NLL and predictive entropy (needs the full forward, to the logits)."""
     extra_layers: tuple[int, ...] = ()
     """More hidden_states indices captured in the same forward pass (a layer sweep costs one pass)."""
+    echo: bool = False
+    """Also read every window a second time in the same sequence (its token ids twice) and keep the
+    second copy's states in ``TokenStates.echo``: a causal model's state of line i then has seen the
+    whole window, the lines after i included. Twice the tokens per pass; the first copy's states are
+    exactly the plain ones (nothing precedes them), so one pass gives both."""
 
 
 @dataclass
@@ -67,6 +72,14 @@ class TokenStates:
     """[n_tokens] entropy (nats) of the distribution that predicted each token; NaN for the first."""
     extra: dict[int, Tensor] = field(default_factory=dict)
     """{layer: [n_tokens, d_model]} for each of ``cfg.extra_layers``."""
+    echo: dict[int, Tensor] = field(default_factory=dict)
+    """With ``cfg.echo``: {layer: [n_tokens, d_model]} of the second reading, for ``cfg.layer`` and
+    every extra layer."""
+
+    def read(self, cfg: EncodeConfig) -> Tensor:
+        """The states features are made of under ``cfg``: the second reading's at ``cfg.layer`` with
+        ``cfg.echo``, else the plain ones."""
+        return self.echo[cfg.layer] if cfg.echo else self.states
 
 
 @dataclass
@@ -158,8 +171,11 @@ class _Window:
     start: int
     """First token of the window, in file coordinates."""
     keep: int
-    """Tokens [start + keep, start + len(ids)) of this window are the ones kept from it."""
+    """Tokens [start + keep, start + size) of this window are the ones kept from it."""
     ids: list[int]
+    """The ids run through the model: the window's tokens, twice over when echoing."""
+    size: int
+    """Tokens of the file in this window (``len(ids)``, or half of it when echoing)."""
 
 
 def plan_windows(n_tokens: int, window: int, min_context: int) -> list[tuple[int, int, int]]:
@@ -234,6 +250,8 @@ def _check(loaded: LoadedModel, cfg: EncodeConfig) -> None:
         raise UsageError(f"unknown pooling {cfg.pooling!r}; choose one of {', '.join(POOLING_MODES)}")
     if cfg.window < 1 or not 0 <= cfg.min_context < cfg.window:
         raise UsageError(f"need window >= 1 and 0 <= min_context < window (got {cfg.window}, {cfg.min_context})")
+    if cfg.echo and not 0 <= cfg.min_context < cfg.window // 2:
+        raise UsageError(f"echo reads each window twice: need min_context < window / 2 (got {cfg.min_context})")
     if cfg.batch_size < 1:
         raise UsageError(f"batch_size must be >= 1 (got {cfg.batch_size})")
     if cfg.batch_tokens < 1:
@@ -248,14 +266,17 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
     enc = tok(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     windows: list[_Window] = []
     lines: list[tuple[Tensor, int]] = []
+    copies = 2 if cfg.echo else 1
     for f, (text, ids, offsets) in enumerate(zip(texts, enc["input_ids"], enc["offset_mapping"])):
         lines.append(token_line_indices(text, offsets))
-        for start, end, keep_from in plan_windows(len(ids), cfg.window, cfg.min_context):
-            windows.append(_Window(f, start, keep_from - start, ids[start:end]))
+        for start, end, keep_from in plan_windows(len(ids), cfg.window // copies, cfg.min_context):
+            windows.append(_Window(f, start, keep_from - start, ids[start:end] * copies, end - start))
 
     n_tok = [len(ids) for ids in enc["input_ids"]]
     states = [torch.empty(n, loaded.d_model) for n in n_tok]
     extra = [{layer: torch.empty(n, loaded.d_model) for layer in cfg.extra_layers} for n in n_tok]
+    layers = (cfg.layer, *cfg.extra_layers)
+    echo = [{layer: torch.empty(n, loaded.d_model) for layer in layers} if cfg.echo else {} for n in n_tok]
     nll = [torch.full((n,), math.nan) for n in n_tok] if cfg.surprise else None
     ent = [torch.full((n,), math.nan) for n in n_tok] if cfg.surprise else None
 
@@ -274,11 +295,13 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
         positions = torch.arange(width).expand(len(batch), -1)
         hidden, stats = forward_states(loaded, ids, mask, positions, cfg)
         for r, w in enumerate(batch):
-            n = len(w.ids)
+            n = w.size
             lo, hi = w.start + w.keep, w.start + n
             states[w.file][lo:hi] = hidden[cfg.layer][r, w.keep : n].float().cpu()
             for layer in cfg.extra_layers:
                 extra[w.file][layer][lo:hi] = hidden[layer][r, w.keep : n].float().cpu()
+            for layer in echo[w.file]:
+                echo[w.file][layer][lo:hi] = hidden[layer][r, n + w.keep : 2 * n].float().cpu()
             if stats is not None:
                 assert nll is not None and ent is not None, "stats come only with cfg.surprise, as nll and ent do"
                 # stats[:, t] is about the prediction of token t from positions < t of the row
@@ -293,6 +316,7 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
             nll=nll[f] if nll else None,
             entropy=ent[f] if ent else None,
             extra=extra[f],
+            echo=echo[f],
         )
         for f in range(len(texts))
     ]

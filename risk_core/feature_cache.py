@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,14 +37,17 @@ def data_sha256(samples: list[Sample]) -> str:
     return h.hexdigest()
 
 
-def cache_key(model_sha256: str, layers: tuple[int, ...], data_hash: str, surprise: bool) -> dict:
-    return {
+def cache_key(model_sha256: str, layers: tuple[int, ...], data_hash: str, surprise: bool, echo: bool = False) -> dict:
+    key = {
         "format_version": FORMAT_VERSION,
         "model_sha256": model_sha256,
         "layers": list(layers),
         "data_sha256": data_hash,
         "surprise": surprise,
     }
+    if echo:  # only when set, so that the caches written before echo existed keep their key
+        key["echo"] = True
+    return key
 
 
 def build_cache(
@@ -57,13 +60,15 @@ def build_cache(
     batch_size: int = 8,
     progress=None,
     stop_after: int | None = None,
+    echo: bool = False,
 ) -> Path:
     """Encode ``samples`` into ``out`` (resuming where chunks exist). Returns ``out``. ``stop_after``
     encodes only the chunks that cover the first N samples: a prefix that ``load_tokens(partial=True)``
-    reads, under the key of the whole data (a later run continues it)."""
+    reads, under the key of the whole data (a later run continues it). ``echo`` also keeps each
+    sample's second reading (``EncodeConfig.echo``) as ``echo<layer>``, from the same pass."""
     out = Path(out)
     layers = tuple(sorted(set(layers)))
-    key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise)
+    key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise, echo)
     meta_path = out / "cache.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
@@ -87,7 +92,7 @@ def build_cache(
         ],
     }
     _atomic_write(meta_path, json.dumps(meta).encode())
-    cfg = EncodeConfig(layer=layers[-1], extra_layers=layers[:-1], surprise=surprise, batch_size=batch_size)
+    cfg = EncodeConfig(layer=layers[-1], extra_layers=layers[:-1], surprise=surprise, batch_size=batch_size, echo=echo)
     n_chunks = (len(samples) + chunk - 1) // chunk
     if stop_after is not None:
         n_chunks = min(n_chunks, (stop_after + chunk - 1) // chunk)
@@ -107,6 +112,8 @@ def build_cache(
             for layer in layers:
                 per = [t.states if layer == cfg.layer else t.extra[layer] for t in states]
                 tensors[f"layer{layer}"] = torch.cat(per).to(torch.float16)
+                if echo:
+                    tensors[f"echo{layer}"] = torch.cat([t.echo[layer] for t in states]).to(torch.float16)
             if surprise:
                 tensors["nll"] = torch.cat([t.nll for t in states if t.nll is not None]).float()
                 tensors["entropy"] = torch.cat([t.entropy for t in states if t.entropy is not None]).float()
@@ -141,6 +148,8 @@ class CachedTokens:
     nll: Tensor | None
     """[T] NLL of each token (NaN for a file's first token), when cached."""
     entropy: Tensor | None
+    echo: dict[int, Tensor] = field(default_factory=dict)
+    """{layer: [T, d_model] float16} of the second reading (``EncodeConfig.echo``), where loaded."""
 
     def first_samples(self, n: int) -> CachedTokens:
         """The tokens of samples 0..n-1 alone (``meta`` says n samples)."""
@@ -155,12 +164,16 @@ class CachedTokens:
             pick(self.token_ids),
             pick(self.nll),
             pick(self.entropy),
+            {layer: x[keep] for layer, x in self.echo.items()},
         )
 
 
-def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial: bool = False) -> CachedTokens:
-    """All chunks of a complete cache; ``layers`` picks which layers' states to load. With ``partial``,
-    the leading chunks that are on disk (a run still going): ``meta["n_samples"]`` says how many."""
+def load_tokens(
+    path: str | Path, layers: tuple[int, ...] | None = None, partial: bool = False, echo_layers: tuple[int, ...] = ()
+) -> CachedTokens:
+    """All chunks of a complete cache; ``layers`` picks which layers' states to load, ``echo_layers``
+    which layers' second readings (a cache built with ``echo``). With ``partial``, the leading chunks
+    that are on disk (a run still going): ``meta["n_samples"]`` says how many."""
     path = Path(path)
     if not (path / "cache.json").is_file():
         raise UsageError(f"{path}: not a feature cache (no cache.json)")
@@ -175,6 +188,11 @@ def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial
     held = tuple(meta["key"]["layers"])
     layers = held if layers is None else layers
     for layer in layers:
+        if layer not in held:
+            raise UsageError(f"{path}: no layer {layer} in the cache (it holds layers {', '.join(map(str, held))})")
+    if echo_layers and not meta["key"].get("echo"):
+        raise UsageError(f"{path}: the cache holds no echo states (build it with echo)")
+    for layer in echo_layers:
         if layer not in held:
             raise UsageError(f"{path}: no layer {layer} in the cache (it holds layers {', '.join(map(str, held))})")
     parts = [load_file(str(path / f"chunk_{c:05d}.safetensors")) for c in range(n_chunks)]
@@ -193,6 +211,7 @@ def load_tokens(path: str | Path, layers: tuple[int, ...] | None = None, partial
         optional("token_ids"),
         optional("nll"),
         optional("entropy"),
+        {layer: cat(f"echo{layer}") for layer in echo_layers},
     )
 
 
@@ -255,10 +274,13 @@ def export_harvest(
     val_samples: set[int],
     shard_tokens: int = 65_536,
     ctx_len: int = 256,
+    echo: bool = False,
 ) -> Path:
     """Write the cached states of one layer as a harvest directory (``harvest.HARVEST_FILE`` + shards +
     validation chunks for dCE), so that ``train_sae.train`` trains an SAE on them like on any harvest.
-    ``train_samples``/``val_samples`` pick the samples of each split (a split by repository)."""
+    ``train_samples``/``val_samples`` pick the samples of each split (a split by repository). ``echo``:
+    the second reading's states (loaded with ``echo_layers``); the dCE chunks stay plain token ids, so
+    the dCE of such an SAE is measured on the plain reading (its FVU is on the states it encodes)."""
     from dataclasses import asdict
 
     from risk_core.atomic import write_atomic_json
@@ -269,7 +291,7 @@ def export_harvest(
     if tokens.token_ids is None:
         raise UsageError("this cache keeps no token ids (written by an older version): rebuild it to export")
     token_ids = tokens.token_ids
-    acts = tokens.states[layer]
+    acts = tokens.echo[layer] if echo else tokens.states[layer]
     shards: dict[str, dict] = {}
     val_chunks = None
     # A sample's first token is the attention sink (a huge-norm outlier), skipped as harvest's skip_first does.
@@ -322,6 +344,7 @@ def export_harvest(
         "corpus_dir": None,
         "val_chunks": val_chunks,
         "source": "feature_cache",
+        "reading": "echo" if echo else "plain",
     }
     write_atomic_json(doc, out / HARVEST_FILE)
     return out

@@ -99,7 +99,8 @@ def compute_features(
     loaded, codes: list[str], languages: list[str], enc_cfg, sae=None, framing: str = "bare", keep_raw: bool = True
 ) -> list[FileFeatures]:
     """Line features for each code text (see module doc). ``enc_cfg`` is an ``encode.EncodeConfig``;
-    its ``pooling`` is used for raw states, latents and surprise alike (surprise max uses max)."""
+    its ``pooling`` is used for raw states, latents and surprise alike (surprise max uses max); with its
+    ``echo``, raw states and latents come from the second reading (surprise from the first)."""
     from risk_core.encode import encode_tokens, pool_lines
 
     texts, offsets = [], []
@@ -114,7 +115,7 @@ def compute_features(
         tl = ts.token_lines - off
         keep = (tl >= 0) & (tl < n_lines)
         tl = tl[keep]
-        states = ts.states[keep].float()
+        states = ts.read(enc_cfg)[keep].float()
         if tl.numel() == 0:
             out.append(FileFeatures([], None, None, None))
             continue

@@ -226,7 +226,7 @@ def label_latents(
             ids = [t for t, kk in zip(ids, keep.tolist()) if kk]
             with torch.no_grad():
                 dev = next(bundle.sae.parameters()).device
-                acts = bundle.sae.encode_dense(ts.states[keep].float().to(dev))[:, idx.to(dev)].cpu()
+                acts = bundle.sae.encode_dense(ts.read(enc_cfg)[keep].float().to(dev))[:, idx.to(dev)].cpu()
             all_acts.append(acts)
             for t, n in zip(ids, tl[keep].tolist()):
                 tok_texts.append(tok.decode([t]))

@@ -37,7 +37,13 @@ class Split:
     A cache still being written contributes the samples of its finished chunks; ``max_samples`` keeps
     the first that many of the stack (variants compared while an encoder still runs see the same data)."""
 
-    def __init__(self, parts: list[str], layers: tuple[int, ...], max_samples: int | None = None):
+    def __init__(
+        self,
+        parts: list[str],
+        layers: tuple[int, ...],
+        max_samples: int | None = None,
+        echo_layers: tuple[int, ...] = (),
+    ):
         self.samples, tokens = [], []
         for spec in parts:
             if max_samples is not None and len(self.samples) >= max_samples:
@@ -45,7 +51,7 @@ class Split:
             cache, eq, data = spec.partition("=")
             if not eq:
                 raise UsageError(f"expected CACHE=DATA.jsonl, got {spec!r}")
-            t = load_tokens(cache, layers, partial=True)
+            t = load_tokens(cache, layers, partial=True, echo_layers=echo_layers)
             if not Path(data).is_file():
                 raise UsageError(f"{data}: not found (the samples of the cache {cache})")
             part = read_jsonl(data)
@@ -72,39 +78,46 @@ class Split:
             torch.cat([t.token_ids for t in tokens]) if all(t.token_ids is not None for t in tokens) else None,
             torch.cat(nll) if any(t.nll is not None for t in tokens) else None,
             None,
+            {layer: torch.cat([t.echo[layer] for t in tokens]) for layer in echo_layers},
         )
         self.rows = line_rows(self.tokens, [s.code for s in self.samples], [s.language for s in self.samples])
         self._memo: dict[str, torch.Tensor] = {}
 
-    def raw(self, layer: int, pooling: str = "mean") -> torch.Tensor:
-        key = f"raw{layer}@{pooling}"
+    def raw(self, layer: int, pooling: str = "mean", echo: bool = False) -> torch.Tensor:
+        """Pooled states of the candidate lines at ``layer``: the plain reading, or the second (``echo``)."""
+        key = f"{'echo' if echo else 'raw'}{layer}@{pooling}"
         if key not in self._memo:
-            self._memo[key] = pool_rows(self.tokens.states[layer], self.rows, pooling)
+            self._memo[key] = pool_rows(self.states(layer, echo), self.rows, pooling)
         return self._memo[key]
 
-    def sae(self, name: str, sae: SparseCoder, layer: int, pooling: str = "mean") -> torch.Tensor:
+    def states(self, layer: int, echo: bool = False) -> torch.Tensor:
+        """Every cached token's state at ``layer``: the plain reading, or the second (``echo``)."""
+        return self.tokens.echo[layer] if echo else self.tokens.states[layer]
+
+    def sae(self, name: str, sae: SparseCoder, layer: int, pooling: str = "mean", echo: bool = False) -> torch.Tensor:
         key = f"sae:{name}@{pooling}"
         if key not in self._memo:
-            states = self.tokens.states[layer]
+            states = self.states(layer, echo)
             self._memo[key] = pool_encoded(states, self.rows, sae.encode_dense, sae.num_latents, pooling)
         return self._memo[key]
 
-    def recon(self, name: str, sae: SparseCoder, layer: int) -> torch.Tensor:
+    def recon(self, name: str, sae: SparseCoder, layer: int, echo: bool = False) -> torch.Tensor:
         key = f"recon:{name}"
         if key not in self._memo:
-            states = self.tokens.states[layer]
+            states = self.states(layer, echo)
             self._memo[key] = pool_encoded(states, self.rows, reconstruct(sae), int(states.shape[1]))
         return self._memo[key]
 
     def token_features(self, fname: str, saes: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token features of the candidate lines' tokens [t, F] and each token's row [t]: raw states
-        (``raw16``) or SAE latents (``sae:NAME``), for probes that score tokens and pool the risk."""
+        (``raw16``) or SAE latents (``sae:NAME``, of the reading the SAE was trained on), for probes that
+        score tokens and pool the risk. ``saes``: {name: (SparseCoder, layer, echo)}."""
         sel = self.rows.token_row >= 0
         if fname.startswith("raw"):
             x = self.tokens.states[int(fname[3:])][sel].float()
         else:
-            sae, layer = saes[fname.removeprefix("sae:")]
-            states = self.tokens.states[layer][sel]
+            sae, layer, echo = saes[fname.removeprefix("sae:")]
+            states = self.states(layer, echo)[sel]
             with torch.no_grad():
                 x = torch.cat([sae.encode_dense(states[a : a + 8192].float()) for a in range(0, len(states), 8192)])
         return x, self.rows.token_row[sel]
@@ -169,9 +182,10 @@ def reconstruct(sae: SparseCoder):
 def bundle_features(split: Split, bundle: Bundle) -> torch.Tensor:
     """A bundle's probe input for a split's rows: its SAE's latents (then the raw states, for sae+raw)."""
     c = bundle.cfg
-    x = split.sae("shipped", bundle.sae, c.layer, c.pooling)
+    echo = c.reading == "echo"
+    x = split.sae("shipped", bundle.sae, c.layer, c.pooling, echo)
     if c.features == "sae+raw":
-        x = torch.cat([x, split.raw(c.layer, c.pooling)], dim=1)
+        x = torch.cat([x, split.raw(c.layer, c.pooling, echo)], dim=1)
     elif c.features != "sae":
         raise SystemExit(f"error: bundle features {c.features!r} are not cached here")
     return x

@@ -37,10 +37,12 @@ class Scorer:
         bundle.check_compatible(loaded)
         self.loaded = loaded
         self.bundle = bundle
-        self.encode_cfg = encode_cfg or EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling)
-        self.encode_cfg.surprise = "surprise" in bundle.cfg.features
-        if self.encode_cfg.layer != bundle.cfg.layer or self.encode_cfg.pooling != bundle.cfg.pooling:
-            raise ValueError("encode config must read the bundle's layer with its pooling")
+        self.encode_cfg = encode_cfg or bundle.cfg.encode_config()
+        want = bundle.cfg.encode_config()
+        got = self.encode_cfg
+        if (got.layer, got.pooling, got.echo) != (want.layer, want.pooling, want.echo):
+            raise ValueError("encode config must read the bundle's layer with its pooling and reading")
+        self.encode_cfg.surprise = want.surprise
 
     @property
     def default_threshold(self) -> float | None:

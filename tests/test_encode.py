@@ -89,6 +89,41 @@ def test_extra_layers_come_from_the_same_pass(tiny):
         torch.testing.assert_close(got.extra[layer], ref[layer][0], rtol=0, atol=1e-5)
 
 
+def test_echo_reads_the_text_twice_in_one_pass(tiny):
+    """The second reading is the states of the text's ids repeated, at the repeat; the first reading is
+    the plain encoding, for every layer captured."""
+    text = TINY_CORPUS[0]
+    ids = _ids(tiny, text)
+    ref = tiny.model(torch.cat([ids, ids], dim=1), output_hidden_states=True).hidden_states
+    n = ids.shape[1]
+    got = encode_tokens(tiny, [text], EncodeConfig(layer=3, extra_layers=(1,), echo=True))[0]
+    plain = encode_tokens(tiny, [text], EncodeConfig(layer=3, extra_layers=(1,)))[0]
+    torch.testing.assert_close(got.states, plain.states, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got.extra[1], plain.extra[1], rtol=0, atol=1e-5)
+    assert sorted(got.echo) == [1, 3]
+    for layer in (1, 3):
+        torch.testing.assert_close(got.echo[layer], ref[layer][0, n:], rtol=0, atol=1e-5)
+    assert not torch.allclose(got.echo[3], got.states, atol=1e-3)  # it did see the whole text first
+    assert encode_tokens(tiny, [text], EncodeConfig(layer=3))[0].echo == {}
+
+
+def test_echo_windows_and_batches_like_the_plain_reading(tiny):
+    """Long texts are cut into windows of half the size (each read twice), every token is kept once,
+    and a text's echo states do not depend on what it is batched with."""
+    texts = [LONG_TEXT, TINY_CORPUS[0], "", TINY_CORPUS[3]]
+    cfg = dict(layer=2, window=96, min_context=20, echo=True)
+    batched = encode_tokens(tiny, texts, EncodeConfig(batch_size=8, **cfg))
+    for text, got in zip(texts, batched):
+        alone = encode_tokens(tiny, [text], EncodeConfig(batch_size=1, **cfg))[0]
+        assert got.echo[2].shape == got.states.shape
+        torch.testing.assert_close(got.echo[2], alone.echo[2], rtol=0, atol=1e-5)
+    first = _ids(tiny, LONG_TEXT)[:, :48]  # the first window: 48 tokens, read twice
+    ref = tiny.model(torch.cat([first, first], dim=1), output_hidden_states=True).hidden_states[2][0, 48:]
+    torch.testing.assert_close(batched[0].echo[2][:48], ref, rtol=0, atol=1e-5)
+    with pytest.raises(UsageError, match="echo"):
+        encode_tokens(tiny, ["x = 1\n"], EncodeConfig(layer=1, window=40, min_context=20, echo=True))
+
+
 def test_stopping_early_leaves_the_model_intact(tiny):
     ids = _ids(tiny, TINY_CORPUS[0])
     before = tiny.model(ids).logits

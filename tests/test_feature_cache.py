@@ -66,6 +66,33 @@ def test_cache_rows_match_the_scorers_pooling_and_resume(tiny, tmp_path):
         build_cache(tiny, data[:2], (1, 2), out, chunk=2)
 
 
+def test_an_echo_cache_keeps_both_readings_and_split_pools_either(tiny, tmp_path):
+    """``echo`` keeps the plain states (as a cache without it) and the second reading's; a plain cache
+    refuses to give echo states; Split pools the echo reading of the same rows."""
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.encode import encode_tokens
+    from risk_core.realbugs import Split
+
+    data = samples()
+    plain = load_tokens(build_cache(tiny, data, (1, 2), tmp_path / "plain", chunk=2))
+    out = build_cache(tiny, data, (1, 2), tmp_path / "echo", chunk=2, echo=True)
+    echo = load_tokens(out, echo_layers=(2,))
+    torch.testing.assert_close(echo.states[2], plain.states[2], rtol=0, atol=0)
+    assert sorted(echo.echo) == [2] and load_tokens(out).echo == {}
+    ref = encode_tokens(tiny, [data[1].code], EncodeConfig(layer=2, echo=True))[0].echo[2]
+    got = echo.echo[2][echo.token_sample == 1].float()
+    torch.testing.assert_close(got, ref, rtol=0, atol=2e-3)  # fp16 storage
+    with pytest.raises(UsageError, match="no echo states"):
+        load_tokens(tmp_path / "plain", echo_layers=(2,))
+    with pytest.raises(UsageError, match="other data"):  # an echo cache is not the plain cache's key
+        build_cache(tiny, data, (1, 2), tmp_path / "plain", chunk=2, echo=True)
+    write_jsonl(tmp_path / "d.jsonl", data)
+    split = Split([f"{out}={tmp_path / 'd.jsonl'}"], (2,), echo_layers=(2,))
+    rows = line_rows(echo, [s.code for s in data], [s.language for s in data])
+    torch.testing.assert_close(split.raw(2, echo=True), pool_rows(echo.echo[2], rows))
+    assert not torch.allclose(split.raw(2, echo=True), split.raw(2), atol=1e-3)
+
+
 def _two_stacked_caches(tiny, tmp_path) -> tuple[list, list[str]]:
     """samples() cut in two caches (layer 2, chunks of 2) and their Split specs, in stacking order."""
     from risk_core.data.jsonl import write_jsonl
@@ -166,6 +193,22 @@ def test_export_harvest_skips_sample_starts_and_splits(tiny, tmp_path):
         n[s] += 1
     assert doc["n_tokens"] == {"train": n[0] + n[1] - 2, "val": n[2] - 1}
     assert doc["config"]["layer"] == 2 and doc["d_model"] == tiny.d_model
+
+
+def test_export_harvest_of_the_echo_reading_writes_the_second_readings_states(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    data = samples()
+    tokens = load_tokens(build_cache(tiny, data, (2,), tmp_path / "c", chunk=8, echo=True), echo_layers=(2,))
+    for echo, name in ((False, "plain"), (True, "echo")):
+        out = export_harvest(tokens, 2, tmp_path / name, "tiny", {0, 1, 2}, set(), echo=echo)
+        assert json.loads((out / "harvest.json").read_text())["reading"] == name
+        acts = load_file(str(out / "train/shard_00000.safetensors"))["acts"]
+        source = tokens.echo[2] if echo else tokens.states[2]
+        first = torch.ones(len(tokens.token_sample), dtype=torch.bool)
+        first[1:] = tokens.token_sample[1:] != tokens.token_sample[:-1]
+        want = source[~first]  # every token but each sample's first, shuffled
+        assert sorted(acts[:, 0].tolist()) == sorted(want[:, 0].tolist())
 
 
 def test_context_probe_learns_a_pattern_only_context_reveals(tmp_path):

@@ -10,8 +10,14 @@ import pytest
 from conftest import SCRIPTS, load_script
 
 
-def _row(variant: str, val: tuple[float, float] | None, held: tuple[float, float], config: dict | None) -> dict:
-    row = {"variant": variant, "all": {"top1": held[0], "auroc": held[1]}}
+def _row(
+    variant: str,
+    val: tuple[float, float] | None,
+    held: tuple[float, float],
+    config: dict | None,
+    features: str = "raw12",
+) -> dict:
+    row = {"variant": variant, "features": features, "all": {"top1": held[0], "auroc": held[1]}}
     if val is not None:
         row["validation"] = {"top1": val[0], "auroc": val[1]}
     if config is not None:
@@ -38,13 +44,37 @@ def test_the_choice_is_the_best_validation_context_row_never_the_held_out_one(tm
     run = subprocess.run(
         [sys.executable, str(SCRIPTS / "realbugs-choose"), str(results)], capture_output=True, text=True, check=True
     )
-    loss, gru, suffix = run.stdout.splitlines()
+    loss, gru, suffix, variant = run.stdout.splitlines()
     assert (loss, gru, suffix) == ("both", "--gru listwise_weight=0.3", " [listwise_weight=0.3]")  # the first tie
+    assert variant == "gru (both) [listwise_weight=0.3]"
     assert "gru (both) [listwise_weight=0.3]" in run.stderr
     # the suffix is the one realbugs-experiments gives a variant trained with those --gru arguments
     experiments = load_script("realbugs-experiments")
     overrides = experiments.context_overrides(gru.split()[1::2])
     assert "".join(f" [{k}={v}]" for k, v in overrides.items()) == suffix
+
+
+def test_sae_only_chooses_among_the_rows_that_read_sae_latents(tmp_path):
+    from dataclasses import asdict
+
+    from risk_core.context_probe import ContextProbeConfig
+
+    cfg = asdict(ContextProbeConfig(loss="both"))
+    rows = [
+        _row("echo12 + gru", (0.30, 0.80), (0.3, 0.8), cfg, features="echo12"),  # best, but no SAE
+        _row("sae:a+raw + gru", (0.25, 0.74), (0.3, 0.8), cfg, features="sae:a+raw"),
+        _row("sae:b+raw + gru", (0.26, 0.75), (0.2, 0.7), cfg, features="sae:b+raw"),
+    ]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(rows))
+    script = str(SCRIPTS / "realbugs-choose")
+    run = subprocess.run([sys.executable, script, "--sae-only", str(results)], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.splitlines()[-1] == "sae:b+raw + gru"
+    anyone = subprocess.run([sys.executable, script, str(results)], capture_output=True, text=True)
+    assert anyone.stdout.splitlines()[-1] == "echo12 + gru"
+    results.write_text(json.dumps(rows[:1]))
+    none = subprocess.run([sys.executable, script, "--sae-only", str(results)], capture_output=True, text=True)
+    assert none.returncode != 0 and "no SAE context-probe row" in none.stderr
 
 
 def test_no_context_row_with_validation_figures_is_an_error(tmp_path):

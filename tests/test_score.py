@@ -137,6 +137,39 @@ def test_an_sae_plus_raw_bundle_reads_latents_then_raw_states_and_explains_with_
         Bundle.load(tmp_path / "w")
 
 
+def test_an_echo_bundle_scores_from_the_second_reading(tiny_model_dir, tmp_path):
+    """A bundle bound on the echo reading keeps it through save/load, and the review scores its lines
+    from the second reading's states: the same risks as the probe on echo-pooled features of the
+    window, not those of the plain reading."""
+    from risk_core.context_probe import ContextProbe, ContextProbeConfig
+    from risk_core.encode import encode_tokens, pool_lines
+    from risk_core.errors import UsageError
+    from risk_core.score import window_text
+
+    torch.manual_seed(0)
+    loaded = load_model(str(tiny_model_dir))
+    sae = SparseCoder(64, SaeConfig(expansion_factor=4, k=8))
+    probe = ContextProbe(ContextProbeConfig(n_features=sae.num_latents + 64, hidden=8)).eval()
+    cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2, features="sae+raw", reading="echo")
+    Bundle(cfg, sae, probe).save(tmp_path / "b")
+    bundle = Bundle.load(tmp_path / "b")
+    assert bundle.cfg.reading == "echo" and bundle.cfg.encode_config().echo
+    (fs,) = Scorer(loaded, bundle).score([FileToScore("m.py", CODE, [1, 2, 3, 4])])
+    text = window_text(CODE, 1, 4)
+    ts = encode_tokens(loaded, [text], bundle.cfg.encode_config())[0]
+    for reading, states in (("echo", ts.echo[2]), ("plain", ts.states)):
+        raw, _ = pool_lines(states, ts.token_lines, ts.n_lines, "mean")
+        latents, _ = pool_lines(sae.encode_dense(states), ts.token_lines, ts.n_lines, "mean")
+        want = probe.risk(torch.cat([latents, raw], dim=1)).tolist()
+        got = [lr.risk for lr in fs.lines]
+        if reading == "echo":
+            assert got == pytest.approx(want, abs=1e-5)
+        else:
+            assert got != pytest.approx(want, abs=1e-5)
+    with pytest.raises(UsageError, match="reading"):
+        ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, reading="twice")  # type: ignore[arg-type]
+
+
 def test_a_model_loaded_only_up_to_the_bundles_layer_scores_the_same(scorer, tiny_model_dir):
     bundle = scorer.bundle
     assert layers_needed(bundle) == 2

@@ -70,6 +70,14 @@ def _languages(value: str | None) -> list[str]:
     show_default=True,
     help="Encode code alone, inside a code-review chat prompt, or try both and keep the better.",
 )
+@click.option(
+    "--reading",
+    type=click.Choice(["plain", "echo"]),
+    default="plain",
+    show_default=True,
+    help="Read each sample once, or twice in one pass and take the second reading (every line has seen "
+    "the whole sample; twice the tokens).",
+)
 @click.option("--features", type=click.Choice(["sae", "sae+surprise"]), default="sae", show_default=True)
 @click.option("--probe", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
 @click.option("--l1", type=float, default=DEFAULT_L1, show_default=True, help="[default: the shipped bundle's]")
@@ -99,6 +107,7 @@ def bind_cmd(
     layer,
     pooling,
     framing,
+    reading,
     features,
     kind,
     l1,
@@ -155,6 +164,7 @@ def bind_cmd(
         layer=layer,
         pooling=pooling,
         framing=framing,
+        reading=reading,
         features=features,
         probe=ProbeConfig(kind=kind, l1=l1, hidden=hidden, epochs=epochs, lr=lr, seed=seed),
         val_fraction=val_fraction,

@@ -70,7 +70,6 @@ def _load(bundle_dir: Path | None, model_name: str | None, device: str, quantize
 def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, seed, batch_size, device, quantize):
     """Score labeled DATA with every method (random, surprise, entropy, raw-probe, pttrust); report metrics."""
     from risk_core.data.jsonl import file_sha256, read_jsonl
-    from risk_core.encode import EncodeConfig
     from risk_core.evaluate import evaluate, to_markdown
 
     samples, data_sha256 = read_jsonl(data), file_sha256(data)  # hashed as read, not after the run
@@ -82,7 +81,7 @@ def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, see
     if not samples:
         raise UsageError(f"{data}: no samples to evaluate")
     loaded, bundle = _load(bundle_dir, model_name, device, quantize)
-    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling, surprise=True, batch_size=batch_size)
+    enc = bundle.cfg.encode_config(surprise=True, batch_size=batch_size)
     from bot.cli.bind import progress_printer
 
     report = evaluate(loaded, bundle, samples, enc, seed=seed, progress=progress_printer())
@@ -115,7 +114,6 @@ def eval_cmd(data, bundle_dir, model_name, fmt, out, languages, max_samples, see
 def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, quantize):
     """Show the latents behind the risk of one line, given as FILE:LINE."""
     from risk_core.data.mutate import language_of
-    from risk_core.encode import EncodeConfig
     from risk_core.evaluate import explain_line
 
     path_s, sep, line_s = target.rpartition(":")
@@ -130,7 +128,7 @@ def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, 
     if not 1 <= line <= len(code.splitlines()):
         raise UsageError(f"{path} has {len(code.splitlines())} lines; line {line} does not exist")
     loaded, bundle = _load(bundle_dir, model_name, device, quantize)
-    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling, surprise="surprise" in bundle.cfg.features)
+    enc = bundle.cfg.encode_config()
     res = explain_line(loaded, bundle, code, lang, line, enc, top=top)
     if as_json:
         click.echo(json.dumps(res, indent=2))
@@ -204,7 +202,6 @@ def label_latents_cmd(
     over-represented in its top activations (docs/latents.md); unclear latents get no label."""
     from risk_core.atomic import write_atomic_json
     from risk_core.data.jsonl import file_sha256, read_jsonl
-    from risk_core.encode import EncodeConfig
     from risk_core.evaluate import LabelConfig, label_latents
 
     if n_latents < 1 or top_tokens < 1 or max_files < 0:
@@ -223,7 +220,7 @@ def label_latents_cmd(
         raise UsageError("no samples to label from")
     target = out or _bundle_dir(bundle_dir, model_name) / "latents.json"
     loaded, bundle = _load(bundle_dir, model_name, device, quantize)
-    enc = EncodeConfig(layer=bundle.cfg.layer, pooling=bundle.cfg.pooling, batch_size=batch_size)
+    enc = bundle.cfg.encode_config(surprise=False, batch_size=batch_size)
     cfg = LabelConfig(top_tokens=top_tokens, min_lift=min_lift, min_clarity=min_clarity)
     labels = label_latents(
         loaded,
