@@ -89,12 +89,12 @@ def _add_file(files: dict, diff: list, path: str, before: list[str], at: int, ad
     diff += [f"@@ -{at},0 +{at + 1},{len(added)} @@"] + [f"+{t}" for t in added]
 
 
-def matmul_gflops(seconds: float = 2.0) -> float:
-    """Best fp32 GFLOP/s of a [2048, 896] x [896, 4864] matmul (the MLP's shape) on this machine,
-    with torch's threads: the hardware reference every encoding speed is compared with."""
+def matmul_gflops(seconds: float = 2.0, dtype: str = "float32") -> float:
+    """Best GFLOP/s of a [2048, 896] x [896, 4864] matmul (the MLP's shape) in ``dtype`` on this
+    machine, with torch's threads: the hardware reference every encoding speed is compared with."""
     import torch
 
-    a, b = torch.randn(2048, 896), torch.randn(896, 4864)
+    a, b = torch.randn(2048, 896).to(getattr(torch, dtype)), torch.randn(896, 4864).to(getattr(torch, dtype))
     flops, best, end = 2 * 2048 * 896 * 4864, 0.0, time.perf_counter() + seconds
     _ = a @ b
     for rep in range(10**6):
@@ -271,6 +271,9 @@ def main() -> int:
     ap.add_argument("--bundle", default=str(ROOT / "risk_core" / "weights" / "qwen2.5-coder-0.5b"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quantize", default="auto", choices=["auto", "nf4", "int8", "none"])
+    ap.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="as `pttrust review --dtype`"
+    )
     ap.add_argument("--engine", default="auto", choices=["auto", "torch", "transformers"], help="see load_model")
     ap.add_argument("--files", type=int, default=10)
     ap.add_argument("--lines", type=int, default=300)
@@ -299,25 +302,28 @@ def main() -> int:
     t_import = time.perf_counter() - t0
     t1 = time.perf_counter()
     scorer, model_name, bundle_name = load_scorer(
-        args.model, args.bundle, args.device, quantize=args.quantize, engine=args.engine
+        args.model, args.bundle, args.device, quantize=args.quantize, engine=args.engine, dtype=args.dtype
     )
     t_load = time.perf_counter() - t1
     loaded = scorer.loaded
     counter = TokenCounter(loaded)
     flop_tok = flops_per_token(loaded, scorer.bundle.cfg.layer)
-    gflops_hw = matmul_gflops()
+    dtype = loaded.dtype  # the reference is measured in the dtype the blocks compute in
+    gflops_hw = matmul_gflops(dtype=dtype)
     head = {
         "machine": machine(),
         "device": args.device,
         "quantize": args.quantize,
         "model": model_name,
         "bundle": bundle_name,
+        "reading": scorer.bundle.cfg.reading,  # echo runs every window twice: tokens_encoded counts both
         "engine": loaded.engine,
         "transformers_imported": "transformers" in sys.modules,
         "blocks_built": len(decoder_layers(loaded.model)),
         "import_s": round(t_import, 3),
         "load_s": round(t_load, 3),
         "cold_start_s": round(t_import + t_load, 3),
+        "dtype": dtype,
         "matmul_gflops": round(gflops_hw, 1),
         "gflop_per_token": round(flop_tok / 1e9, 3),
     }

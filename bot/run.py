@@ -36,16 +36,19 @@ def load_scorer(
     *,
     quantize: str = "auto",
     engine: str = "auto",
+    dtype: str = "auto",
 ) -> tuple[Scorer, str, str | None]:
     """Load the model and its artifact bundle into a `risk_core.score.Scorer`; the model only up to
     the bundle's layer when its features need no logits (`risk_core.score.layers_needed`), by the
-    torch engine where it can (``engine``: see `risk_core.models.load_model`).
+    torch engine where it can (``engine``: see `risk_core.models.load_model`), in ``dtype`` (auto:
+    bfloat16 where the hardware makes it fast, `risk_core.model_loading.review_dtype`).
 
     Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
     """
     say = progress or (lambda _m: None)
     try:
         from risk_core.artifacts import Bundle
+        from risk_core.model_loading import review_dtype
         from risk_core.models import DEFAULT_MODEL, load_model
         from risk_core.score import Scorer, layers_needed
     except ImportError as err:
@@ -63,7 +66,13 @@ def load_scorer(
             raise UsageError(f"bundle {bundle_path} frames code in the chat template: it needs the transformers engine")
         engine = "transformers"
     loaded = load_model(  # the CLI's reporter: respects -q
-        name, device=device, quantize=quantize, up_to_layer=layers_needed(loaded_bundle), say=progress, engine=engine
+        name,
+        device=device,
+        quantize=quantize,
+        dtype=review_dtype(device, quantize) if dtype == "auto" else dtype,
+        up_to_layer=layers_needed(loaded_bundle),
+        say=progress,
+        engine=engine,
     )
     return Scorer(loaded, loaded_bundle), name, str(bundle_path)
 
@@ -74,6 +83,7 @@ def score_source(
     *,
     device: str = "auto",
     quantize: str = "auto",
+    dtype: str = "auto",
     scorer_factory: ScorerFactory | None = None,
     progress: Progress | None = None,
 ) -> Report:
@@ -85,11 +95,10 @@ def score_source(
     """
     from bot.review import review_source
 
-    # quantize reaches the loader only when asked for, so factories with load_scorer's first four
-    # parameters (the Action's, test doubles) keep working.
-    factory: ScorerFactory = scorer_factory or (
-        load_scorer if quantize == "auto" else functools.partial(load_scorer, quantize=quantize)
-    )
+    # quantize and dtype reach the loader only when asked for, so factories with load_scorer's first
+    # four parameters (the Action's, test doubles) keep working.
+    asked = {k: v for k, v in (("quantize", quantize), ("dtype", dtype)) if v != "auto"}
+    factory: ScorerFactory = scorer_factory or (functools.partial(load_scorer, **asked) if asked else load_scorer)
     loaded: dict[str, str | None] = {}
 
     def scorer() -> Scorer:

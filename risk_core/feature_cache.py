@@ -37,7 +37,14 @@ def data_sha256(samples: list[Sample]) -> str:
     return h.hexdigest()
 
 
-def cache_key(model_sha256: str, layers: tuple[int, ...], data_hash: str, surprise: bool, echo: bool = False) -> dict:
+def cache_key(
+    model_sha256: str,
+    layers: tuple[int, ...],
+    data_hash: str,
+    surprise: bool,
+    echo: bool = False,
+    dtype: str = "float32",
+) -> dict:
     key = {
         "format_version": FORMAT_VERSION,
         "model_sha256": model_sha256,
@@ -45,8 +52,11 @@ def cache_key(model_sha256: str, layers: tuple[int, ...], data_hash: str, surpri
         "data_sha256": data_hash,
         "surprise": surprise,
     }
-    if echo:  # only when set, so that the caches written before echo existed keep their key
+    # Only when set, so that the caches written before these existed keep their key.
+    if echo:
         key["echo"] = True
+    if dtype != "float32":  # the dtype the model computed in (states differ by ~1% in bfloat16)
+        key["dtype"] = dtype
     return key
 
 
@@ -68,7 +78,7 @@ def build_cache(
     sample's second reading (``EncodeConfig.echo``) as ``echo<layer>``, from the same pass."""
     out = Path(out)
     layers = tuple(sorted(set(layers)))
-    key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise, echo)
+    key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise, echo, loaded.dtype)
     meta_path = out / "cache.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())

@@ -2,11 +2,12 @@
 the blocks up to the layer read, weights mapped from safetensors, optionally int8 on CPU. The weights'
 origin and the one-time conversion into the cache are ``risk_core.models``.
 
-Two engines. ``torch`` (the review's: a Qwen2 stack up to a layer, on CPU, in float32 or int8) is
-``risk_core.qwen2`` and ``risk_core.tokenizer``: it never imports transformers, and it maps a float32
-copy of the blocks that the first load writes beside the weights (``FLOAT32_BLOCKS``), so a load
-converts nothing. ``transformers`` is everything else (CUDA and bitsandbytes, the whole causal LM with
-its head, other architectures); ``load_model(engine=...)`` picks one or says why it cannot."""
+Two engines. ``torch`` (the review's: a Qwen2 stack up to a layer, on CPU, in float32, bfloat16 or
+int8) is ``risk_core.qwen2`` and ``risk_core.tokenizer``: it never imports transformers, and it maps a
+copy of the blocks in the compute dtype that the first load writes beside the weights
+(``FLOAT32_BLOCKS``, ``BFLOAT16_BLOCKS``), so a load converts nothing. ``transformers`` is everything
+else (CUDA and bitsandbytes, the whole causal LM with its head, other architectures);
+``load_model(engine=...)`` picks one or says why it cannot."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 Engine = Literal["torch", "transformers"]
 ENGINE_CHOICES = ("auto", "torch", "transformers")
+TORCH_DTYPES = ("float32", "bfloat16")
+"""What the torch engine computes in (int8 quantization computes in float32)."""
 
 
 class Encoder(Protocol):
@@ -105,6 +108,14 @@ class LoadedModel:
         return self.num_layers if self.max_layer is None else self.max_layer
 
     @property
+    def dtype(self) -> str:
+        """What the blocks compute in ("float32", "bfloat16", ...): the first block's first parameter's
+        dtype (the embedding table may be stored in another; int8 blocks compute in float32)."""
+        from risk_core.encode import decoder_layers
+
+        return str(next(decoder_layers(self.model)[0].parameters()).dtype).removeprefix("torch.")
+
+    @property
     def causal_lm(self) -> PreTrainedModel:
         """The transformers model, for what only it has (``generate``, the LM head)."""
         if self.engine != "transformers":
@@ -132,6 +143,28 @@ QUANTIZE_CHOICES = ("auto", "nf4", "int8", "none")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 
+def review_dtype(device: str = "auto", quantize: str = "auto") -> str:
+    """What a review computes in, for ``dtype`` auto: bfloat16 where it is fast (CUDA, and CPUs with a
+    bfloat16 fast path: ``fast_cpu_bf16``), float32 elsewhere and under int8 (which computes in float32).
+    Line risks move by thousandths between the two (docs/performance.md)."""
+    import torch
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if quantize == "int8" and not cuda:
+        return "float32"
+    return "bfloat16" if cuda or fast_cpu_bf16() else "float32"
+
+
+def fast_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles, e.g. Xeon Sapphire Rapids):
+    there bfloat16 encodes ~3.5x faster than float32 and moves line risks by a few thousandths
+    (docs/performance.md); without it bfloat16 is emulated, orders of magnitude slower than float32."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe() and torch.cpu._is_avx512_bf16_supported())
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     device: str = "auto",
@@ -146,11 +179,13 @@ def load_model(
     """Load a registry model (preparing its cache on first use), a local directory or an HF id that is
     already in the local HF cache. CUDA defaults to bitsandbytes nf4, CPU to float32; ``--quantize
     int8`` on CPU is PyTorch dynamic quantization of the linear layers (int8 weights, float32
-    activations). ``up_to_layer``: the deepest hidden_states index that will be read, when no logits
-    are needed (features without surprise): only the blocks up to it are built and loaded, as the
-    base model (see ``LoadedModel.max_layer``). ``say``: the caller's progress reporter (the one-time
-    conversion reports through it). ``engine``: ``auto`` takes ``torch`` (no transformers import, see
-    the module doc) where it can serve the request, else ``transformers``; naming one insists on it."""
+    activations); ``dtype`` auto is bfloat16 on CUDA, float32 on CPU (the review asks for bfloat16
+    where the CPU has a fast path for it: ``review_dtype``). ``up_to_layer``: the deepest
+    hidden_states index that will be read, when no logits are needed (features without surprise):
+    only the blocks up to it are built and loaded, as the base model (see ``LoadedModel.max_layer``).
+    ``say``: the caller's progress reporter (the one-time conversion reports through it). ``engine``:
+    ``auto`` takes ``torch`` (no transformers import, see the module doc) where it can serve the
+    request, else ``transformers``; naming one insists on it."""
     import torch
 
     if engine not in ENGINE_CHOICES:
@@ -195,11 +230,13 @@ def load_model(
 
     if engine != "transformers":
         why_not = "" if up_to_layer is not None else "it serves hidden states up to a layer, not the causal LM"
-        if not why_not and (target.type != "cpu" or quantize not in ("none", "int8") or dtype != "float32"):
-            why_not = f"it runs on cpu in float32 or int8 (asked: {target.type}, {dtype}, quantize {quantize})"
+        if not why_not and (target.type != "cpu" or quantize not in ("none", "int8") or dtype not in TORCH_DTYPES):
+            why_not = (
+                f"it runs on cpu in float32, bfloat16 or int8 (asked: {target.type}, {dtype}, quantize {quantize})"
+            )
         if not why_not:
             assert up_to_layer is not None, "checked above"
-            lean = _load_torch_engine(name_or_path, path, up_to_layer, cpu_int8, say)
+            lean = _load_torch_engine(name_or_path, path, up_to_layer, cpu_int8, say, dtype)
             if isinstance(lean, LoadedModel):
                 lean.sha256 = sha256
                 return lean
@@ -331,11 +368,15 @@ FLOAT32_BLOCKS = "blocks-float32.safetensors"
 """The float32 copy of a model directory's blocks (and final norm) that the torch engine maps: written
 by the first load that needs it, beside the weights, under the tensors' own names, with the size and
 mtime of the source files in its metadata so that changed weights rebuild it."""
-_FLOAT32_FORMAT = "pttrust-float32-blocks/1"
+BFLOAT16_BLOCKS = "blocks-bfloat16.safetensors"
+"""The same copy in bfloat16, for the torch engine's ``dtype="bfloat16"``."""
+_BLOCK_COPIES = {"float32": (FLOAT32_BLOCKS, "F32", 4), "bfloat16": (BFLOAT16_BLOCKS, "BF16", 2)}
+"""dtype -> (file, safetensors dtype, bytes per element) of the torch engine's copies of the blocks."""
 
 
 def _weight_files(directory: Path) -> list[Path]:
-    return sorted(f for f in directory.glob("*.safetensors") if f.name != FLOAT32_BLOCKS)
+    copies = {file for file, _, _ in _BLOCK_COPIES.values()}
+    return sorted(f for f in directory.glob("*.safetensors") if f.name not in copies)
 
 
 def _read_header(file: Path) -> tuple[int, dict]:
@@ -388,21 +429,25 @@ def _source_stamp(directory: Path) -> str:
     return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in _weight_files(directory))
 
 
-def float32_blocks(directory: Path, source: dict, names: list[str], say: Callable[[str], None] | None = None) -> dict:
-    """``{name: float32 tensor}`` of the source tensors ``names`` (stored in another dtype), mapped from
-    the directory's ``FLOAT32_BLOCKS`` copy, so that a load converts nothing. The copy is (re)written
-    when it is missing, was made from other weights, or lacks some of ``names`` (it then keeps what it
-    held, so loads up to different layers share one file); where it cannot be written (a read-only
-    directory, a full disk) the tensors are converted in memory."""
+def block_copies(
+    directory: Path, source: dict, names: list[str], dtype: str = "float32", say: Callable[[str], None] | None = None
+) -> dict:
+    """``{name: tensor in dtype}`` of the source tensors ``names`` (stored in another dtype), mapped from
+    the directory's copy in that dtype (``FLOAT32_BLOCKS``, ``BFLOAT16_BLOCKS``), so that a load converts
+    nothing. The copy is (re)written when it is missing, was made from other weights, or lacks some of
+    ``names`` (it then keeps what it held, so loads up to different layers share one file); where it
+    cannot be written (a read-only directory, a full disk) the tensors are converted in memory."""
     import torch
 
-    file = directory / FLOAT32_BLOCKS
+    name, _, _ = _BLOCK_COPIES[dtype]
+    file = directory / name
+    fmt = f"pttrust-{dtype}-blocks/1"
     stamp = _source_stamp(directory)
     held: list[str] = []
     try:
         n, header = _read_header(file)
         meta = header.get("__metadata__") or {}
-        if meta.get("format") == _FLOAT32_FORMAT and meta.get("source") == stamp:
+        if meta.get("format") == fmt and meta.get("source") == stamp:
             held = [k for k in header if k != "__metadata__"]
             if set(names) <= set(held):
                 mapped = _map_file(file, n, header)
@@ -412,17 +457,17 @@ def float32_blocks(directory: Path, source: dict, names: list[str], say: Callabl
     wanted = sorted({*names, *(k for k in held if k in source)})
     try:
         if say:
-            say(f"writing a float32 copy of {len(wanted)} tensors to {file} (once; later loads map it)")
-        _write_float32(file, source, wanted, {"format": _FLOAT32_FORMAT, "source": stamp})
+            say(f"writing a {dtype} copy of {len(wanted)} tensors to {file} (once; later loads map it)")
+        _write_copy(file, source, wanted, {"format": fmt, "source": stamp}, dtype)
         mapped = _map_file(file, *_read_header(file))
         return {k: mapped[k] for k in names}
     except (PttrustError, OSError, ValueError) as err:
-        log.info("converting the blocks to float32 in memory: %s", err)
-        return {k: source[k].to(torch.float32) for k in names}
+        log.info("converting the blocks to %s in memory: %s", dtype, err)
+        return {k: source[k].to(getattr(torch, dtype)) for k in names}
 
 
-def _write_float32(file: Path, source: dict, names: list[str], metadata: dict[str, str]) -> None:
-    """A safetensors file of ``source[names]`` in float32, written a tensor at a time (the converted
+def _write_copy(file: Path, source: dict, names: list[str], metadata: dict[str, str], dtype: str) -> None:
+    """A safetensors file of ``source[names]`` in ``dtype``, written a tensor at a time (the converted
     model is never whole in memory), atomically."""
     import ctypes
 
@@ -430,11 +475,12 @@ def _write_float32(file: Path, source: dict, names: list[str], metadata: dict[st
 
     from risk_core.atomic import atomic_path
 
+    _, code, width = _BLOCK_COPIES[dtype]
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     for name in names:
-        nbytes = source[name].numel() * 4
-        header[name] = {"dtype": "F32", "shape": list(source[name].shape), "data_offsets": [offset, offset + nbytes]}
+        nbytes = source[name].numel() * width
+        header[name] = {"dtype": code, "shape": list(source[name].shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)  # the data starts 8-aligned, as safetensors writes it
@@ -442,12 +488,17 @@ def _write_float32(file: Path, source: dict, names: list[str], metadata: dict[st
         fh.write(len(blob).to_bytes(8, "little"))
         fh.write(blob)
         for name in names:
-            t = source[name].to(torch.float32).contiguous()
-            fh.write(ctypes.string_at(t.data_ptr(), t.numel() * 4))
+            t = source[name].to(getattr(torch, dtype)).contiguous()
+            fh.write(ctypes.string_at(t.data_ptr(), t.numel() * width))
 
 
 def _load_torch_engine(
-    name: str, path: str | Path, up_to_layer: int, cpu_int8: bool, say: Callable[[str], None] | None
+    name: str,
+    path: str | Path,
+    up_to_layer: int,
+    cpu_int8: bool,
+    say: Callable[[str], None] | None,
+    dtype: str = "float32",
 ) -> LoadedModel | str:
     """The torch engine's load of ``path`` up to ``up_to_layer``, or why it cannot serve it (then the
     caller may take transformers). Never imports transformers."""
@@ -483,7 +534,7 @@ def _load_torch_engine(
         return f"tokenizer: {err}"
     try:
         config = qwen2.Qwen2Config.from_dict(cfg)
-        model = _build_qwen2(directory, config, blocks, final_norm=up_to_layer == full, say=say)
+        model = _build_qwen2(directory, config, blocks, final_norm=up_to_layer == full, say=say, dtype=dtype)
     except PttrustError:
         raise
     except Exception as err:  # noqa: BLE001 - as the transformers path: one line, never a traceback
@@ -503,9 +554,12 @@ def _load_torch_engine(
     )
 
 
-def _build_qwen2(directory: Path, config, blocks: int, final_norm: bool, say: Callable[[str], None] | None):
+def _build_qwen2(
+    directory: Path, config, blocks: int, final_norm: bool, say: Callable[[str], None] | None, dtype: str = "float32"
+):
     """The ``risk_core.qwen2`` stack of ``blocks`` blocks, its parameters mapped: the embedding table
-    from the weights as stored (its rows are cast when looked up), the blocks from their float32 copy."""
+    from the weights as stored (its rows are cast when looked up), the blocks from their copy in
+    ``dtype`` (the dtype the stack computes in)."""
     import torch
 
     from risk_core.qwen2 import Qwen2Model
@@ -525,9 +579,9 @@ def _build_qwen2(directory: Path, config, blocks: int, final_norm: bool, say: Ca
     if missing:
         raise UsageError(f"model weights lack {len(missing)} tensors the layers need (first: {missing[0]})")
     state = {w: source[key_of[w]] for w in wanted}
-    convert = [key_of[w] for w in wanted if w != "embed_tokens.weight" and state[w].dtype != torch.float32]
+    convert = [key_of[w] for w in wanted if w != "embed_tokens.weight" and state[w].dtype != getattr(torch, dtype)]
     if convert:
-        copies = float32_blocks(directory, source, convert, say)
+        copies = block_copies(directory, source, convert, dtype, say)
         state.update({w: copies[key_of[w]] for w in wanted if key_of[w] in copies})
     return Qwen2Model(config, state, blocks, final_norm=final_norm)
 

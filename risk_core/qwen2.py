@@ -193,13 +193,16 @@ class Output(NamedTuple):
 
 
 class Qwen2Model(nn.Module):
-    """Float32 forward: embedding, ``n_blocks`` blocks and, with ``final_norm`` (the stack reaches the
-    last layer), the final norm; without it ``norm`` is an ``nn.Identity`` (hidden_states[L] of a lower
-    layer is never normed).
+    """The forward in the blocks' dtype (float32, or bfloat16 on CPUs with a fast path for it):
+    embedding, ``n_blocks`` blocks and, with ``final_norm`` (the stack reaches the last layer), the
+    final norm; without it ``norm`` is an ``nn.Identity`` (hidden_states[L] of a lower layer is never
+    normed).
 
     Its parameters *are* the tensors of ``state`` (checkpoint names without the ``model.`` prefix),
     nothing is allocated nor initialised; the embedding table may be stored in another dtype than the
-    blocks (float16, mapped): its rows are cast to float32 when looked up."""
+    blocks (float16, mapped): its rows are cast to the blocks' dtype when looked up."""
+
+    _dtype: torch.dtype
 
     def __init__(self, cfg: Qwen2Config, state: dict[str, Tensor], n_blocks: int, final_norm: bool):
         super().__init__()
@@ -207,6 +210,7 @@ class Qwen2Model(nn.Module):
         self.config = cfg
         self.embed_tokens = nn.Embedding.from_pretrained(w("embed_tokens.weight"), freeze=True)
         self.layers = nn.ModuleList(Block(cfg, w, f"layers.{i}.") for i in range(n_blocks))
+        self._dtype = state["layers.0.mlp.down_proj.weight"].dtype if n_blocks else torch.float32
         self.norm: nn.Module = RMSNorm(w("norm.weight"), cfg.rms_norm_eps) if final_norm else nn.Identity()
         if w.taken != set(state):
             raise KeyError(f"the stack has no place for {sorted(set(state) - w.taken)[0]}")
@@ -215,6 +219,12 @@ class Qwen2Model(nn.Module):
     @property
     def base_model(self) -> Qwen2Model:
         return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """What the blocks compute in: their weights' dtype as built (float32 without blocks; int8
+        quantization, applied afterwards, computes in float32 too)."""
+        return self._dtype
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -233,10 +243,11 @@ class Qwen2Model(nn.Module):
         """``input_ids`` [B, T]; ``attention_mask`` [B, T] of 1 (token) / 0 (padding), None for none;
         ``position_ids`` [B, T] (default 0..T-1). ``use_cache`` is accepted and ignored (no cache)."""
         B, T = input_ids.shape
-        x = self.embed_tokens(input_ids).float()  # the table may be stored in float16
+        x = self.embed_tokens(input_ids).to(self.dtype)  # the table may be stored in float16
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device).expand(B, -1)
         cos, sin = rotary(position_ids, self.config.head_dim, self.config.rope_theta)
+        cos, sin = cos.to(self.dtype), sin.to(self.dtype)  # computed in float32, applied in the blocks' dtype
         mask = None
         if attention_mask is not None:  # causal, and no query sees a padding key: [B, 1, T, T] bool
             causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()

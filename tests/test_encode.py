@@ -107,6 +107,16 @@ def test_echo_reads_the_text_twice_in_one_pass(tiny):
     assert encode_tokens(tiny, [text], EncodeConfig(layer=3))[0].echo == {}
 
 
+def test_echo_on_the_torch_engine_matches_transformers(tiny, tiny_model_dir):
+    """The review's engine (a stack loaded up to the layer) gives the same second reading."""
+    lean = load_model(str(tiny_model_dir), up_to_layer=3)
+    assert lean.engine == "torch"
+    texts = [TINY_CORPUS[0], TINY_CORPUS[3]]
+    cfg = EncodeConfig(layer=3, echo=True)
+    for want, got in zip(encode_tokens(tiny, texts, cfg), encode_tokens(lean, texts, cfg)):
+        torch.testing.assert_close(got.echo[3], want.echo[3], rtol=0, atol=1e-5)
+
+
 def test_echo_windows_and_batches_like_the_plain_reading(tiny):
     """Long texts are cut into windows of half the size (each read twice), every token is kept once,
     and a text's echo states do not depend on what it is batched with."""

@@ -327,3 +327,26 @@ def test_int8_on_cpu_quantizes_the_linear_layers(tiny_model_dir, engine):
     assert not linears and len(quantized) == 2 * 7  # q, k, v, o, gate, up, down per block
     with pytest.raises(UsageError, match="float32"):
         load_model(str(tiny_model_dir), device="cpu", quantize="int8", dtype="bfloat16")
+
+
+def test_a_review_computes_in_bfloat16_only_where_the_hardware_makes_it_fast(tiny_model_dir, tmp_path, monkeypatch):
+    """``review_dtype``: bfloat16 on a CPU with a bfloat16 fast path (AMX), float32 on one without it
+    and under int8; the review's scorer is loaded in it, and ``--dtype`` overrides it."""
+    from bot.run import load_scorer
+    from risk_core import model_loading
+    from risk_core.artifacts import ArtifactConfig, Bundle
+    from risk_core.probe import ProbeConfig, RiskProbe
+    from risk_core.sae import SaeConfig, SparseCoder
+
+    for fast, quantize, want in ((True, "auto", "bfloat16"), (False, "auto", "float32"), (True, "int8", "float32")):
+        monkeypatch.setattr(model_loading, "fast_cpu_bf16", lambda fast=fast: fast)
+        assert model_loading.review_dtype("cpu", quantize) == want
+    sae = SparseCoder(64, SaeConfig(expansion_factor=2, k=4))
+    cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2)
+    bundle_dir = tmp_path / "bundle"
+    Bundle(cfg, sae, RiskProbe(ProbeConfig(n_features=sae.num_latents))).save(bundle_dir)
+    monkeypatch.setattr(model_loading, "fast_cpu_bf16", lambda: True)
+    scorer, _, _ = load_scorer(str(tiny_model_dir), str(bundle_dir), "cpu")
+    assert scorer.loaded.model.dtype == torch.bfloat16
+    scorer, _, _ = load_scorer(str(tiny_model_dir), str(bundle_dir), "cpu", dtype="float32")
+    assert scorer.loaded.model.dtype == torch.float32

@@ -70,7 +70,8 @@ def test_the_review_load_takes_the_torch_engine_and_the_rest_transformers(tiny_m
     assert lean.model.config.hidden_size == 64 and lean.model.config.num_key_value_heads == 2
     assert load_model(str(tiny_model_dir)).engine == "transformers"  # the causal LM, with its head
     assert load_model(str(tiny_model_dir), up_to_layer=2, engine="transformers").engine == "transformers"
-    assert load_model(str(tiny_model_dir), up_to_layer=2, dtype="bfloat16").engine == "transformers"
+    assert load_model(str(tiny_model_dir), up_to_layer=2, dtype="bfloat16").engine == "torch"
+    assert load_model(str(tiny_model_dir), up_to_layer=2, dtype="float16").engine == "transformers"
     with pytest.raises(UsageError, match="loaded by the torch engine"):
         lean.causal_lm  # noqa: B018 - the property raises
 
@@ -78,8 +79,8 @@ def test_the_review_load_takes_the_torch_engine_and_the_rest_transformers(tiny_m
 def test_the_torch_engine_says_why_it_cannot_serve_a_load(tiny_model_dir, tmp_path):
     with pytest.raises(UsageError, match="torch engine cannot load .* not the causal LM"):
         load_model(str(tiny_model_dir), engine="torch")
-    with pytest.raises(UsageError, match="cpu in float32"):
-        load_model(str(tiny_model_dir), up_to_layer=2, dtype="bfloat16", engine="torch")
+    with pytest.raises(UsageError, match="cpu in float32, bfloat16"):
+        load_model(str(tiny_model_dir), up_to_layer=2, dtype="float16", engine="torch")
     with pytest.raises(UsageError, match="unknown engine"):
         load_model(str(tiny_model_dir), engine="jax")
     gelu = tmp_path / "gelu"
@@ -125,6 +126,31 @@ def test_hidden_states_equal_transformers_with_and_without_padding(tiny_model_di
         for got, want in zip(_states(lean, layer, TEXTS, batch_size), _states(ref, layer, TEXTS, batch_size)):
             torch.testing.assert_close(got.states, want.states, rtol=0, atol=1e-5)
             assert torch.equal(got.token_lines, want.token_lines)
+
+
+def test_bfloat16_blocks_are_a_mapped_copy_and_compute_like_transformers(tiny_fp16, tmp_path):
+    """In bfloat16 the torch engine maps a bfloat16 copy of the blocks (written once, beside the float32
+    one) and computes in bfloat16 what transformers computes in bfloat16, to bfloat16's precision; the
+    states stay within a few percent of float32's."""
+    from risk_core.model_loading import BFLOAT16_BLOCKS
+
+    directory = _fresh_copy(tiny_fp16, tmp_path / "m")
+    lean = load_model(str(directory), up_to_layer=3, dtype="bfloat16")
+    assert (lean.engine, lean.model.dtype) == ("torch", torch.bfloat16)
+    assert (directory / BFLOAT16_BLOCKS).is_file() and not (directory / FLOAT32_BLOCKS).exists()
+    block = lean.model.layers[0].mlp.down_proj.weight
+    assert block.dtype == torch.bfloat16
+    assert block.untyped_storage().nbytes() == (directory / BFLOAT16_BLOCKS).stat().st_size
+    written = _stamp(directory / BFLOAT16_BLOCKS)
+    load_model(str(directory), up_to_layer=3, dtype="bfloat16")
+    assert _stamp(directory / BFLOAT16_BLOCKS) == written  # mapped, not rewritten
+    ref = load_model(str(directory), up_to_layer=3, dtype="bfloat16", engine="transformers")
+    fp32 = load_model(str(directory), up_to_layer=3)
+    for got, want, full in zip(_states(lean, 3, TEXTS), _states(ref, 3, TEXTS), _states(fp32, 3, TEXTS)):
+        assert got.states.dtype == torch.float32  # handed on in float32 whatever the compute dtype
+        torch.testing.assert_close(got.states, want.states, rtol=0.02, atol=0.02)
+        rel = (got.states - full.states).norm(dim=1) / full.states.norm(dim=1)
+        assert float(rel.median()) < 0.05
 
 
 def test_every_layer_of_one_pass_equals_the_full_models_hidden_states(tiny_model_dir):
@@ -240,7 +266,7 @@ def test_an_unwritable_directory_converts_in_memory(tiny_fp16, tmp_path, monkeyp
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(model_loading, "_write_float32", refuse)
+    monkeypatch.setattr(model_loading, "_write_copy", refuse)
     lean = load_model(str(directory), up_to_layer=2)
     assert not (directory / FLOAT32_BLOCKS).exists()
     assert lean.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32

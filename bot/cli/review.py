@@ -66,6 +66,13 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     show_default=True,
     help="Model weights: auto (nf4 on CUDA, none on CPU) | int8 (on CPU: dynamic int8 linear layers).",
 )
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="What the model computes in: auto (bfloat16 on CUDA and on CPUs with AMX, else float32).",
+)
 @config_option("threshold")
 @config_option("max_comments")
 @config_option("authored_by")
@@ -107,6 +114,7 @@ def review(
     bundle,
     device,
     quantize,
+    dtype,
     threshold,
     max_comments,
     authored_by,
@@ -197,7 +205,7 @@ def review(
             source = local_source(data, repo, name=diff_path, with_blame=want_ai)
         publisher = LocalPublisher(fmt, env, out)
 
-    report = score_source(source, cfg, device=device, quantize=quantize, progress=say)
+    report = score_source(source, cfg, device=device, quantize=quantize, dtype=dtype, progress=say)
     say(f"{report.summary.lines_scored} line(s) scored, {report.summary.findings} finding(s)")
     # Publish before gating: the report must exist even when the gate fails the run.
     publisher.publish(report)
