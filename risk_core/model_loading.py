@@ -285,7 +285,7 @@ def load_model(
     except Exception as err:  # noqa: BLE001 - any failure of a model directory is one line, never a traceback
         first = _first_line(err)
         hint = ""
-        if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
+        if Path(path).is_dir() and not _weight_files(Path(path)):  # the engine's own block copies are no weights
             hint = " (model directories must hold safetensors weights; pickled pytorch_model.bin is refused)"
         raise UsageError(f"cannot load model {name_or_path!r} from local files: {first}{hint}") from None
     if not tokenizer.is_fast:

@@ -248,6 +248,7 @@ def test_a_pickled_model_directory_is_refused_in_one_line(tiny_model_dir, tmp_pa
     state = load_file(str(pickled / "model.safetensors"))
     (pickled / "model.safetensors").unlink()
     torch.save(state, pickled / "pytorch_model.bin")
+    (pickled / "blocks-bfloat16.safetensors").write_bytes(b"")  # the engine's own copy is no weights
     with pytest.raises(UsageError) as caught:
         load_model(str(pickled))
     message = str(caught.value)
@@ -345,8 +346,12 @@ def test_a_review_computes_in_bfloat16_only_where_the_hardware_makes_it_fast(tin
     cfg = ArtifactConfig(model_name="tiny", model_sha256=None, d_model=64, layer=2)
     bundle_dir = tmp_path / "bundle"
     Bundle(cfg, sae, RiskProbe(ProbeConfig(n_features=sae.num_latents))).save(bundle_dir)
+    model_dir = tmp_path / "m"  # a bfloat16 load writes its copy of the blocks: not into the shared fixture
+    import shutil
+
+    shutil.copytree(tiny_model_dir, model_dir)
     monkeypatch.setattr(model_loading, "fast_cpu_bf16", lambda: True)
-    scorer, _, _ = load_scorer(str(tiny_model_dir), str(bundle_dir), "cpu")
+    scorer, _, _ = load_scorer(str(model_dir), str(bundle_dir), "cpu")
     assert scorer.loaded.model.dtype == torch.bfloat16
-    scorer, _, _ = load_scorer(str(tiny_model_dir), str(bundle_dir), "cpu", dtype="float32")
+    scorer, _, _ = load_scorer(str(model_dir), str(bundle_dir), "cpu", dtype="float32")
     assert scorer.loaded.model.dtype == torch.float32

@@ -60,7 +60,7 @@ def _states(loaded, layer: int, texts: list[str], batch_size: int = 8):
 # The engine picked
 
 
-def test_the_review_load_takes_the_torch_engine_and_the_rest_transformers(tiny_model_dir):
+def test_the_review_load_takes_the_torch_engine_and_the_rest_transformers(tiny_model_dir, tmp_path):
     lean = load_model(str(tiny_model_dir), up_to_layer=2)
     assert (lean.engine, type(lean.model)) == ("torch", Qwen2Model)
     assert isinstance(lean.tokenizer, FastTokenizer) and lean.tokenizer.is_fast
@@ -70,7 +70,9 @@ def test_the_review_load_takes_the_torch_engine_and_the_rest_transformers(tiny_m
     assert lean.model.config.hidden_size == 64 and lean.model.config.num_key_value_heads == 2
     assert load_model(str(tiny_model_dir)).engine == "transformers"  # the causal LM, with its head
     assert load_model(str(tiny_model_dir), up_to_layer=2, engine="transformers").engine == "transformers"
-    assert load_model(str(tiny_model_dir), up_to_layer=2, dtype="bfloat16").engine == "torch"
+    fresh = tmp_path / "m"  # a bfloat16 load writes its copy of the blocks: not into the shared fixture
+    shutil.copytree(tiny_model_dir, fresh)
+    assert load_model(str(fresh), up_to_layer=2, dtype="bfloat16").engine == "torch"
     assert load_model(str(tiny_model_dir), up_to_layer=2, dtype="float16").engine == "transformers"
     with pytest.raises(UsageError, match="loaded by the torch engine"):
         lean.causal_lm  # noqa: B018 - the property raises
