@@ -69,7 +69,7 @@ def make_change(n_files: int, n_added: int, context_factor: int, seed: int = 0):
     for i, n in enumerate(per_file):
         before = [_line(k, i) for k in range(max(n * context_factor, 1))]
         at = rng.randrange(len(before) + 1)
-        added = [_line(k + 7, i) for k in range(n)]
+        added = [_line(k + 8, i) for k in range(n)]  # from a code line: a 1-line change is never blank
         _add_file(files, diff, f"pkg/mod_{i}.py", before, at, added)
     return files, "\n".join(diff) + "\n"
 
@@ -115,19 +115,31 @@ def flops_per_token(loaded, layer: int) -> float:
     return 2.0 * per_block * layer
 
 
-class TokenCounter:
-    """Tokens (padding included) that go through the model, counted at the embedding lookup."""
+class ModelMeter:
+    """Tokens (padding included) that go through the model, counted at the embedding lookup, and the
+    seconds spent in the model's forward passes, from the embedding lookup to the output of the last
+    block built (the pass stops there): what sets encoding against the matmul reference apart from
+    the rest of a review (tokenizing, the probe, the reasons, rendering)."""
 
     def __init__(self, loaded):
-        self.n = 0
-        loaded.model.get_input_embeddings().register_forward_pre_hook(self._count)
+        from risk_core.encode import decoder_layers
 
-    def _count(self, module, args):
+        self.n, self.seconds, self._start = 0, 0.0, 0.0
+        loaded.model.get_input_embeddings().register_forward_pre_hook(self._enter)
+        decoder_layers(loaded.model)[-1].register_forward_hook(self._leave)
+
+    def _enter(self, module, args):
         self.n += args[0].numel()
+        self._start = time.perf_counter()
 
-    def take(self) -> int:
-        n, self.n = self.n, 0
-        return n
+    def _leave(self, module, args, output):
+        self.seconds += time.perf_counter() - self._start
+
+    def take(self) -> tuple[int, float]:
+        """Tokens and forward seconds since the last take."""
+        taken = self.n, self.seconds
+        self.n, self.seconds = 0, 0.0
+        return taken
 
 
 def write_tree(tmp: Path, files: dict) -> None:
@@ -168,7 +180,7 @@ def time_naive(scorer, files: dict) -> tuple[float, int]:
 def measure_case(scorer, counter, flop_tok, gflops_hw, files, diff, naive_max_lines: int) -> dict:
     total_lines = sum(t.count("\n") for t in files.values())
     review_s, scored = time_review(scorer, files, diff)
-    tokens = counter.take()
+    tokens, model_s = counter.take()
     row = {
         "files": len(files),
         "added_lines": diff.count("\n+") - diff.count("\n+++"),
@@ -178,6 +190,8 @@ def measure_case(scorer, counter, flop_tok, gflops_hw, files, diff, naive_max_li
         "tokens_encoded": tokens,
         "encode_gflops": round(tokens * flop_tok / review_s / 1e9, 1),
         "fraction_of_matmul": round(tokens * flop_tok / review_s / 1e9 / gflops_hw, 3),
+        "model_s": round(model_s, 3),  # the forward passes alone
+        "model_fraction_of_matmul": round(tokens * flop_tok / max(model_s, 1e-9) / 1e9 / gflops_hw, 3),
         "naive_s": None,
         "naive_over_targeted": None,
     }
@@ -258,7 +272,10 @@ def plot(results_dir: Path) -> Path:
         ax.legend()
     first = next(iter(docs.values()))
     m = first["machine"]
-    fig.suptitle(f"pttrust review, {m['cpu']}, {m['threads']} threads, matmul {first['matmul_gflops']:.0f} GFLOP/s")
+    fig.suptitle(
+        f"pttrust review, {m['cpu']}, {m['threads']} threads, {first.get('dtype', 'float32')}, "
+        f"matmul {first['matmul_gflops']:.0f} GFLOP/s"
+    )
     fig.tight_layout()
     out = results_dir / "sweep.png"
     fig.savefig(out, dpi=110)
@@ -306,7 +323,7 @@ def main() -> int:
     )
     t_load = time.perf_counter() - t1
     loaded = scorer.loaded
-    counter = TokenCounter(loaded)
+    counter = ModelMeter(loaded)
     flop_tok = flops_per_token(loaded, scorer.bundle.cfg.layer)
     dtype = loaded.dtype  # the reference is measured in the dtype the blocks compute in
     gflops_hw = matmul_gflops(dtype=dtype)

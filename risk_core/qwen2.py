@@ -154,11 +154,16 @@ class Attention(nn.Module):
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        # Grouped-query attention: each key/value head serves n_head / n_kv query heads.
-        k = k.repeat_interleave(self.n_head // self.n_kv, dim=1)
-        v = v.repeat_interleave(self.n_head // self.n_kv, dim=1)
+        # Grouped-query attention: each key/value head serves n_head / n_kv query heads (enable_gqa
+        # shares them inside the kernel instead of copying k and v n_head / n_kv times).
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1, scale=self.head_dim**-0.5
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None and T > 1,
+            scale=self.head_dim**-0.5,
+            enable_gqa=self.n_head != self.n_kv,
         )
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
@@ -171,7 +176,10 @@ class MLP(nn.Module):
         self.down_proj = linear(w, prefix + "down_proj", bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        # In place: the [tokens, intermediate] products are the largest tensors of the pass, and
+        # on a CPU a fresh one costs page faults that take as long as the elementwise work itself.
+        gate = F.silu(self.gate_proj(x), inplace=True)
+        return self.down_proj(gate.mul_(self.up_proj(x)))
 
 
 class Block(nn.Module):

@@ -355,3 +355,39 @@ def test_a_review_computes_in_bfloat16_only_where_the_hardware_makes_it_fast(tin
     assert scorer.loaded.model.dtype == torch.bfloat16
     scorer, _, _ = load_scorer(str(model_dir), str(bundle_dir), "cpu", dtype="float32")
     assert scorer.loaded.model.dtype == torch.float32
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc")
+def test_a_cpu_load_keeps_the_memory_a_pass_frees_for_the_next_one(tiny_model_dir, tmp_path):
+    """Loading a model on CPU raises glibc's mmap/trim thresholds (``keep_freed_memory``): a freed
+    64 MB tensor stays in the heap for the next pass instead of being unmapped (and faulted in again);
+    a process that loaded nothing hands it back."""
+    script = textwrap.dedent(
+        """
+        import os, sys, torch
+        from risk_core.models import load_model
+
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+        if sys.argv[1] == "load":
+            load_model(sys.argv[2], device="cpu", up_to_layer=1)
+        x = torch.ones(64 << 20, dtype=torch.uint8)
+        before = rss()
+        del x
+        print((before - rss()) >> 20)
+        """
+    )
+    model_dir = tmp_path / "m"  # the load writes its block copy: not into the shared fixture
+    import shutil
+
+    shutil.copytree(tiny_model_dir, model_dir)
+    released = {}
+    for mode in ("bare", "load"):
+        run = subprocess.run(
+            [sys.executable, "-c", script, mode, str(model_dir)], capture_output=True, text=True, check=True
+        )
+        released[mode] = int(run.stdout.split()[-1])
+    assert released["bare"] >= 60, released  # the control: glibc unmaps a freed 64 MB block at once
+    assert released["load"] <= 4, released
