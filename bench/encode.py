@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from risk_core import models
+from risk_core import model_loading, models
 from risk_core.encode import EncodeConfig, encode_lines
 
 LAYER = 12
@@ -105,7 +105,7 @@ def main():
     name = models.DEFAULT_MODEL
     models.prepare(name)
     t = time.perf_counter()
-    loaded = models.load_model(name)
+    loaded = model_loading.load_model(name)
     cold = time.perf_counter() - t
     dev = loaded.device
     where = torch.cuda.get_device_name() if dev.type == "cuda" else f"{torch.get_num_threads()} threads"

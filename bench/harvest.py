@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from risk_core import harvest as hv  # noqa: E402
 from risk_core.corpus import Corpus, CorpusConfig, build_corpus  # noqa: E402
-from risk_core.models import load_model  # noqa: E402
+from risk_core.model_loading import load_model
 
 
 def main() -> None:

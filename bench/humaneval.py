@@ -47,7 +47,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from risk_core.data.humaneval import load_problems, sample_completions
-    from risk_core.models import DEFAULT_MODEL, load_model, quiet_transformers
+    from risk_core.model_loading import load_model
+    from risk_core.models import DEFAULT_MODEL, quiet_transformers
 
     quiet_transformers()
     loaded = load_model(args.model or DEFAULT_MODEL, device=args.device)

@@ -1,6 +1,8 @@
 """Can int8 make the CPU review faster? The linear layers of one Qwen2.5-Coder-0.5B block (84 % of a
 review's time is `linear`), timed on this CPU in fp32 (the naive way), in PyTorch dynamic int8
-(`--quantize int8`), and, where `onnxruntime` is installed, in ONNX Runtime fp32 and dynamic int8.
+(`--quantize int8`), in PyTorch bfloat16 where the CPU multiplies it in hardware (what the review
+computes in there: `review_dtype`), and, where `onnxruntime` is installed, in ONNX Runtime fp32 and
+dynamic int8.
 
     python bench/int8.py [--tokens 2048] [--reps 5] [--out bench/results/int8.json]
 
@@ -42,15 +44,24 @@ def best_seconds(fn, reps: int) -> float:
 
 def torch_runtimes(x: dict[int, torch.Tensor], reps: int) -> dict[str, float]:
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao's migration notice
+    from risk_core.model_loading import fast_cpu_bf16
+
     linears = [torch.nn.Linear(i, o) for i, o in BLOCK]
     quantized = [torch.ao.quantization.quantize_dynamic(lin, {torch.nn.Linear}, dtype=torch.qint8) for lin in linears]
     with torch.no_grad():
-        return {
+        times = {
             "torch fp32": sum(best_seconds(lambda m=m, i=i: m(x[i]), reps) for m, (i, _) in zip(linears, BLOCK)),
             "torch int8 (dynamic)": sum(
                 best_seconds(lambda m=m, i=i: m(x[i]), reps) for m, (i, _) in zip(quantized, BLOCK)
             ),
         }
+        if fast_cpu_bf16():  # emulated elsewhere: orders of magnitude slower, not worth timing
+            bf16 = [torch.nn.Linear(i, o).to(torch.bfloat16) for i, o in BLOCK]
+            xb = {i: t.to(torch.bfloat16) for i, t in x.items()}
+            times["torch bfloat16"] = sum(
+                best_seconds(lambda m=m, i=i: m(xb[i]), reps) for m, (i, _) in zip(bf16, BLOCK)
+            )
+        return times
 
 
 def onnx_runtimes(x: dict[int, torch.Tensor], reps: int) -> dict[str, float]:

@@ -40,7 +40,7 @@ def load_scorer(
 ) -> tuple[Scorer, str, str | None]:
     """Load the model and its artifact bundle into a `risk_core.score.Scorer`; the model only up to
     the bundle's layer when its features need no logits (`risk_core.score.layers_needed`), by the
-    torch engine where it can (``engine``: see `risk_core.models.load_model`), in ``dtype`` (auto:
+    torch engine where it can (``engine``: see `risk_core.model_loading.load_model`), in ``dtype`` (auto:
     bfloat16 where the hardware makes it fast, `risk_core.model_loading.review_dtype`).
 
     Returns (scorer, model name, bundle path). Import errors of the model stack become one line.
@@ -48,8 +48,8 @@ def load_scorer(
     say = progress or (lambda _m: None)
     try:
         from risk_core.artifacts import Bundle
-        from risk_core.model_loading import review_dtype
-        from risk_core.models import DEFAULT_MODEL, load_model
+        from risk_core.model_loading import load_model, review_dtype
+        from risk_core.models import DEFAULT_MODEL
         from risk_core.score import Scorer, layers_needed
     except ImportError as err:
         raise PttrustError(f"the scoring stack is not available: {err}") from None

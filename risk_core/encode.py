@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from risk_core.errors import UsageError
-from risk_core.models import LoadedModel
+from risk_core.model_loading import LoadedModel
 
 POOLING_MODES = ("mean", "last", "max")
 

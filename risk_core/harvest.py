@@ -136,7 +136,7 @@ def harvest(
     out = Path(out)
     corpus = Corpus(corpus_dir)
     if loaded is None:
-        from risk_core.models import load_model
+        from risk_core.model_loading import load_model
 
         loaded = load_model(model, device=dist.device(info, device), quantize=quantize, dtype=dtype)
     if not 0 <= cfg.layer <= loaded.num_layers:

@@ -373,16 +373,3 @@ def _swap_into_place(new: Path, dest: Path) -> None:
     os.replace(new, dest)
     if stale is not None:
         shutil.rmtree(stale, ignore_errors=True)
-
-
-# Loading lives in risk_core.model_loading; these names stay importable from here.
-from risk_core.model_loading import (  # noqa: E402
-    DTYPE_CHOICES,
-    QUANTIZE_CHOICES,
-    LoadedModel,
-    load_model,
-    mapped_safetensors,
-    quantize_int8,
-)
-
-__all__ = ["DTYPE_CHOICES", "QUANTIZE_CHOICES", "LoadedModel", "load_model", "mapped_safetensors", "quantize_int8"]

@@ -57,7 +57,7 @@ def delta_ce(
     their original state (the SAE never saw them) and are not scored. ``cache`` keeps the clean loss
     between calls: it does not change during training and costs a full forward.
 
-    ``loaded`` is a ``risk_core.models.LoadedModel``; ``sae`` anything with ``W_dec`` whose call returns
+    ``loaded`` is a ``risk_core.model_loading.LoadedModel``; ``sae`` anything with ``W_dec`` whose call returns
     an object with ``sae_out`` (a SparseCoder, or a stand-in in tests)."""
     from risk_core.encode import decoder_layers
 

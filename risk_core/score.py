@@ -16,9 +16,7 @@ from risk_core.context_probe import ContextProbe
 from risk_core.encode import EncodeConfig
 from risk_core.features import compute_features, uses_raw
 from risk_core.languages import language_of
-from risk_core.models import LoadedModel
-
-# The request/result types live in the torch-free risk_core.types; re-exported for existing imports.
+from risk_core.model_loading import LoadedModel
 from risk_core.types import FileScores, FileToScore, LatentContribution, LineRisk
 
 __all__ = ["FileScores", "FileToScore", "LatentContribution", "LineRisk", "Scorer", "line_windows", "window_text"]

@@ -223,7 +223,7 @@ class Trainer:
             return self.loaded, None
         loaded = self.loaded
         if loaded is None:
-            from risk_core.models import load_model
+            from risk_core.model_loading import load_model
 
             name = self.model_name or self.data.doc["model"]
             loaded = load_model(name, device=str(self.device))

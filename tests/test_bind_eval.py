@@ -230,7 +230,7 @@ def test_bundle_refuses_a_probe_bound_on_another_sae(workdir, tmp_path):
 def test_review_framing_maps_back_to_the_same_lines(tiny_model_dir):
     from risk_core.encode import EncodeConfig
     from risk_core.features import compute_features, frame_text
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
 
     loaded = load_model(str(tiny_model_dir), device="cpu")
     code = "def f(x):\n\n    y = x + 1\n    return y\n"

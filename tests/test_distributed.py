@@ -38,7 +38,7 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 
 def test_two_process_harvest_and_train_match_single_process(tmp_path, corpus_dir, tiny_model_dir):
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
 
     loaded = load_model(str(tiny_model_dir), device="cpu")
     single = tmp_path / "single"

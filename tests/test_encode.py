@@ -12,7 +12,7 @@ from conftest import TINY_CORPUS
 
 from risk_core.encode import EncodeConfig, encode_lines, encode_tokens, plan_windows, pool_lines, token_line_indices
 from risk_core.errors import UsageError
-from risk_core.models import LoadedModel, load_model
+from risk_core.model_loading import LoadedModel, load_model
 
 LONG_TEXT = "".join(TINY_CORPUS) * 3
 

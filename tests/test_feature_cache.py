@@ -12,7 +12,7 @@ from risk_core.encode import EncodeConfig, encode_lines
 from risk_core.errors import UsageError
 from risk_core.evaluate import probe_risk, real_bug_report, threshold_for_false_findings
 from risk_core.feature_cache import build_cache, export_harvest, line_rows, load_tokens, pool_rows
-from risk_core.models import load_model
+from risk_core.model_loading import load_model
 
 CODES = [
     ("python", 'def f(x):\n    """Doc."""\n    y = x + 1\n    return y\n', [3]),

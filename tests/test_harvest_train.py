@@ -55,7 +55,7 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
 
     return load_model(str(tiny_model_dir), device="cpu")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from risk_core import models
+from risk_core import model_loading, models
 from risk_core.encode import EncodeConfig, encode_lines, encode_tokens
 
 SOURCE = '''def mean(xs):
@@ -27,7 +27,7 @@ def test_prepare_and_encode_the_embedded_model():
     path = models.prepare(spec.name)
     assert models.cache_problem(spec, path, verify=True) is None
 
-    loaded = models.load_model(spec.name, device="cpu")
+    loaded = model_loading.load_model(spec.name, device="cpu")
     assert (loaded.num_layers, loaded.d_model, loaded.sha256) == (24, 896, spec.sha256)
     assert loaded.tokenizer.is_fast
 

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from risk_core import models
 from risk_core.errors import PttrustError, UsageError
-from risk_core.models import ModelSpec, load_model, prepare
+from risk_core.model_loading import load_model
+from risk_core.models import ModelSpec, prepare
 
 NAME = "tiny-test"
 _GGUF_NAMES = {
@@ -365,7 +366,7 @@ def test_a_cpu_load_keeps_the_memory_a_pass_frees_for_the_next_one(tiny_model_di
     script = textwrap.dedent(
         """
         import os, sys, torch
-        from risk_core.models import load_model
+        from risk_core.model_loading import load_model
 
         def rss():
             with open("/proc/self/statm") as f:

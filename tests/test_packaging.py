@@ -96,3 +96,27 @@ def test_review_runs_from_the_installed_wheel(wheel, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "## PtTrust risk review" in res.stdout and "`examples/pagination.py:18-19`" in res.stdout
+
+
+def test_every_module_imports_first():
+    """Each module of risk_core and bot imports in a fresh interpreter before any other: an import
+    cycle that works only in one order (risk_core.models re-exported risk_core.model_loading, which
+    imports risk_core.models, so ``import risk_core.model_loading`` first failed) is a crash for
+    whoever imports that module first. Fresh interpreters, run a few at a time."""
+    import concurrent.futures
+
+    root = Path(__file__).resolve().parents[1]
+    names = sorted(
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for package in ("risk_core", "bot")
+        for p in (root / package).rglob("*.py")
+        if "__main__" not in p.name
+    )
+
+    def first_import(name: str) -> str | None:
+        run = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=root)
+        return None if run.returncode == 0 else f"{name}: {(run.stderr.strip().splitlines() or ['?'])[-1]}"
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        failures = [f for f in pool.map(first_import, names) if f]
+    assert not failures, failures

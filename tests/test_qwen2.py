@@ -18,12 +18,10 @@ import pytest
 import torch
 from conftest import TINY_CORPUS
 
+from risk_core import model_loading
 from risk_core.encode import EncodeConfig, encode_tokens
 from risk_core.errors import UsageError
-from risk_core.models import load_model, mapped_safetensors  # models first: it imports model_loading
-
-from risk_core import model_loading  # isort: skip
-from risk_core.model_loading import FLOAT32_BLOCKS  # isort: skip
+from risk_core.model_loading import FLOAT32_BLOCKS, load_model, mapped_safetensors
 from risk_core.qwen2 import Qwen2Model
 from risk_core.tokenizer import FastTokenizer, UnsupportedTokenizer
 

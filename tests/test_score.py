@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from risk_core.artifacts import ArtifactConfig, Bundle
-from risk_core.models import load_model
+from risk_core.model_loading import load_model
 from risk_core.probe import ProbeConfig, RiskProbe
 from risk_core.sae import SaeConfig, SparseCoder
 from risk_core.score import FileToScore, Scorer, layers_needed

@@ -133,7 +133,7 @@ def bind_cmd(
     from risk_core.bind import BindConfig, bind
     from risk_core.data.jsonl import file_sha256, read_jsonl
     from risk_core.encode import EncodeConfig
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
     from risk_core.probe import ProbeConfig
     from risk_core.sae import SparseCoder
 
@@ -230,7 +230,7 @@ def sweep_layers_cmd(
     """Choose the layer to train the SAE on: raw-state probe validation metrics per layer, one pass."""
     from risk_core.bind import sweep_layers
     from risk_core.data.jsonl import file_sha256, read_jsonl
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
     from risk_core.probe import ProbeConfig
 
     try:

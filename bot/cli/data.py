@@ -126,7 +126,7 @@ def humaneval_cmd(
     labeled at the lines where they differ; other failures keep a sample-level label."""
     from risk_core.data.humaneval import humaneval_samples, require_isolation
     from risk_core.data.jsonl import write_jsonl
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
 
     if n_samples < 1 or batch_size < 1:
         raise UsageError("--samples and --batch-size must be at least 1")

@@ -72,7 +72,7 @@ def encode(
     from safetensors.torch import save_file
 
     from risk_core.encode import EncodeConfig, encode_lines
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
 
     loaded = load_model(model_name, device=device, quantize=quantize)
     cfg = EncodeConfig(layer=layer, pooling=pooling, surprise=surprise)

@@ -33,7 +33,7 @@ def _bundle_dir(bundle_dir: Path | None, model_name: str | None) -> Path:
 
 def _load(bundle_dir: Path | None, model_name: str | None, device: str, quantize: str):
     from risk_core.artifacts import Bundle
-    from risk_core.models import load_model
+    from risk_core.model_loading import load_model
 
     bundle = Bundle.load(_bundle_dir(bundle_dir, model_name))
     loaded = load_model(model_name or bundle.cfg.model_name or DEFAULT_MODEL, device=device, quantize=quantize)

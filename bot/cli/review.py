@@ -18,7 +18,7 @@ import click
 from bot.cli.config_options import config_option
 from bot.formats import FORMATS
 from risk_core.errors import UsageError
-from risk_core.models import QUANTIZE_CHOICES
+from risk_core.model_loading import QUANTIZE_CHOICES
 
 CONFIG_NAME = ".pttrust.yml"
 
