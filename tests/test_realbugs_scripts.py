@@ -112,3 +112,14 @@ def test_experiments_on_a_missing_cache_say_so_in_one_line(tmp_path):
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().count("\n") == 0 and "not a feature cache" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_mining_without_a_grammar_is_an_error_not_an_empty_data_set(tmp_path, monkeypatch):
+    """Run by a Python without the tree-sitter grammars, the miner skipped every commit as no-grammar
+    and wrote 0 bugs for every repository with exit 0; now it stops at once, naming what is missing."""
+    mine = load_script("mine-bug-fixes")
+    repos = tmp_path / "repos.tsv"
+    repos.write_text("owner/name\t" + "0" * 40 + "\tpython\tbind\n")
+    monkeypatch.setattr(mine, "has_grammar", lambda language: language != "go")
+    assert mine.main([str(tmp_path / "mirror"), str(tmp_path / "out"), "--repos", str(repos)]) == 2
+    assert not (tmp_path / "out").exists()
