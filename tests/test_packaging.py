@@ -98,11 +98,13 @@ def test_review_runs_from_the_installed_wheel(wheel, tmp_path):
     assert "## PtTrust risk review" in res.stdout and "`examples/pagination.py:18-19`" in res.stdout
 
 
-def test_every_module_imports_first():
+def test_every_module_imports_first_and_every_script_answers_help():
     """Each module of risk_core and bot imports in a fresh interpreter before any other: an import
     cycle that works only in one order (risk_core.models re-exported risk_core.model_loading, which
     imports risk_core.models, so ``import risk_core.model_loading`` first failed) is a crash for
-    whoever imports that module first. Fresh interpreters, run a few at a time."""
+    whoever imports that module first. Each Python script of ``scripts/`` answers ``--help`` with exit
+    0 (its imports included: scripts are not modules, and one kept importing a name that had moved).
+    Fresh interpreters, run a few at a time."""
     import concurrent.futures
 
     root = Path(__file__).resolve().parents[1]
@@ -113,10 +115,16 @@ def test_every_module_imports_first():
         if "__main__" not in p.name
     )
 
-    def first_import(name: str) -> str | None:
-        run = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=root)
-        return None if run.returncode == 0 else f"{name}: {(run.stderr.strip().splitlines() or ['?'])[-1]}"
+    scripts = sorted(
+        p for p in (root / "scripts").iterdir() if p.is_file() and "python" in p.read_text().split("\n", 1)[0]
+    )
+    commands = [[sys.executable, "-c", f"import {name}"] for name in names]
+    commands += [[sys.executable, str(p), "--help"] for p in scripts]
+
+    def run(command: list[str]) -> str | None:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=root)
+        return None if done.returncode == 0 else f"{command[1:]}: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        failures = [f for f in pool.map(first_import, names) if f]
+        failures = [f for f in pool.map(run, commands) if f]
     assert not failures, failures
