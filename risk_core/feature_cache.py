@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 from risk_core.candidates import candidate_mask
@@ -205,13 +206,32 @@ def load_tokens(
     for layer in echo_layers:
         if layer not in held:
             raise UsageError(f"{path}: no layer {layer} in the cache (it holds layers {', '.join(map(str, held))})")
-    parts = [load_file(str(path / f"chunk_{c:05d}.safetensors")) for c in range(n_chunks)]
+    files = [str(path / f"chunk_{c:05d}.safetensors") for c in range(n_chunks)]
+    with safe_open(files[0], "pt") as first:
+        stored = set(first.keys())
 
     def cat(key: str) -> Tensor:
-        return torch.cat([p[key] for p in parts])
+        # One tensor, filled a chunk at a time: loading every chunk and then concatenating them
+        # held each state twice, 22 GB at the peak for an 11 GB cache of 11k samples.
+        pieces = []
+        for file in files:
+            with safe_open(file, "pt") as f:
+                pieces.append(f.get_slice(key).get_shape())
+        rows = sum(shape[0] for shape in pieces)
+        out: Tensor | None = None
+        at = 0
+        for file in files:
+            with safe_open(file, "pt") as f:
+                piece = f.get_tensor(key)
+            if out is None:
+                out = torch.empty((rows, *piece.shape[1:]), dtype=piece.dtype)
+            out[at : at + len(piece)] = piece
+            at += len(piece)
+        assert out is not None, "a cache has at least one chunk"
+        return out
 
     def optional(key: str) -> Tensor | None:
-        return cat(key) if key in parts[0] else None
+        return cat(key) if key in stored else None
 
     return CachedTokens(
         meta,
@@ -259,20 +279,24 @@ def line_rows(tokens: CachedTokens, codes: list[str], languages: list[str]) -> L
     return LineRows(u_sample[keep], u_line[keep] + 1, label, row_of_uniq[inverse])
 
 
-def pool_rows(values: Tensor, rows: LineRows, mode: str = "mean") -> Tensor:
-    """Pool per-token ``values`` [T, d] into [n_rows, d] over each row's tokens (mean or max)."""
-    n = int(rows.line.shape[0])
-    sel = rows.token_row >= 0
-    idx, vals = rows.token_row[sel], values[sel].float()
-    if mode == "mean":
-        out = torch.zeros(n, vals.shape[1]).index_add_(0, idx, vals)
-        count = torch.zeros(n).index_add_(0, idx, torch.ones(len(idx)))
-        return out / count.clamp_min(1).unsqueeze(1)
-    if mode == "max":
-        return torch.full((n, vals.shape[1]), -torch.inf).scatter_reduce_(
-            0, idx.unsqueeze(1).expand_as(vals), vals, "amax"
-        )
-    raise UsageError(f"unknown pooling {mode!r}")
+def pool_rows(values: Tensor, rows: LineRows, mode: str = "mean", chunk: int = 8192) -> Tensor:
+    """Pool per-token ``values`` [T, d] into [n_rows, d] over each row's tokens (mean or max), in
+    float32, a chunk of tokens at a time (a float32 copy of 11k samples' states would not fit)."""
+    if mode not in ("mean", "max"):
+        raise UsageError(f"unknown pooling {mode!r}")
+    n, d = int(rows.line.shape[0]), values.shape[1]
+    out = torch.zeros(n, d) if mode == "mean" else torch.full((n, d), -torch.inf)
+    count = torch.zeros(n)
+    for a in range(0, values.shape[0], chunk):
+        r = rows.token_row[a : a + chunk]
+        sel = r >= 0
+        idx, vals = r[sel], values[a : a + chunk][sel].float()
+        if mode == "mean":
+            out.index_add_(0, idx, vals)
+            count.index_add_(0, idx, torch.ones(len(idx)))
+        else:
+            out.scatter_reduce_(0, idx.unsqueeze(1).expand_as(vals), vals, "amax")
+    return out / count.clamp_min(1).unsqueeze(1) if mode == "mean" else out
 
 
 def export_harvest(

@@ -70,15 +70,20 @@ class Split:
             ).hexdigest()
             key["parts"] = [t.meta["key"] for t in tokens]
         nll = [t.nll if t.nll is not None else torch.full((len(t.token_sample),), torch.nan) for t in tokens]
+
+        def stack(pieces: list[torch.Tensor]) -> torch.Tensor:
+            # One part is kept as it is: a copy of an 11k-sample cache is another 11 GB.
+            return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
         self.tokens = type(first)(
             {"samples": [m for t in tokens for m in t.meta["samples"]], "n_samples": len(self.samples), "key": key},
-            torch.cat([t.token_sample for t in tokens]),
-            torch.cat([t.token_line for t in tokens]),
-            {layer: torch.cat([t.states[layer] for t in tokens]) for layer in layers},
-            torch.cat([t.token_ids for t in tokens]) if all(t.token_ids is not None for t in tokens) else None,
-            torch.cat(nll) if any(t.nll is not None for t in tokens) else None,
+            stack([t.token_sample for t in tokens]),
+            stack([t.token_line for t in tokens]),
+            {layer: stack([t.states[layer] for t in tokens]) for layer in layers},
+            stack([t.token_ids for t in tokens]) if all(t.token_ids is not None for t in tokens) else None,
+            stack(nll) if any(t.nll is not None for t in tokens) else None,
             None,
-            {layer: torch.cat([t.echo[layer] for t in tokens]) for layer in echo_layers},
+            {layer: stack([t.echo[layer] for t in tokens]) for layer in echo_layers},
         )
         self.rows = line_rows(self.tokens, [s.code for s in self.samples], [s.language for s in self.samples])
         self._memo: dict[str, torch.Tensor] = {}

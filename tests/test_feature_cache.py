@@ -376,3 +376,47 @@ def test_the_listwise_weight_scales_the_listwise_term_of_both():
     assert lw > 0 and bce > 0
     with pytest.raises(UsageError, match="listwise_weight"):
         ContextProbeConfig(listwise_weight=0)
+
+
+def test_a_large_cache_loads_and_pools_without_a_second_copy(tmp_path):
+    """An 11k-sample cache (11 GB) was killed for memory on a 24 GB machine: ``load_tokens`` held every
+    chunk and their concatenation at once, a one-part Split concatenated it again, and ``pool_rows``
+    made a float32 copy of every token. Now a cache costs its own size once: the peak resident memory
+    of loading and pooling a 256 MB cache (bfloat16, in 8 chunks) stays under 1.5 times that."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from safetensors.torch import save_file
+
+    tokens, d, chunks = 1 << 17, 1024, 8  # 2**17 tokens x 1,024 x 2 bytes = 256 MB
+    per = tokens // chunks
+    for c in range(chunks):
+        save_file(
+            {
+                "token_sample": torch.full((per,), c, dtype=torch.long),
+                "token_line": torch.arange(per) % 64,
+                "layer12": torch.ones(per, d, dtype=torch.bfloat16),
+            },
+            str(tmp_path / f"chunk_{c:05d}.safetensors"),
+        )
+    meta = {"n_samples": chunks, "chunk": 1, "key": {"layers": [12]}, "samples": [{}] * chunks}
+    (tmp_path / "cache.json").write_text(json.dumps(meta))
+    script = textwrap.dedent(
+        f"""
+        import resource, torch
+        from risk_core.feature_cache import LineRows, load_tokens, pool_rows
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = load_tokens({str(tmp_path)!r}, (12,))
+        rows = LineRows(
+            sample=torch.zeros(64, dtype=torch.long), line=torch.arange(64), label=torch.zeros(64),
+            token_row=t.token_line,
+        )
+        pooled = pool_rows(t.states[12], rows)
+        assert pooled.shape == (64, {d}) and bool((pooled == 1).all())
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) >> 10)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(run.stdout.split()[-1]) < 1.5 * 256, run.stdout
