@@ -158,18 +158,23 @@ def parse_diff(data: bytes | str | ParsedDiff) -> ParsedDiff:
         raise UsageError("not a unified diff: no file headers (---/+++ or diff --git) found")
     bad_header = _bad_hunk_header(normalized)
     if bad_header is not None:
-        raise UsageError(f"malformed diff: not a hunk header: {printable_line(bad_header)}")
+        raise UsageError(f"malformed diff: not a hunk header of a file (---/+++): {printable_line(bad_header)}")
     return ParsedDiff([_file_change(pf, names) for pf in patch], warnings)
 
 
 def _bad_hunk_header(text: str) -> str | None:
     """The first line after the first file header that starts like a hunk header (``@@``) but is not
-    one: unidiff skips such a line with the hunk under it, so the diff would read as changing nothing.
-    (Inside a hunk every line starts with a space, ``+``, ``-`` or ``\\``, so ``@@`` is a header.)"""
-    in_files = False
+    one, or is one with no ``---``/``+++`` header in its file's section (git writes a ``diff --git``
+    section without them only for mode, rename and binary changes, which have no hunks): unidiff skips
+    such a line with the hunk under it, so the diff would read as changing nothing. (Inside a hunk
+    every line starts with a space, ``+``, ``-`` or ``\\``, so ``@@`` is a header.)"""
+    in_files = has_file_header = False
     for line in text.splitlines():
-        in_files = in_files or line.startswith("--- ")
-        if in_files and line.startswith("@@") and not RE_HUNK_HEADER.match(line):
+        if line.startswith("diff --git "):
+            in_files, has_file_header = True, False
+        elif line.startswith("--- "):
+            in_files = has_file_header = True
+        elif in_files and line.startswith("@@") and not (RE_HUNK_HEADER.match(line) and has_file_header):
             return line
     return None
 

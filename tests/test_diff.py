@@ -96,6 +96,8 @@ def test_modified_file_and_hunk_lines():
         "hello, this is not a diff\n",
         "--- a/x\n+++ b/x\n@@ -zz @@\n+x\n",  # a hunk header that is not one: was 0 files, silently
         "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1,2 +1,zz @@\n+x\n",
+        "diff --git a/x b/x\n@@ -zz @@\n+x\n",  # ... under a git header without ---/+++: was 0 lines, exit 0
+        "diff --git a/x b/x\n@@ -1 +1 @@\n-a\n+b\n",  # a hunk with no file header: unidiff drops it
     ],
 )
 def test_malformed_diff_is_one_line_usage_error(bad):
