@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,26 +208,24 @@ def load_tokens(
         if layer not in held:
             raise UsageError(f"{path}: no layer {layer} in the cache (it holds layers {', '.join(map(str, held))})")
     files = [str(path / f"chunk_{c:05d}.safetensors") for c in range(n_chunks)]
-    with safe_open(files[0], "pt") as first:
-        stored = set(first.keys())
+    sizes = []  # tokens of each chunk: every per-token tensor of a chunk has that many rows
+    for file in files:
+        with safe_open(file, "pt") as f:
+            sizes.append(f.get_slice("token_sample").get_shape()[0])
+            stored = set(f.keys())
 
     def cat(key: str) -> Tensor:
         # One tensor, filled a chunk at a time: loading every chunk and then concatenating them
         # held each state twice, 22 GB at the peak for an 11 GB cache of 11k samples.
-        pieces = []
-        for file in files:
-            with safe_open(file, "pt") as f:
-                pieces.append(f.get_slice(key).get_shape())
-        rows = sum(shape[0] for shape in pieces)
         out: Tensor | None = None
         at = 0
-        for file in files:
+        for file, size in zip(files, sizes):
             with safe_open(file, "pt") as f:
                 piece = f.get_tensor(key)
             if out is None:
-                out = torch.empty((rows, *piece.shape[1:]), dtype=piece.dtype)
-            out[at : at + len(piece)] = piece
-            at += len(piece)
+                out = torch.empty((sum(sizes), *piece.shape[1:]), dtype=piece.dtype)
+            out[at : at + size] = piece
+            at += size
         assert out is not None, "a cache has at least one chunk"
         return out
 
@@ -279,18 +278,32 @@ def line_rows(tokens: CachedTokens, codes: list[str], languages: list[str]) -> L
     return LineRows(u_sample[keep], u_line[keep] + 1, label, row_of_uniq[inverse])
 
 
-def pool_rows(values: Tensor, rows: LineRows, mode: str = "mean", chunk: int = 8192) -> Tensor:
+def pool_rows(
+    values: Tensor,
+    rows: LineRows,
+    mode: str = "mean",
+    chunk: int = 8192,
+    fn: Callable[[Tensor], Tensor] | None = None,
+    width: int | None = None,
+) -> Tensor:
     """Pool per-token ``values`` [T, d] into [n_rows, d] over each row's tokens (mean or max), in
-    float32, a chunk of tokens at a time (a float32 copy of 11k samples' states would not fit)."""
+    float32, a chunk of tokens at a time (a float32 copy of 11k samples' states would not fit). With
+    ``fn``, pool ``fn(values)`` [T, width] instead (e.g. SAE latents), never held whole either."""
     if mode not in ("mean", "max"):
         raise UsageError(f"unknown pooling {mode!r}")
-    n, d = int(rows.line.shape[0]), values.shape[1]
+    n, d = int(rows.line.shape[0]), values.shape[1] if fn is None else width
+    if d is None:
+        raise UsageError("pool_rows with fn needs the width of its output")
     out = torch.zeros(n, d) if mode == "mean" else torch.full((n, d), -torch.inf)
     count = torch.zeros(n)
     for a in range(0, values.shape[0], chunk):
         r = rows.token_row[a : a + chunk]
         sel = r >= 0
+        if not sel.any():
+            continue
         idx, vals = r[sel], values[a : a + chunk][sel].float()
+        if fn is not None:
+            vals = fn(vals).float()
         if mode == "mean":
             out.index_add_(0, idx, vals)
             count.index_add_(0, idx, torch.ones(len(idx)))

@@ -143,24 +143,10 @@ class Split:
 
 @torch.no_grad()
 def pool_encoded(states: torch.Tensor, rows, fn, width: int, pooling: str = "mean", chunk: int = 8192) -> torch.Tensor:
-    """Mean (or max) over each candidate line's tokens of ``fn(token states)`` [*, width] (chunked:
-    [T, width] never sits in memory whole)."""
-    n = int(rows.line.shape[0])
-    out = torch.zeros(n, width) if pooling == "mean" else torch.full((n, width), -torch.inf)
-    count = torch.zeros(n)
-    for a in range(0, states.shape[0], chunk):
-        r = rows.token_row[a : a + chunk]
-        sel = r >= 0
-        if sel.any():
-            values = fn(states[a : a + chunk][sel].float()).float()
-            if pooling == "mean":
-                out.index_add_(0, r[sel], values)
-            else:
-                out.scatter_reduce_(0, r[sel].unsqueeze(1).expand_as(values), values, "amax")
-            count.index_add_(0, r[sel], torch.ones(int(sel.sum())))
-    if pooling == "mean":
-        return out / count.clamp_min(1).unsqueeze(1)
-    return torch.where(count.unsqueeze(1) > 0, out, torch.zeros_like(out))
+    """Mean (or max) over each candidate line's tokens of ``fn(token states)`` [*, width]
+    (``pool_rows`` with ``fn``: [T, width] never sits in memory whole); a line without tokens is 0."""
+    pooled = pool_rows(states, rows, pooling, chunk, fn=fn, width=width)
+    return pooled.masked_fill(pooled == -torch.inf, 0.0) if pooling == "max" else pooled
 
 
 def pool_token_risk(token_risk: torch.Tensor, token_row: torch.Tensor, n_rows: int, mode: str) -> np.ndarray:
