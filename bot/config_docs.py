@@ -25,12 +25,12 @@ SCHEMA_ID = "https://pypi.org/project/pttrust/schemas/pttrust.schema.json"
 _RANGES = {"threshold": (0.0, 1.0), "fail_above": (0.0, 1.0)}
 
 
-def field_docs() -> dict[str, str]:
-    """Field name -> the docstring right under it in the class body."""
-    tree = ast.parse(inspect.getsource(ReviewConfig))
-    cls = tree.body[0]
-    assert isinstance(cls, ast.ClassDef)
-    body = cls.body
+def field_docs(cls: type = ReviewConfig) -> dict[str, str]:
+    """Field name -> the docstring right under it in the body of the dataclass ``cls``."""
+    tree = ast.parse(inspect.getsource(cls))
+    node = tree.body[0]
+    assert isinstance(node, ast.ClassDef)
+    body = node.body
     docs = {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from risk_core.artifacts import Bundle
+from risk_core.contrastive_sae import FixPairs, replaced_lines
 from risk_core.data.jsonl import read_jsonl
 from risk_core.errors import UsageError
 from risk_core.feature_cache import line_rows, load_tokens, pool_rows
@@ -225,3 +226,34 @@ def markdown_table(results: list[dict]) -> str:
         f"{n_all.get('n_bugs', 0)} held-out bugs, {n_all.get('n_lines', 0)} candidate lines (buggy and fixed versions)."
     )
     return "\n".join(rows) + "\n"
+
+
+def fix_pairs(split: Split, keep: list[int]) -> tuple[FixPairs, list[int]]:
+    """The buggy / fixed line pairs among samples ``keep`` of a split (a bug and its fixed version both
+    there), as token indices of the split's states; also the bug sample of each pair. Only candidate
+    lines' tokens count (what the probe reads)."""
+    ts = split.tokens.token_sample
+    if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
+        raise UsageError("the cache's tokens are not grouped by sample")
+    starts = torch.searchsorted(ts, torch.arange(len(split.samples) + 1))
+    kept = set(keep)
+    index = {s.id: i for i, s in enumerate(split.samples) if i in kept}
+
+    def tokens(i: int, lines: list[int]) -> torch.Tensor:
+        a, b = int(starts[i]), int(starts[i + 1])
+        wanted = torch.tensor(sorted({ln - 1 for ln in lines}), dtype=split.tokens.token_line.dtype)
+        sel = torch.isin(split.tokens.token_line[a:b], wanted) & (split.rows.token_row[a:b] >= 0)
+        return torch.nonzero(sel).squeeze(1) + a
+
+    buggy, fixed, owners = [], [], []
+    for i, s in enumerate(split.samples):
+        j = index.get(s.id + ":fixed")
+        if i not in kept or j is None or not s.buggy_lines:
+            continue
+        tb = tokens(i, s.buggy_lines)
+        tf = tokens(j, replaced_lines(s.code, split.samples[j].code, s.buggy_lines))
+        if len(tb) and len(tf):
+            buggy.append(tb)
+            fixed.append(tf)
+            owners.append(i)
+    return FixPairs(buggy, fixed), owners
