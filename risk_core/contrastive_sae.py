@@ -104,21 +104,13 @@ def pair_distance(sae: SparseCoder, states: Tensor, pairs: FixPairs, which: Tens
 
 
 @torch.no_grad()
-def evaluate(sae: SparseCoder, states: Tensor, val_tokens: Tensor, val_pairs: FixPairs, margin: float) -> dict:
+def validation_metrics(
+    sae: SparseCoder, states: Tensor, val_tokens: Tensor, val_pairs: FixPairs, margin: float
+) -> dict:
     """Validation FVU on ``val_tokens`` and the pairs' distances (median, share at least ``margin``)."""
-    fvu = float(sae(states[val_tokens].float()).fvu) if len(val_tokens) else float("nan")
-    d = (
-        torch.cat(
-            [
-                pair_distance(sae, states, val_pairs, torch.arange(a, min(a + 256, len(val_pairs))))
-                for a in range(0, len(val_pairs), 256)
-            ]
-        )
-        if len(val_pairs)
-        else torch.zeros(0)
-    )
+    d = pair_distance(sae, states, val_pairs) if len(val_pairs) else torch.zeros(0)
     return {
-        "fvu": fvu,
+        "fvu": float(sae(states[val_tokens].float()).fvu) if len(val_tokens) else float("nan"),
         "pair_distance_median": float(d.median()) if len(d) else float("nan"),
         "pairs_beyond_margin": float((d >= margin).float().mean()) if len(d) else float("nan"),
     }
@@ -141,7 +133,7 @@ def train_contrastive(
         raise UsageError("contrastive phase needs training tokens and, with weight > 0, training pairs")
     g = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
-    before = evaluate(sae, states, val_tokens, val_pairs, cfg.margin)
+    before = validation_metrics(sae, states, val_tokens, val_pairs, cfg.margin)
     history = [{"step": 0, **before}]
     log(history[-1])
     for step in range(1, cfg.steps + 1):
@@ -163,7 +155,7 @@ def train_contrastive(
                     "step": step,
                     "train_fvu": float(fvu.detach()),
                     "train_hinge": float(hinge.detach()),
-                    **evaluate(sae, states, val_tokens, val_pairs, cfg.margin),
+                    **validation_metrics(sae, states, val_tokens, val_pairs, cfg.margin),
                 }
             )
             log(history[-1])
