@@ -1,4 +1,4 @@
-"""Context-aware binding: a small bidirectional GRU over a file's sequence of line features.
+"""Context-aware binding: a small bidirectional GRU (or transformer) over a file's sequence of line features.
 
 The model under the probe is causal, so line i's states know nothing of the lines after it; a bug is
 often only visible against what follows (a bound used later, a value returned below). After LLMAO
@@ -7,6 +7,10 @@ without tests), this probe reads every candidate line of a window in order and s
 light of the others. Inputs are the same pooled line features as ``probe.RiskProbe`` (SAE latents).
 
     standardise -> Linear(F, h) -> GELU -> BiGRU(h) -> Linear([local, context] -> 1) -> Platt scaling
+
+``arch="transformer"`` puts LLMAO's own context layers in the GRU's place: a few pre-norm
+self-attention layers over the window's lines (every line attends to every other; line order enters
+as a sinusoidal position added to the projected features).
 
 Trained with class-balanced BCE, a listwise softmax over each buggy file's lines, or both; early
 stopping keeps the epoch with the best validation top-1 (ties by AUROC). With ``members`` > 1 the
@@ -30,12 +34,19 @@ from torch import Tensor, nn
 from risk_core.errors import UsageError
 
 LOSSES = ("bce", "listwise", "both")
+ARCHS = ("gru", "transformer")
 
 
 @dataclass
 class ContextProbeConfig:
+    arch: Literal["gru", "transformer"] = "gru"
+    """What reads the window's lines: a bidirectional GRU, or bidirectional self-attention layers."""
     hidden: int = 64
-    """Width of the projection and of the GRU state (split over the two directions)."""
+    """Width of the projection and of the context state (the GRU's is split over the two directions)."""
+    layers: int = 2
+    """Self-attention layers (arch transformer)."""
+    heads: int = 4
+    """Attention heads per layer (arch transformer; they split hidden)."""
     dropout: float = 0.2
     """Dropout on the projected line features while training."""
     loss: Literal["bce", "listwise", "both"] = "both"
@@ -60,8 +71,12 @@ class ContextProbeConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise UsageError(f"unknown loss {self.loss!r} ({' | '.join(LOSSES)})")
+        if self.arch not in ARCHS:
+            raise UsageError(f"unknown arch {self.arch!r} ({' | '.join(ARCHS)})")
         if self.hidden < 2 or self.hidden % 2:
             raise UsageError("hidden must be an even number >= 2")
+        if self.layers < 1 or self.heads < 1 or self.hidden % self.heads:
+            raise UsageError(f"layers and heads must be >= 1, heads a divisor of hidden ({self.layers}, {self.heads})")
         if self.members < 1:
             raise UsageError(f"members must be >= 1 (got {self.members})")
         if self.listwise_weight <= 0:
@@ -71,22 +86,43 @@ class ContextProbeConfig:
 
 
 class _ContextNet(nn.Module):
-    """One member: the projection, the BiGRU and the head over [local, context]."""
+    """One member: the projection, the context layers (BiGRU or self-attention) and the head over
+    [local, context]."""
 
-    def __init__(self, f: int, h: int, dropout: float):
+    def __init__(self, cfg: ContextProbeConfig):
         super().__init__()
-        self.project = nn.Linear(f, h)
-        self.drop = nn.Dropout(dropout)
-        self.gru = nn.GRU(h, h // 2, batch_first=True, bidirectional=True)
+        h = cfg.hidden
+        self.project = nn.Linear(cfg.n_features, h)
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.arch == "gru":
+            self.gru = nn.GRU(h, h // 2, batch_first=True, bidirectional=True)
+        else:
+            layer = nn.TransformerEncoderLayer(
+                h, cfg.heads, 2 * h, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.attend = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.head = nn.Linear(2 * h, 1)
 
     def forward(self, z: Tensor, lengths: Tensor) -> Tensor:
         """z: [B, L, F] standardised, right-padded; returns [B, L] logits."""
         local = self.drop(nn.functional.gelu(self.project(z)))
-        packed = nn.utils.rnn.pack_padded_sequence(local, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        ctx, _ = self.gru(packed)
-        ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=z.shape[1])
+        if hasattr(self, "gru"):
+            packed = nn.utils.rnn.pack_padded_sequence(local, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            ctx, _ = self.gru(packed)
+            ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=z.shape[1])
+        else:
+            padding = torch.arange(z.shape[1], device=z.device)[None] >= lengths.to(z.device)[:, None]
+            ctx = self.attend(local + _positions(z.shape[1], local.shape[-1], z.device), src_key_padding_mask=padding)
         return self.head(torch.cat([local, ctx], dim=-1)).squeeze(-1)
+
+
+def _positions(n: int, width: int, device: torch.device) -> Tensor:
+    """Sinusoidal encoding of line order [n, width] (the transformer's only view of it)."""
+    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, width, 2, device=device) * (-math.log(10000.0) / width))
+    out = torch.zeros(n, width, device=device)
+    out[:, 0::2], out[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return out
 
 
 class ContextProbe(nn.Module):
@@ -104,12 +140,12 @@ class ContextProbe(nn.Module):
         if cfg.n_features <= 0:
             raise UsageError("context probe needs n_features > 0")
         self.cfg = cfg
-        f, h = cfg.n_features, cfg.hidden
+        f = cfg.n_features
         self.register_buffer("mean", torch.zeros(f))
         self.register_buffer("std", torch.ones(f))
         self.register_buffer("calib_a", torch.ones(()))
         self.register_buffer("calib_b", torch.zeros(()))
-        self.nets = nn.ModuleList(_ContextNet(f, h, cfg.dropout) for _ in range(cfg.members))
+        self.nets = nn.ModuleList(_ContextNet(cfg) for _ in range(cfg.members))
         self._register_load_state_dict_pre_hook(_one_member_layout)
 
     def standardize(self, x: Tensor) -> Tensor:

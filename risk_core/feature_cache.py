@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from risk_core.candidates import candidate_mask
+from risk_core.choices import POOLING_MODES
 from risk_core.data.jsonl import Sample
 from risk_core.encode import EncodeConfig, encode_tokens
 from risk_core.errors import UsageError
@@ -286,14 +287,26 @@ def pool_rows(
     fn: Callable[[Tensor], Tensor] | None = None,
     width: int | None = None,
 ) -> Tensor:
-    """Pool per-token ``values`` [T, d] into [n_rows, d] over each row's tokens (mean or max), in
-    float32, a chunk of tokens at a time (a float32 copy of 11k samples' states would not fit). With
-    ``fn``, pool ``fn(values)`` [T, width] instead (e.g. SAE latents), never held whole either."""
-    if mode not in ("mean", "max"):
-        raise UsageError(f"unknown pooling {mode!r}")
+    """Pool per-token ``values`` [T, d] into [n_rows, d] over each row's tokens (mean, max, or the
+    row's last token: ``encode.pool_lines``'s modes), in float32, a chunk of tokens at a time (a float32
+    copy of 11k samples' states would not fit). With ``fn``, pool ``fn(values)`` [T, width] instead
+    (e.g. SAE latents), never held whole either. A row without tokens is 0 (mean, last) or -inf (max)."""
+    if mode not in POOLING_MODES:
+        raise UsageError(f"unknown pooling {mode!r}; choose one of {', '.join(POOLING_MODES)}")
     n, d = int(rows.line.shape[0]), values.shape[1] if fn is None else width
     if d is None:
         raise UsageError("pool_rows with fn needs the width of its output")
+    if mode == "last":
+        sel = rows.token_row >= 0
+        last = torch.full((n,), -1, dtype=torch.long)
+        last.scatter_reduce_(0, rows.token_row[sel], torch.arange(len(sel))[sel], "amax")
+        have = last >= 0
+        out = torch.zeros(n, d)
+        picked = last[have]
+        for a in range(0, len(picked), chunk):
+            vals = values[picked[a : a + chunk]].float()
+            out[have.nonzero()[a : a + chunk, 0]] = vals if fn is None else fn(vals).float()
+        return out
     out = torch.zeros(n, d) if mode == "mean" else torch.full((n, d), -torch.inf)
     count = torch.zeros(n)
     for a in range(0, values.shape[0], chunk):

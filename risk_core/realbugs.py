@@ -25,8 +25,9 @@ def slug(variant: str) -> str:
 
 
 def variant_suffix(overrides: dict) -> str:
-    """What context-probe settings beyond a variant's loss and members add to its name: ' [hidden=128]'."""
-    return "".join(f" [{k}={v}]" for k, v in overrides.items())
+    """What context-probe settings beyond a variant's loss and members add to its name: ' [hidden=128]'
+    (not the arch: the variant names it, context-gru or context-transformer)."""
+    return "".join(f" [{k}={v}]" for k, v in overrides.items() if k != "arch")
 
 
 def repo_of(sample) -> str:
@@ -144,7 +145,7 @@ class Split:
 
 @torch.no_grad()
 def pool_encoded(states: torch.Tensor, rows, fn, width: int, pooling: str = "mean", chunk: int = 8192) -> torch.Tensor:
-    """Mean (or max) over each candidate line's tokens of ``fn(token states)`` [*, width]
+    """Mean, max or last over each candidate line's tokens of ``fn(token states)`` [*, width]
     (``pool_rows`` with ``fn``: [T, width] never sits in memory whole); a line without tokens is 0."""
     pooled = pool_rows(states, rows, pooling, chunk, fn=fn, width=width)
     return pooled.masked_fill(pooled == -torch.inf, 0.0) if pooling == "max" else pooled

@@ -55,6 +55,11 @@ def test_cache_rows_match_the_scorers_pooling_and_resume(tiny, tmp_path):
     ref = encode_lines(tiny, [data[0].code], EncodeConfig(layer=2))[0]
     line3 = ref.states[ref.line_numbers.index(3)]
     assert torch.allclose(pooled[1], line3, atol=2e-3)  # fp16 storage
+    # the last token of a line (the scorer's pooling="last"), pooled from the cache as the scorer pools it
+    last = pool_rows(tokens.states[2], rows, "last")
+    ref_last = encode_lines(tiny, [data[0].code], EncodeConfig(layer=2, pooling="last"))[0]
+    assert torch.allclose(last[1], ref_last.states[ref_last.line_numbers.index(3)], atol=2e-3)
+    assert not torch.allclose(last[1], line3, atol=2e-3)
     # a killed run resumes: remove one chunk, rebuild, same bytes
     chunk1 = (out / "chunk_00001.safetensors").read_bytes()
     (out / "chunk_00001.safetensors").unlink()
@@ -211,9 +216,10 @@ def test_export_harvest_of_the_echo_reading_writes_the_second_readings_states(ti
         assert sorted(acts[:, 0].tolist()) == sorted(want[:, 0].tolist())
 
 
-def test_context_probe_learns_a_pattern_only_context_reveals(tmp_path):
+@pytest.mark.parametrize("arch", ["gru", "transformer"])
+def test_context_probe_learns_a_pattern_only_context_reveals(tmp_path, arch):
     # A line is buggy when its feature 0 is set AND a *later* line has feature 1 set: a causal,
-    # line-local probe cannot see it; the bidirectional one can.
+    # line-local probe cannot see it; the bidirectional one can (either context reader).
     gen = torch.Generator().manual_seed(0)
 
     def make(n):
@@ -234,15 +240,33 @@ def test_context_probe_learns_a_pattern_only_context_reveals(tmp_path):
             files.append((x, y))
         return files
 
-    probe = train_context_probe(make(300), ContextProbeConfig(epochs=30, hidden=16, loss="both"), make(60))
+    cfg = ContextProbeConfig(arch=arch, epochs=30, hidden=16, loss="both")
+    probe = train_context_probe(make(300), cfg, make(60))
     test = make(100)
     hits = sum(int(probe.risk(x).argmax()) == int(y.argmax()) for x, y in test)
     assert hits >= 80
     probe.save(tmp_path / "p")
     again = ContextProbe.load(tmp_path / "p")
     x = test[0][0]
-    assert torch.allclose(again.risk(x), probe.risk(x))
+    assert again.cfg.arch == arch and torch.allclose(again.risk(x), probe.risk(x))
     assert again.contributions(x).shape == x.shape
+
+
+def test_a_transformer_context_probe_scores_a_file_in_a_padded_batch_as_alone():
+    """Padding is masked out of attention: a short file beside long ones gets its own risks."""
+    torch.manual_seed(0)
+    probe = ContextProbe(ContextProbeConfig(arch="transformer", n_features=5, hidden=8, heads=2, members=2)).eval()
+    xs = [torch.randn(n, 5) for n in (3, 11, 1, 7)]
+    batched = probe.risk_of_files(xs)
+    for x, got in zip(xs, batched):
+        torch.testing.assert_close(got, probe.risk(x), rtol=1e-5, atol=1e-6)
+    # line order matters to it (the positions), as it does to the GRU
+    x = xs[1]
+    assert not torch.allclose(probe.risk(x.flip(0)).flip(0), probe.risk(x))
+    with pytest.raises(UsageError, match="arch"):
+        ContextProbeConfig(arch="lstm")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="heads"):
+        ContextProbeConfig(arch="transformer", hidden=8, heads=3)
 
 
 def test_context_probe_contributions_are_each_lines_gradient_times_input():

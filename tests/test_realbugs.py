@@ -49,9 +49,13 @@ def test_encoded_pooling_matches_pooling_the_encoded_tokens():
         token_row=torch.tensor([0, 0, -1, 1, 2, 2, 2]),
     )
     fn = torch.relu
-    for pooling in ("mean", "max"):
+    for pooling in ("mean", "max", "last"):
         got = pool_encoded(states, rows, fn, 4, pooling, chunk=3)  # chunks cut through a line
         assert torch.allclose(got, pool_rows(fn(states), rows, pooling), atol=1e-6)
+    # last: row 0 is tokens 0-1, row 1 token 3, row 2 tokens 4-6; a row with no token stays 0
+    assert torch.equal(pool_rows(states, rows, "last"), states[[1, 3, 6]])
+    rows.token_row = torch.tensor([0, 0, -1, -1, 2, 2, 2])
+    assert torch.equal(pool_rows(states, rows, "last")[1], torch.zeros(4))
 
 
 def test_the_table_shows_bind_samples_and_validation_beside_held_out_figures():

@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import SCRIPTS, load_script
 
+from risk_core.realbugs import variant_suffix
+
 
 def _row(
     variant: str,
@@ -52,6 +54,8 @@ def test_the_choice_is_the_best_validation_context_row_never_the_held_out_one(tm
     experiments = load_script("realbugs-experiments")
     overrides = experiments.context_overrides(gru.split()[1::2])
     assert "".join(f" [{k}={v}]" for k, v in overrides.items()) == suffix
+    # the arch is named in the variant (context-transformer), never in the suffix
+    assert variant_suffix({"arch": "transformer", "listwise_weight": 0.3}) == " [listwise_weight=0.3]"
 
 
 def test_sae_only_chooses_among_the_rows_that_read_sae_latents(tmp_path):
