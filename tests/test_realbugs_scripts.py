@@ -9,6 +9,7 @@ import sys
 import pytest
 from conftest import SCRIPTS, load_script
 
+from risk_core.errors import UsageError
 from risk_core.realbugs import variant_suffix
 
 
@@ -93,8 +94,10 @@ def test_no_context_row_with_validation_figures_is_an_error(tmp_path):
 def test_gru_overrides_are_typed_and_refuse_what_is_not_a_field():
     experiments = load_script("realbugs-experiments")
     assert experiments.context_overrides(["hidden=128", "dropout=0.4"]) == {"hidden": 128, "dropout": 0.4}
-    for bad in (["hidden"], ["width=3"], ["loss=bce"]):
-        with pytest.raises(SystemExit, match="--gru"):
+    assert experiments.context_overrides(["arch=transformer"]) == {"arch": "transformer"}
+    # a bad value fails here, in one line, not after minutes of loading caches
+    for bad in (["hidden"], ["width=3"], ["loss=bce"], ["hidden=wide"], ["arch=lstm"], ["heads=3"]):
+        with pytest.raises(UsageError, match="--gru"):
             experiments.context_overrides(bad)
 
 
