@@ -91,7 +91,7 @@ class _ContextNet(nn.Module):
 
     def __init__(self, cfg: ContextProbeConfig):
         super().__init__()
-        h = cfg.hidden
+        h, self.arch = cfg.hidden, cfg.arch
         self.project = nn.Linear(cfg.n_features, h)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.arch == "gru":
@@ -106,7 +106,7 @@ class _ContextNet(nn.Module):
     def forward(self, z: Tensor, lengths: Tensor) -> Tensor:
         """z: [B, L, F] standardised, right-padded; returns [B, L] logits."""
         local = self.drop(nn.functional.gelu(self.project(z)))
-        if hasattr(self, "gru"):
+        if self.arch == "gru":
             packed = nn.utils.rnn.pack_padded_sequence(local, lengths.cpu(), batch_first=True, enforce_sorted=False)
             ctx, _ = self.gru(packed)
             ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=z.shape[1])

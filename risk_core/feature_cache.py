@@ -300,12 +300,11 @@ def pool_rows(
         sel = rows.token_row >= 0
         last = torch.full((n,), -1, dtype=torch.long)
         last.scatter_reduce_(0, rows.token_row[sel], torch.arange(len(sel))[sel], "amax")
-        have = last >= 0
+        filled = (last >= 0).nonzero()[:, 0]
         out = torch.zeros(n, d)
-        picked = last[have]
-        for a in range(0, len(picked), chunk):
-            vals = values[picked[a : a + chunk]].float()
-            out[have.nonzero()[a : a + chunk, 0]] = vals if fn is None else fn(vals).float()
+        for a in range(0, len(filled), chunk):
+            vals = values[last[filled[a : a + chunk]]].float()
+            out[filled[a : a + chunk]] = vals if fn is None else fn(vals).float()
         return out
     out = torch.zeros(n, d) if mode == "mean" else torch.full((n, d), -torch.inf)
     count = torch.zeros(n)
