@@ -24,10 +24,11 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from risk_core.candidates import candidate_mask
-from risk_core.choices import POOLING_MODES
+from risk_core.choices import POOLING_MODES, Framing
 from risk_core.data.jsonl import Sample
-from risk_core.encode import EncodeConfig, encode_tokens
+from risk_core.encode import EncodeConfig, TokenStates, encode_tokens
 from risk_core.errors import UsageError
+from risk_core.features import code_tokens, frame_text
 
 FORMAT_VERSION = 1
 
@@ -47,6 +48,7 @@ def cache_key(
     surprise: bool,
     echo: bool = False,
     dtype: str = "float32",
+    framing: str = "bare",
 ) -> dict:
     key = {
         "format_version": FORMAT_VERSION,
@@ -58,6 +60,8 @@ def cache_key(
     # Only when set, so that the caches written before these existed keep their key.
     if echo:
         key["echo"] = True
+    if framing != "bare":
+        key["framing"] = framing
     if dtype != "float32":  # the dtype the model computed in (states differ by ~1% in bfloat16)
         key["dtype"] = dtype
     return key
@@ -74,14 +78,18 @@ def build_cache(
     progress=None,
     stop_after: int | None = None,
     echo: bool = False,
+    framing: Framing = "bare",
 ) -> Path:
     """Encode ``samples`` into ``out`` (resuming where chunks exist). Returns ``out``. ``stop_after``
     encodes only the chunks that cover the first N samples: a prefix that ``load_tokens(partial=True)``
     reads, under the key of the whole data (a later run continues it). ``echo`` also keeps each
-    sample's second reading (``EncodeConfig.echo``) as ``echo<layer>``, from the same pass."""
+    sample's second reading (``EncodeConfig.echo``) as ``echo<layer>``, from the same pass. ``framing``
+    encodes each sample as ``features.frame_text`` frames it (``review``: inside a code-review chat
+    prompt, as ``pttrust bind --framing review`` and the scorer read it) and keeps the code's tokens
+    alone, at the code's own line numbers."""
     out = Path(out)
     layers = tuple(sorted(set(layers)))
-    key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise, echo, loaded.dtype)
+    key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise, echo, loaded.dtype, framing)
     meta_path = out / "cache.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
@@ -113,8 +121,17 @@ def build_cache(
         path = out / f"chunk_{c:05d}.safetensors"
         if not path.exists():
             part = samples[c * chunk : (c + 1) * chunk]
-            states = encode_tokens(loaded, [s.code for s in part], cfg)
-            ids = loaded.tokenizer([s.code for s in part], add_special_tokens=False)["input_ids"]
+            framed = [frame_text(s.code, s.language, framing, loaded.tokenizer) for s in part]
+            texts = [text for text, _ in framed]
+            states = encode_tokens(loaded, texts, cfg)
+            ids = loaded.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            if framing != "bare":  # keep the code's tokens, at the code's line numbers
+                keeps = [
+                    code_tokens(t.token_lines, offset, len(s.code.splitlines()))
+                    for t, (_, offset), s in zip(states, framed, part)
+                ]
+                states = [_select(t, keep, offset) for t, keep, (_, offset) in zip(states, keeps, framed)]
+                ids = [torch.tensor(row)[keep].tolist() for row, keep in zip(ids, keeps)]
             tensors = {
                 "token_ids": torch.tensor([t for row in ids for t in row], dtype=torch.int32),
                 "token_sample": torch.cat(
@@ -136,6 +153,20 @@ def build_cache(
         if progress:
             progress(min((c + 1) * chunk, len(samples)), len(samples))
     return out
+
+
+def _select(states: TokenStates, keep: Tensor, offset: int) -> TokenStates:
+    """The tokens ``keep`` picks of a framed text's states, their lines shifted back by the prompt's."""
+    pick = lambda t: None if t is None else t[keep]  # noqa: E731
+    return TokenStates(
+        states=states.states[keep],
+        token_lines=states.token_lines[keep] - offset,
+        n_lines=states.n_lines - offset,
+        nll=pick(states.nll),
+        entropy=pick(states.entropy),
+        extra={layer: x[keep] for layer, x in states.extra.items()},
+        echo={layer: x[keep] for layer, x in states.echo.items()},
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

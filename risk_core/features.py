@@ -95,6 +95,13 @@ def frame_text(code: str, language: str, framing: str, tokenizer=None) -> tuple[
     return pre + body + post.lstrip("\n"), pre.count("\n")
 
 
+def code_tokens(token_lines: Tensor, offset: int, n_lines: int) -> Tensor:
+    """Mask of the tokens that belong to the code in a text ``frame_text`` made: their line, less the
+    ``offset`` prompt lines before the code, lies in [0, n_lines). The prompt's tokens are dropped."""
+    shifted = token_lines - offset
+    return (shifted >= 0) & (shifted < n_lines)
+
+
 def compute_features(
     loaded, codes: list[str], languages: list[str], enc_cfg, sae=None, framing: str = "bare", keep_raw: bool = True
 ) -> list[FileFeatures]:
@@ -112,9 +119,8 @@ def compute_features(
     toks = encode_tokens(loaded, texts, enc_cfg)
     for code, ts, off in zip(codes, toks, offsets):
         n_lines = len(code.splitlines())
-        tl = ts.token_lines - off
-        keep = (tl >= 0) & (tl < n_lines)
-        tl = tl[keep]
+        keep = code_tokens(ts.token_lines, off, n_lines)
+        tl = ts.token_lines[keep] - off
         states = ts.read(enc_cfg)[keep].float()
         if tl.numel() == 0:
             out.append(FileFeatures([], None, None, None))

@@ -65,6 +65,11 @@ class Split:
             self.samples += part[: t.meta["n_samples"]]
             tokens.append(t)
         first = tokens[0]
+        framings = sorted({t.meta["key"].get("framing", "bare") for t in tokens})
+        if len(framings) > 1:
+            raise UsageError(f"the caches {', '.join(parts)} were encoded in different framings: {', '.join(framings)}")
+        self.framing: str = framings[0]
+        """How the caches' samples were framed when encoded (``realbugs-features --framing``)."""
         key = dict(first.meta["key"])
         if len(tokens) > 1:  # the stack's data is every part's, in order: one hash names them together
             key["data_sha256"] = hashlib.sha256(

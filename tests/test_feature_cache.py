@@ -98,6 +98,47 @@ def test_an_echo_cache_keeps_both_readings_and_split_pools_either(tiny, tmp_path
     assert not torch.allclose(split.raw(2, echo=True), split.raw(2), atol=1e-3)
 
 
+def test_a_review_framed_cache_keeps_the_codes_tokens_at_the_codes_lines(tiny, tmp_path):
+    """``framing="review"`` encodes each sample inside the chat prompt that bind and the scorer use and
+    keeps only the code's tokens: its rows are the scorer's review-framed line states, its token ids
+    the code's, and its key is not the bare cache's."""
+    from risk_core.features import compute_features
+
+    data = samples()
+    bare = load_tokens(build_cache(tiny, data, (2,), tmp_path / "bare", chunk=2, echo=True))
+    out = build_cache(tiny, data, (2,), tmp_path / "review", chunk=2, echo=True, framing="review")
+    review = load_tokens(out, echo_layers=(2,))
+    assert json.loads((out / "cache.json").read_text())["key"]["framing"] == "review"
+    torch.testing.assert_close(review.token_ids, bare.token_ids, rtol=0, atol=0)
+    torch.testing.assert_close(review.token_line, bare.token_line, rtol=0, atol=0)
+    rows = line_rows(review, [s.code for s in data], [s.language for s in data])
+    for name, x in (("states", review.states[2]), ("echo", review.echo[2])):
+        pooled = pool_rows(x, rows)
+        echo = name == "echo"
+        ref = compute_features(tiny, [data[0].code], ["python"], EncodeConfig(layer=2, echo=echo), framing="review")[0]
+        for row in (0, 1):  # sample 0's lines 1 and 3
+            want = ref.raw[ref.line_numbers.index(int(rows.line[row]))]
+            torch.testing.assert_close(pooled[row], want, rtol=0, atol=2e-3)  # fp16 storage
+        assert not torch.allclose(pooled, pool_rows(bare.states[2], rows), atol=1e-3)
+    with pytest.raises(UsageError, match="other data"):
+        build_cache(tiny, data, (2,), tmp_path / "bare", chunk=2, echo=True, framing="review")
+
+
+def test_caches_of_different_framings_do_not_stack(tiny, tmp_path):
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.realbugs import Split
+
+    data = samples()
+    specs = []
+    for name, part, framing in (("a", data[:2], "bare"), ("b", data[2:], "review")):
+        write_jsonl(tmp_path / f"{name}.jsonl", part)
+        build_cache(tiny, part, (2,), tmp_path / name, chunk=2, framing=framing)
+        specs.append(f"{tmp_path / name}={tmp_path / name}.jsonl")
+    assert Split(specs[1:], (2,)).framing == "review" and Split(specs[:1], (2,)).framing == "bare"
+    with pytest.raises(UsageError, match="different framings"):
+        Split(specs, (2,))
+
+
 def _two_stacked_caches(tiny, tmp_path) -> tuple[list, list[str]]:
     """samples() cut in two caches (layer 2, chunks of 2) and their Split specs, in stacking order."""
     from risk_core.data.jsonl import write_jsonl

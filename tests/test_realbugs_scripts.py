@@ -130,3 +130,51 @@ def test_mining_without_a_grammar_is_an_error_not_an_empty_data_set(tmp_path, mo
     monkeypatch.setattr(mine, "has_grammar", lambda language: language != "go")
     assert mine.main([str(tmp_path / "mirror"), str(tmp_path / "out"), "--repos", str(repos)]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def _git(cwd, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    env |= {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd)}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def test_mutants_come_from_another_function_of_the_real_samples_file_at_its_commit(tmp_path):
+    from risk_core.data.jsonl import Sample, read_jsonl, write_jsonl
+
+    work = tmp_path / "work"
+    work.mkdir()
+    first = "def buggy(xs):\n    total = 0\n    for x in xs:\n        total += x\n    total *= 2\n    return total\n"
+    other = "def other(a, b):\n    if a < b:\n        return b - a\n    out = a - b\n    out += 1\n    return out\n"
+    (work / "m.py").write_text(first + "\n\n" + other)
+    (work / "one.py").write_text(first)  # one function only: nothing else to mutate
+    _git(work, "init", "-q")
+    _git(work, "add", ".")
+    _git(work, "commit", "-q", "-m", "c")
+    sha = _git(work, "rev-parse", "HEAD").strip()
+    mirror = tmp_path / "mirror"
+    (mirror / "o+p").mkdir(parents=True)
+    _git(tmp_path, "clone", "-q", "--bare", str(work), str(mirror / "o+p" / "repo"))
+    at = f"@{sha[:12]}#L1"
+    order = [
+        Sample("a", "python", f"o/p:m.py{at}", first, [4], "git-fix"),
+        Sample("b", "python", f"o/p:one.py{at}", first, [4], "git-fix"),
+        Sample("c", "typescript", f"o/p:m.ts{at}", "let x = 1;\n", [1], "git-fix"),  # no operators for it
+        Sample("d", "python", f"o/p:m.py{at}", first, [], "git-fix-fixed"),  # only function left is taken
+    ]
+    write_jsonl(tmp_path / "order.jsonl", order)
+    out = tmp_path / "mutants.jsonl"
+    script = [sys.executable, str(SCRIPTS / "realbugs-mutants"), str(tmp_path / "order.jsonl"), str(mirror), str(out)]
+    res = subprocess.run([*script, "--first", "4"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("1 mutants of 4 samples (3 gave none)")
+    (m,) = read_jsonl(out)
+    assert m.path == f"o/p:m.py@{sha[:12]}#L9" and m.id == "a:mutant:other" and m.language == "python"
+    assert m.code != other and len(m.code.splitlines()) >= 4 and m.buggy_lines and m.operator
+    assert all(1 <= n <= len(m.code.splitlines()) for n in m.buggy_lines)
+    # a sample that is not a mined one is a one-line error, not a traceback
+    write_jsonl(tmp_path / "bad.jsonl", [Sample("x", "python", "somewhere.py", first, [1])])
+    res = subprocess.run(
+        [*script[:2], str(tmp_path / "bad.jsonl"), str(mirror), str(out)], capture_output=True, text=True
+    )
+    assert res.returncode == 1 and res.stderr.strip().startswith("error: x: path 'somewhere.py'")
+    assert "Traceback" not in res.stderr
