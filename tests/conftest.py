@@ -3,6 +3,7 @@ real loading code runs in every unit test in seconds."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,20 @@ try:
     _hypothesis_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # hypothesis is in the `test` extra; without it only test_properties.py is skipped
     pass
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@x",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@x",
+    "PATH": "/usr/bin:/bin",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+"""A git that reads no user or system config and commits as a fixed author."""
+
+
+def git(repo: Path, *args: str) -> str:
+    """``git -C repo ARGS`` under ``GIT_ENV`` (HOME in the repository): its stdout."""
+    env = {**GIT_ENV, "HOME": str(repo)}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import GIT_ENV, git
 
 from risk_core.candidates import enclosing_definition
 from risk_core.data.from_git import (
@@ -20,23 +21,9 @@ from risk_core.data.from_git import (
 )
 from risk_core.data.from_git import mining as fg
 
-ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@x",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@x",
-    "PATH": "/usr/bin:/bin",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
 CLAMP = "def clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x >= hi:\n        return lo\n    return x\n"
 TWICE = "def twice(x):\n    # double it\n    return 2 * x\n"
 JS = "function last(xs) {\n  const n = xs.length;\n  return xs[n];\n}\n\nconst first = (xs) => xs[0];\n"
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**ENV, "HOME": str(repo)}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout
 
 
 def commit(repo: Path, message: str, files: dict[str, str]) -> str:
@@ -127,7 +114,7 @@ def test_bare_git_dir_gives_the_same_samples(history, tmp_path):
     repo, _ = history
     bare = tmp_path / "proj.git"
     subprocess.run(
-        ["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True, env={**ENV, "HOME": str(tmp_path)}
+        ["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True, env={**GIT_ENV, "HOME": str(tmp_path)}
     )
     assert fix_samples(bare, name="o/proj") == fix_samples(repo, name="o/proj")
     assert len(fix_samples(bare)) == 6  # 3 buggy + 3 fixed
@@ -245,7 +232,7 @@ def test_recipe_script(history, tmp_path):
     subprocess.run(
         ["git", "clone", "-q", "--bare", str(repo), str(mirror / "o+proj" / "repo")],
         check=True,
-        env={**ENV, "HOME": str(tmp_path)},
+        env={**GIT_ENV, "HOME": str(tmp_path)},
     )
     head = git(repo, "rev-parse", "HEAD").strip()
     tsv = tmp_path / "repos.tsv"

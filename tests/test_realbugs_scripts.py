@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SCRIPTS, load_script
+from conftest import SCRIPTS, git, load_script
 
 from risk_core.errors import UsageError
 from risk_core.realbugs import variant_suffix
@@ -132,12 +132,6 @@ def test_mining_without_a_grammar_is_an_error_not_an_empty_data_set(tmp_path, mo
     assert not (tmp_path / "out").exists()
 
 
-def _git(cwd, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
-    env |= {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd)}
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
-
-
 def test_mutants_come_from_another_function_of_the_real_samples_file_at_its_commit(tmp_path):
     from risk_core.data.jsonl import Sample, read_jsonl, write_jsonl
 
@@ -147,13 +141,13 @@ def test_mutants_come_from_another_function_of_the_real_samples_file_at_its_comm
     other = "def other(a, b):\n    if a < b:\n        return b - a\n    out = a - b\n    out += 1\n    return out\n"
     (work / "m.py").write_text(first + "\n\n" + other)
     (work / "one.py").write_text(first)  # one function only: nothing else to mutate
-    _git(work, "init", "-q")
-    _git(work, "add", ".")
-    _git(work, "commit", "-q", "-m", "c")
-    sha = _git(work, "rev-parse", "HEAD").strip()
+    git(work, "init", "-q")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "c")
+    sha = git(work, "rev-parse", "HEAD").strip()
     mirror = tmp_path / "mirror"
     (mirror / "o+p").mkdir(parents=True)
-    _git(tmp_path, "clone", "-q", "--bare", str(work), str(mirror / "o+p" / "repo"))
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(mirror / "o+p" / "repo"))
     at = f"@{sha[:12]}#L1"
     order = [
         Sample("a", "python", f"o/p:m.py{at}", first, [4], "git-fix"),
