@@ -172,3 +172,6 @@ def test_mutants_come_from_another_function_of_the_real_samples_file_at_its_comm
     )
     assert res.returncode == 1 and res.stderr.strip().startswith("error: x: path 'somewhere.py'")
     assert "Traceback" not in res.stderr
+    # --first counts samples from the start of the order: zero or fewer is an error, not a slice from the end
+    res = subprocess.run([*script, "--first", "-3"], capture_output=True, text=True)
+    assert res.returncode == 2 and "--first" in res.stderr.strip().splitlines()[-1]
