@@ -73,3 +73,13 @@ def open_repo(repo: str | Path) -> Git:
     if Path(top).resolve() != repo.resolve():
         raise UsageError(f"{repo}: not a git repository (it lies inside {top})")
     return git
+
+
+def mirror_repo(mirror: str | Path, repo: str) -> Path:
+    """The git directory of ``owner/name`` in a mirror folder: ``owner+name/repo`` (as ``fetch`` brings
+    it), or ``owner+name`` itself (bare or a work tree)."""
+    base = Path(mirror) / repo.replace("/", "+")
+    for cand in (base / "repo", base):
+        if cand.is_dir():
+            return cand
+    raise UsageError(f"{repo}: no git directory under {base}")
