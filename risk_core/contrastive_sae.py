@@ -16,7 +16,6 @@ term keeps the dictionary a dictionary.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from risk_core.data.from_git.diff import line_opcodes
 from risk_core.errors import UsageError
 from risk_core.sae import SparseCoder
 
@@ -75,10 +75,9 @@ class FixPairs:
 def replaced_lines(buggy_code: str, fixed_code: str, buggy_lines: list[int]) -> list[int]:
     """1-based lines of the fixed version that replaced the labeled ``buggy_lines`` of the parent
     (difflib's replace blocks that touch a labeled line; a fix that only deletes has none)."""
-    a, b = buggy_code.splitlines(), fixed_code.splitlines()
     labeled = set(buggy_lines)
     out: list[int] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in line_opcodes(buggy_code, fixed_code):
         if tag == "replace" and labeled & set(range(i1 + 1, i2 + 1)):
             out += range(j1 + 1, j2 + 1)
     return out

@@ -157,8 +157,10 @@ def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict
     return out
 
 
-def real_bug_report(scores, samples, rows, threshold: float | None) -> dict:
-    """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``."""
+def real_bug_report(scores, samples, rows, threshold: float | None, fix_kinds: dict[str, str] | None = None) -> dict:
+    """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``. With
+    ``fix_kinds`` ({bug id: kind}), also per kind of fix: that kind's bugs beside every clean sample
+    (bugs of no known kind are left out there)."""
     si = rows.sample.numpy()
     lang = np.array([samples[int(i)].language for i in si])
     clean = np.array([not samples[int(i)].buggy_lines for i in si], dtype=bool)
@@ -167,4 +169,10 @@ def real_bug_report(scores, samples, rows, threshold: float | None) -> dict:
     for language in sorted(set(lang.tolist())):
         m = lang == language
         out["by_language"][language] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
+    if fix_kinds is not None:
+        kind = np.array([fix_kinds.get(samples[int(i)].id, "") for i in si])
+        out["by_fix_kind"] = {}
+        for k in sorted(set(kind[~clean].tolist()) - {""}):
+            m = clean | (kind == k)
+            out["by_fix_kind"][k] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
     return out

@@ -13,6 +13,7 @@ import torch
 
 from risk_core.artifacts import Bundle
 from risk_core.contrastive_sae import FixPairs, replaced_lines
+from risk_core.data.from_git.diff import FixKind, fix_kind
 from risk_core.data.jsonl import read_jsonl
 from risk_core.errors import UsageError
 from risk_core.feature_cache import line_rows, load_tokens, pool_rows
@@ -207,21 +208,29 @@ def bind_val_split(samples, fraction: float = 0.15) -> tuple[list[int], list[int
 
 
 def markdown_table(results: list[dict]) -> str:
-    """The "what we tried" table: one row per variant, overall and per language, with the number of
-    bind samples it was trained on and its bind-validation top-1 / AUROC (what a choice may read)."""
+    """The "what we tried" table: one row per variant, overall, per language and (where reported) per
+    kind of fix, with the number of bind samples it was trained on and its bind-validation top-1 / AUROC
+    (what a choice may read)."""
     langs = sorted({lang for r in results for lang in r["by_language"]})
+    kinds = sorted({k for r in results for k in r.get("by_fix_kind", {})})
     fmt = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
     head = ["variant", "bind samples", "top-1", "top-3", "top-5", "AUROC", "false / 1k clean lines", "precision"]
     head += [f"{lang} top-1 / AUROC" for lang in langs]
+    head += [f"fix: {k} top-1 / AUROC" for k in kinds]
     head += ["validation top-1 / AUROC"]
     rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         a = r["all"]
         n = r.get("bind_samples")
-        cells = [r["variant"], f"{n:,}" if n else "–"]
+        kept = r.get("train_fix_kinds", "all")  # bound on some kinds of fix only (realbugs-experiments)
+        name = r["variant"] if kept == "all" else f"{r['variant']}, bound on {' + '.join(kept)} fixes only"
+        cells = [name, f"{n:,}" if n else "–"]
         cells += [fmt(a[k]) for k in ("top1", "top3", "top5", "auroc", "false_per_1000", "precision")]
         for lang in langs:
             c = r["by_language"].get(lang)
+            cells.append(f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–")
+        for k in kinds:
+            c = r.get("by_fix_kind", {}).get(k)
             cells.append(f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–")
         v = r.get("validation")
         cells.append(f"{fmt(v['top1'])} / {fmt(v['auroc'])}" if v else "–")
@@ -232,6 +241,26 @@ def markdown_table(results: list[dict]) -> str:
         f"{n_all.get('n_bugs', 0)} held-out bugs, {n_all.get('n_lines', 0)} candidate lines (buggy and fixed versions)."
     )
     return "\n".join(rows) + "\n"
+
+
+def fix_kinds(samples) -> dict[str, FixKind]:
+    """{bug id: what its fix did to the labeled lines} for every bug whose fixed version (``<id>:fixed``)
+    is among ``samples`` (a mined file holds both)."""
+    fixed = {s.id: s for s in samples if not s.buggy_lines}
+    return {
+        s.id: fix_kind(s.code, fixed[s.id + ":fixed"].code, s.buggy_lines)
+        for s in samples
+        if s.buggy_lines and s.id + ":fixed" in fixed
+    }
+
+
+def keep_fix_kinds(samples, train: list[int], kinds: dict[str, FixKind], wanted: set[str]) -> list[int]:
+    """The training samples ``train`` less the bugs whose fix is not of a ``wanted`` kind (clean samples
+    stay). Every bug there needs a known kind: one without would be dropped silently otherwise."""
+    unknown = [samples[i].id for i in train if samples[i].buggy_lines and samples[i].id not in kinds]
+    if unknown:
+        raise UsageError(f"{len(unknown)} bind bugs (e.g. {unknown[0]}) have no fixed version in the --fix-kinds data")
+    return [i for i in train if not samples[i].buggy_lines or kinds[samples[i].id] in wanted]
 
 
 def fix_pairs(split: Split, keep: list[int]) -> tuple[FixPairs, list[int]]:

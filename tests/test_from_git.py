@@ -261,3 +261,15 @@ def test_recipe_script(history, tmp_path):
         text=True,
     )
     assert res.returncode == 2 and res.stderr.startswith("error:") and "Traceback" not in res.stderr
+
+
+def test_fix_kind_tells_replaced_lines_from_insertion_points():
+    from risk_core.data.from_git.diff import fix_kind
+
+    buggy = "def f(xs):\n    n = len(xs)\n    return xs[n]\n"
+    assert fix_kind(buggy, buggy.replace("xs[n]", "xs[n - 1]"), [3]) == "replace"
+    assert fix_kind(buggy, buggy.replace("    n = len(xs)\n", ""), [2]) == "replace"  # a deletion replaces too
+    guarded = buggy.replace("    return", "    if not n:\n        return None\n    return")
+    assert fix_kind(buggy, guarded, [3]) == "insert"  # the label only marks where the guard goes
+    both = guarded.replace("xs[n]", "xs[n - 1]")
+    assert fix_kind(buggy, both, [2, 3]) == "mixed"  # line 3 changed, line 2 did not

@@ -77,3 +77,54 @@ def test_the_table_shows_bind_samples_and_validation_beside_held_out_figures():
     assert lines[2].startswith("| random | – | 0.25") and lines[2].endswith("| – | – |")  # no python, no validation
     assert lines[3].startswith("| gru | 3,424 | 0.25") and lines[3].endswith("| – | 0.25 / 0.73 | 0.29 / 0.75 |")
     assert lines[-1] == "3 held-out bugs, 40 candidate lines (buggy and fixed versions)."
+
+
+def _sample(id: str, code: str, buggy: list[int], language: str = "python"):
+    from risk_core.data.jsonl import Sample
+
+    return Sample(id=id, language=language, path=f"o/r:{id}", code=code, buggy_lines=buggy, operator="git-fix")
+
+
+def test_fix_kinds_pair_each_bug_with_its_fixed_version_and_filter_training():
+    from risk_core.errors import UsageError
+    from risk_core.realbugs import fix_kinds, keep_fix_kinds
+
+    code = "a = 1\nb = a\nreturn b\n"
+    samples = [
+        _sample("x", code, [2]),
+        _sample("x:fixed", code.replace("b = a", "b = a + 1"), []),
+        _sample("y", code, [3]),
+        _sample("y:fixed", code.replace("return b", "check(b)\nreturn b"), []),
+        _sample("z", code, [1]),  # its fixed version is not there: no kind
+    ]
+    kinds = fix_kinds(samples)
+    assert kinds == {"x": "replace", "y": "insert"}
+    assert keep_fix_kinds(samples, [0, 1, 2, 3], kinds, {"replace"}) == [0, 1, 3]  # clean samples stay
+    with pytest.raises(UsageError, match="1 bind bugs"):
+        keep_fix_kinds(samples, [0, 4], kinds, {"replace"})
+
+
+def test_the_report_per_kind_of_fix_puts_every_clean_sample_beside_each_kind():
+    from risk_core.metrics import real_bug_report
+
+    samples = [_sample("x", "", [1]), _sample("y", "", [2]), _sample("x:fixed", "", [])]
+    rows = SimpleNamespace(
+        sample=torch.tensor([0, 0, 1, 1, 2, 2]), label=torch.tensor([1, 0, 0, 1, 0, 0]), line=torch.arange(6)
+    )
+    scores = [0.9, 0.1, 0.8, 0.2, 0.95, 0.0]  # x found first, y not; one clean line above the threshold
+    rep = real_bug_report(scores, samples, rows, 0.5, {"x": "replace", "y": "insert"})
+    assert rep["by_fix_kind"]["replace"]["top1"] == 1.0 and rep["by_fix_kind"]["insert"]["top1"] == 0.0
+    assert rep["by_fix_kind"]["insert"]["false_per_1000"] == rep["all"]["false_per_1000"] == 500.0
+    assert "by_fix_kind" not in real_bug_report(scores, samples, rows, 0.5)
+
+
+def test_the_table_adds_a_column_per_kind_of_fix_when_reported():
+    from risk_core.realbugs import markdown_table
+
+    cell = {"top1": 0.25, "top3": 0.5, "top5": 0.6, "auroc": 0.73, "false_per_1000": 2.0, "precision": 0.5}
+    row = {"variant": "gru", "all": cell, "by_language": {}, "by_fix_kind": {"insert": {**cell, "top1": 0.1}}}
+    kept = {**row, "train_fix_kinds": ["mixed", "replace"]}
+    head, _, line, line_kept = markdown_table([row, kept]).splitlines()[:4]
+    assert head.endswith("| fix: insert top-1 / AUROC | validation top-1 / AUROC |")
+    assert line.startswith("| gru | – |") and line.endswith("| 0.10 / 0.73 | – |")
+    assert line_kept.startswith("| gru, bound on mixed + replace fixes only | – |")

@@ -101,21 +101,15 @@ def test_gru_overrides_are_typed_and_refuse_what_is_not_a_field():
             experiments.context_overrides(bad)
 
 
+def _experiments_on_missing_caches(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
+    script = str(SCRIPTS / "realbugs-experiments")
+    args = ["--bind", missing, "--heldout", missing, *extra, "--out", str(tmp_path / "out.json")]
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+
+
 def test_experiments_on_a_missing_cache_say_so_in_one_line(tmp_path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "realbugs-experiments"),
-            "--bind",
-            f"{tmp_path}/none={tmp_path}/none.jsonl",
-            "--heldout",
-            f"{tmp_path}/none={tmp_path}/none.jsonl",
-            "--out",
-            str(tmp_path / "out.json"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = _experiments_on_missing_caches(tmp_path)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().count("\n") == 0 and "not a feature cache" in run.stderr
     assert "Traceback" not in run.stderr
@@ -175,3 +169,9 @@ def test_mutants_come_from_another_function_of_the_real_samples_file_at_its_comm
     # --first counts samples from the start of the order: zero or fewer is an error, not a slice from the end
     res = subprocess.run([*script, "--first", "-3"], capture_output=True, text=True)
     assert res.returncode == 2 and "--first" in res.stderr.strip().splitlines()[-1]
+
+
+def test_an_unknown_kind_of_fix_is_a_one_line_usage_error(tmp_path):
+    run = _experiments_on_missing_caches(tmp_path, "--train-fix-kinds", "replace,typo")
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0, run.stderr
+    assert "--train-fix-kinds replace,typo: kinds are replace, insert, mixed" in run.stderr

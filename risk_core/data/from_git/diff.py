@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
@@ -69,3 +71,28 @@ def map_line(line: int, hunks: list[Hunk]) -> int | None:
         if line > h.old_end:
             shift += h.delta
     return line + shift
+
+
+# --- a bug and its fix, as mined -----------------------------------------------------------------------
+
+FixKind = Literal["replace", "insert", "mixed"]
+FIX_KINDS: tuple[FixKind, ...] = ("replace", "insert", "mixed")
+
+
+def line_opcodes(buggy_code: str, fixed_code: str) -> list[tuple[str, int, int, int, int]]:
+    """difflib's non-equal opcodes from a buggy window's lines to its fixed version's (0-based, end-exclusive)."""
+    a, b = buggy_code.splitlines(), fixed_code.splitlines()
+    return [op for op in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if op[0] != "equal"]
+
+
+def fix_kind(buggy_code: str, fixed_code: str, buggy_lines: list[int]) -> FixKind:
+    """What the fix did to a bug's labeled lines: ``replace`` (it changed or deleted every one), ``insert``
+    (none: the fix only added code, and the label marks where it goes, see the package docstring) or
+    ``mixed``. Read from the two windows, so a line git's whole-file diff changed and difflib pairs as
+    equal counts as an insertion point."""
+    ops = line_opcodes(buggy_code, fixed_code)
+    touched = {n for tag, i1, i2, _, _ in ops if tag != "insert" for n in range(i1 + 1, i2 + 1)}
+    labeled = set(buggy_lines)
+    if labeled <= touched:
+        return "replace"
+    return "mixed" if labeled & touched else "insert"
