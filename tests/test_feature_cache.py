@@ -229,6 +229,23 @@ def test_experiment_rows_keep_their_line_scores_for_a_later_threshold_rule(tiny,
     assert json.loads(out.read_text())[0]["variant"] == "random"
 
 
+def test_a_variant_name_that_matches_no_row_is_an_error_after_the_rows_that_ran(tiny, tmp_path):
+    """A misspelt --variants name ran nothing for it and exited 0: the row was silently missing."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+
+    _, specs = _two_stacked_caches(tiny, tmp_path)
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", specs[0], "--heldout", specs[1]]
+    cmd += ["--layers", "2", "--variants", "random,raw2 + logistc", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip() == "error: --variants: no row is named 'raw2 + logistc' (the rows that ran are written)"
+    assert [r["variant"] for r in json.loads(out.read_text())] == ["random"]  # what ran is kept
+
+
 def test_export_harvest_skips_sample_starts_and_splits(tiny, tmp_path):
     data = samples()
     tokens = load_tokens(build_cache(tiny, data, (2,), tmp_path / "c", chunk=8))

@@ -175,3 +175,15 @@ def test_an_unknown_kind_of_fix_is_a_one_line_usage_error(tmp_path):
     run = _experiments_on_missing_caches(tmp_path, "--train-fix-kinds", "replace,typo")
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0, run.stderr
     assert "--train-fix-kinds replace,typo: kinds are replace, insert, mixed" in run.stderr
+
+
+def test_a_variant_of_another_context_arch_is_refused_before_any_work(tmp_path):
+    """`--variants "echo12 + context-transformer ..."` without `--gru arch=transformer` ran nothing for
+    that name and exited 0, after minutes of loading: the row was silently missing from the table."""
+    run = _experiments_on_missing_caches(tmp_path, "--variants", "echo12 + context-transformer (both) x3")
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0, run.stderr
+    assert "--gru arch=transformer" in run.stderr and "not a feature cache" not in run.stderr
+    run = _experiments_on_missing_caches(
+        tmp_path, "--gru", "arch=transformer", "--variants", "echo12 + context-gru (both) x3"
+    )
+    assert run.returncode == 2 and "--gru arch=gru" in run.stderr, run.stderr
