@@ -187,3 +187,17 @@ def test_a_variant_of_another_context_arch_is_refused_before_any_work(tmp_path):
         tmp_path, "--gru", "arch=transformer", "--variants", "echo12 + context-gru (both) x3"
     )
     assert run.returncode == 2 and "--gru arch=gru" in run.stderr, run.stderr
+
+
+def test_combined_tables_keep_a_variant_bound_on_other_data_as_its_own_row(tmp_path):
+    """realbugs-combine kept one row per variant name, so the same probe bound on more samples (or on
+    some kinds of fix only) vanished from the combined table."""
+    cell = {"top1": 0.2, "top3": 0.4, "top5": 0.5, "auroc": 0.7, "false_per_1000": 1.0, "precision": 0.5}
+    row = lambda n, **kw: {"variant": "gru", "bind_samples": n, "all": cell, "by_language": {}, **kw}  # noqa: E731
+    small, large = tmp_path / "small.json", tmp_path / "large.json"
+    small.write_text(json.dumps([row(2112), row(2112, train_fix_kinds=["replace"])]))
+    large.write_text(json.dumps([row(4864), row(2112)]))  # the last one repeats the first run's row
+    out = tmp_path / "all.json"
+    subprocess.run([sys.executable, str(SCRIPTS / "realbugs-combine"), str(out), str(small), str(large)], check=True)
+    kept = [(r["bind_samples"], r.get("train_fix_kinds", "all")) for r in json.loads(out.read_text())]
+    assert kept == [(2112, "all"), (2112, ["replace"]), (4864, "all")]
