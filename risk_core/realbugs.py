@@ -214,6 +214,7 @@ def markdown_table(results: list[dict]) -> str:
     langs = sorted({lang for r in results for lang in r["by_language"]})
     kinds = sorted({k for r in results for k in r.get("by_fix_kind", {})})
     fmt = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    pair = lambda c: f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–"  # noqa: E731
     head = ["variant", "bind samples", "top-1", "top-3", "top-5", "AUROC", "false / 1k clean lines", "precision"]
     head += [f"{lang} top-1 / AUROC" for lang in langs]
     head += [f"fix: {k} top-1 / AUROC" for k in kinds]
@@ -226,14 +227,9 @@ def markdown_table(results: list[dict]) -> str:
         name = r["variant"] if kept == "all" else f"{r['variant']}, bound on {' + '.join(kept)} fixes only"
         cells = [name, f"{n:,}" if n else "–"]
         cells += [fmt(a[k]) for k in ("top1", "top3", "top5", "auroc", "false_per_1000", "precision")]
-        for lang in langs:
-            c = r["by_language"].get(lang)
-            cells.append(f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–")
-        for k in kinds:
-            c = r.get("by_fix_kind", {}).get(k)
-            cells.append(f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–")
-        v = r.get("validation")
-        cells.append(f"{fmt(v['top1'])} / {fmt(v['auroc'])}" if v else "–")
+        cells += [pair(r["by_language"].get(lang)) for lang in langs]
+        cells += [pair(r.get("by_fix_kind", {}).get(k)) for k in kinds]
+        cells.append(pair(r.get("validation")))
         rows.append("| " + " | ".join(cells) + " |")
     n_all = results[0]["all"] if results else {}
     rows.append("")
