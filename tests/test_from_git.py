@@ -273,3 +273,36 @@ def test_fix_kind_tells_replaced_lines_from_insertion_points():
     assert fix_kind(buggy, guarded, [3]) == "insert"  # the label only marks where the guard goes
     both = guarded.replace("xs[n]", "xs[n - 1]")
     assert fix_kind(buggy, both, [2, 3]) == "mixed"  # line 3 changed, line 2 did not
+
+
+def test_recipe_script_bind_extra_leaves_bind_as_it_was(history, tmp_path):
+    """Repositories added as bind-extra are mined last: bind.jsonl (and the bind order made from it)
+    keeps its bytes, and their samples that repeat a bind one are dropped."""
+    repo, _ = history
+    mirror = tmp_path / "mirror"
+    for name in ("o+proj", "o+copy"):
+        (mirror / name).mkdir(parents=True)
+        subprocess.run(
+            ["git", "clone", "-q", "--bare", str(repo), str(mirror / name / "repo")],
+            check=True,
+            env={**GIT_ENV, "HOME": str(tmp_path)},
+        )
+    head = git(repo, "rev-parse", "HEAD").strip()
+    script = Path(__file__).resolve().parent.parent / "scripts" / "mine-bug-fixes"
+    rows = f"o/proj\t{head}\tpython\tbind\n"
+    outs = {}
+    for name, text in (("plain", rows), ("extra", rows + f"o/copy\t{head}\tpython\tbind-extra\n")):
+        (tmp_path / f"{name}.tsv").write_text(text)
+        out = outs[name] = tmp_path / name
+        res = subprocess.run(
+            [sys.executable, str(script), str(mirror), str(out), "--repos", str(tmp_path / f"{name}.tsv")],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stderr
+    assert (outs["plain"] / "bind.jsonl").read_bytes() == (outs["extra"] / "bind.jsonl").read_bytes()
+    manifest = json.loads((outs["extra"] / "manifest.json").read_text())
+    assert manifest["totals"]["bind"]["bugs"] == 3 and manifest["totals"]["bind-extra"]["bugs"] == 0
+    assert manifest["repos"]["o/copy"]["cross_repo_duplicates"] == 3
+    assert (outs["extra"] / "bind-extra.jsonl").read_text() == "" and (outs["extra"] / "BIND_EXTRA_READY").exists()
