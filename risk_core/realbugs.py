@@ -14,6 +14,7 @@ import torch
 from risk_core.artifacts import Bundle
 from risk_core.contrastive_sae import FixPairs, replaced_lines
 from risk_core.data.from_git.diff import FixKind, fix_kind
+from risk_core.data.from_git.mining import fixed_id
 from risk_core.data.jsonl import read_jsonl
 from risk_core.errors import UsageError
 from risk_core.feature_cache import line_rows, load_tokens, pool_rows
@@ -240,13 +241,13 @@ def markdown_table(results: list[dict]) -> str:
 
 
 def fix_kinds(samples) -> dict[str, FixKind]:
-    """{bug id: what its fix did to the labeled lines} for every bug whose fixed version (``<id>:fixed``)
+    """{bug id: what its fix did to the labeled lines} for every bug whose fixed version (``fixed_id``)
     is among ``samples`` (a mined file holds both)."""
     fixed = {s.id: s for s in samples if not s.buggy_lines}
     return {
-        s.id: fix_kind(s.code, fixed[s.id + ":fixed"].code, s.buggy_lines)
+        s.id: fix_kind(s.code, fixed[fixed_id(s.id)].code, s.buggy_lines)
         for s in samples
-        if s.buggy_lines and s.id + ":fixed" in fixed
+        if s.buggy_lines and fixed_id(s.id) in fixed
     }
 
 
@@ -278,7 +279,7 @@ def fix_pairs(split: Split, keep: list[int]) -> tuple[FixPairs, list[int]]:
 
     buggy, fixed, owners = [], [], []
     for i, s in enumerate(split.samples):
-        j = index.get(s.id + ":fixed")
+        j = index.get(fixed_id(s.id))
         if i not in kept or j is None or not s.buggy_lines:
             continue
         tb = tokens(i, s.buggy_lines)

@@ -258,7 +258,7 @@ def mine_fix(git: Git, cand: FixCandidate, rules: Rules, name: str) -> tuple[tup
         operator="git-fix",
     )
     fixed = Sample(
-        id=f"{sid}:fixed",
+        id=fixed_id(sid),
         language=cand.language,
         path=f"{name}:{cand.path}@{cand.sha[:12]}#L{lo_new}",
         code=fixed_code,
@@ -300,6 +300,11 @@ def fix_pairs(
 
 def normalised(code: str) -> str:
     return "\n".join(ln.strip() for ln in code.splitlines() if ln.strip())
+
+
+def fixed_id(bug_id: str) -> str:
+    """The id of a mined bug's fixed version, the same window after the fix: ``<bug id>:fixed``."""
+    return f"{bug_id}:fixed"
 
 
 def dedupe(
