@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -157,22 +159,36 @@ def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict
     return out
 
 
-def real_bug_report(scores, samples, rows, threshold: float | None, fix_kinds: dict[str, str] | None = None) -> dict:
+def real_bug_report(
+    scores,
+    samples,
+    rows,
+    threshold: float | None,
+    fix_kinds: dict[str, str] | None = None,
+    repository: Callable[[Any], str] | None = None,
+) -> dict:
     """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``. With
     ``fix_kinds`` ({bug id: kind}), also per kind of fix: that kind's bugs beside every clean sample
-    (bugs of no known kind are left out there)."""
+    (bugs of no known kind are left out there). With ``repository`` (sample -> its repository), also
+    per repository: its bugs beside its own clean samples."""
     si = rows.sample.numpy()
     lang = np.array([samples[int(i)].language for i in si])
     clean = np.array([not samples[int(i)].buggy_lines for i in si], dtype=bool)
     s, y = np.asarray(scores, dtype=np.float64), rows.label.numpy() > 0
-    out = {"threshold": rounded(threshold), "all": finding_cell(s, y, si, clean, threshold), "by_language": {}}
-    for language in sorted(set(lang.tolist())):
-        m = lang == language
-        out["by_language"][language] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
+
+    def by(keys: np.ndarray) -> dict:  # each key's rows, its bugs and its clean samples alike
+        return {
+            k: finding_cell(s[keys == k], y[keys == k], si[keys == k], clean[keys == k], threshold)
+            for k in sorted(set(keys.tolist()))
+        }
+
+    out = {"threshold": rounded(threshold), "all": finding_cell(s, y, si, clean, threshold), "by_language": by(lang)}
     if fix_kinds is not None:
         kind = np.array([fix_kinds.get(samples[int(i)].id, "") for i in si])
         out["by_fix_kind"] = {}
         for k in sorted(set(kind[~clean].tolist()) - {""}):
             m = clean | (kind == k)
             out["by_fix_kind"][k] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
+    if repository is not None:
+        out["by_repository"] = by(np.array([repository(samples[int(i)]) for i in si]))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -128,3 +129,20 @@ def test_the_table_adds_a_column_per_kind_of_fix_when_reported():
     assert head.endswith("| fix: insert top-1 / AUROC | validation top-1 / AUROC |")
     assert line.startswith("| gru | – |") and line.endswith("| 0.10 / 0.73 | – |")
     assert line_kept.startswith("| gru, bound on mixed + replace fixes only | – |")
+
+
+def test_the_report_per_repository_keeps_each_repository_with_its_own_clean_samples():
+    from risk_core.metrics import real_bug_report
+    from risk_core.realbugs import repo_of
+
+    samples = [_sample("x", "", [1]), _sample("y", "", [2]), _sample("x:fixed", "", [])]
+    samples[1] = dataclasses.replace(samples[1], path="o/other:y")
+    rows = SimpleNamespace(
+        sample=torch.tensor([0, 0, 1, 1, 2, 2]), label=torch.tensor([1, 0, 0, 1, 0, 0]), line=torch.arange(6)
+    )
+    scores = [0.9, 0.1, 0.8, 0.2, 0.95, 0.0]  # o/r's bug found first, o/other's not; o/r's clean line flagged
+    rep = real_bug_report(scores, samples, rows, 0.5, repository=repo_of)
+    assert sorted(rep["by_repository"]) == ["o/other", "o/r"]
+    assert rep["by_repository"]["o/r"]["top1"] == 1.0 and rep["by_repository"]["o/other"]["top1"] == 0.0
+    assert rep["by_repository"]["o/r"]["false_per_1000"] == 500.0
+    assert "by_repository" not in real_bug_report(scores, samples, rows, 0.5)
