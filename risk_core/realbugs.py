@@ -39,7 +39,8 @@ def repo_of(sample) -> str:
 class Split:
     """Caches + their samples, stacked: candidate rows, and features computed on demand (memoised).
     A cache still being written contributes the samples of its finished chunks; ``max_samples`` keeps
-    the first that many of the stack (variants compared while an encoder still runs see the same data)."""
+    the first that many of the stack (variants compared while an encoder still runs see the same data),
+    and ``uncapped`` parts are stacked after that cut, whole."""
 
     def __init__(
         self,
@@ -47,11 +48,14 @@ class Split:
         layers: tuple[int, ...],
         max_samples: int | None = None,
         echo_layers: tuple[int, ...] = (),
+        uncapped: list[str] | tuple[str, ...] = (),
     ):
         self.samples, tokens = [], []
-        for spec in parts:
-            if max_samples is not None and len(self.samples) >= max_samples:
-                break
+        self.n_capped = 0
+        """Samples from ``parts`` (cut at ``max_samples``); those of ``uncapped`` follow them, whole."""
+        for spec, capped in [(p, True) for p in parts] + [(p, False) for p in uncapped]:
+            if capped and max_samples is not None and len(self.samples) >= max_samples:
+                continue
             cache, eq, data = spec.partition("=")
             if not eq:
                 raise UsageError(f"expected CACHE=DATA.jsonl, got {spec!r}")
@@ -61,11 +65,13 @@ class Split:
             part = read_jsonl(data)
             if len(part) < t.meta["n_samples"]:
                 raise UsageError(f"{data}: {len(part)} samples, the cache {t.meta['n_samples']}: not its data")
-            if max_samples is not None and len(self.samples) + t.meta["n_samples"] > max_samples:
+            if capped and max_samples is not None and len(self.samples) + t.meta["n_samples"] > max_samples:
                 t = t.first_samples(max_samples - len(self.samples))
             t.token_sample = t.token_sample + len(self.samples)
             self.samples += part[: t.meta["n_samples"]]
             tokens.append(t)
+            if capped:
+                self.n_capped = len(self.samples)
         first = tokens[0]
         framings = sorted({t.meta["key"].get("framing", "bare") for t in tokens})
         if len(framings) > 1:
@@ -226,6 +232,8 @@ def markdown_table(results: list[dict]) -> str:
         n = r.get("bind_samples")
         kept = r.get("train_fix_kinds", "all")  # bound on some kinds of fix only (realbugs-experiments)
         name = r["variant"] if kept == "all" else f"{r['variant']}, bound on {' + '.join(kept)} fixes only"
+        if r.get("train_only_samples"):  # realbugs-experiments --train-only
+            name += f", {r['train_only_samples']:,} of them for training only"
         cells = [name, f"{n:,}" if n else "–"]
         cells += [fmt(a[k]) for k in ("top1", "top3", "top5", "auroc", "false_per_1000", "precision")]
         cells += [pair(r["by_language"].get(lang)) for lang in langs]

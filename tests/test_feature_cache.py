@@ -187,6 +187,22 @@ def test_split_keeps_the_first_max_samples_of_the_stack(tiny, tmp_path):
     assert len(Split(specs, (2,), max_samples=100).samples) == len(data)
 
 
+def test_uncapped_parts_come_whole_after_the_cut_of_the_others(tiny, tmp_path):
+    """Training-only samples (realbugs-experiments --train-only) are stacked after the bind parts, and
+    --bind-samples cuts only those: the first n of the bind stack, then every uncapped sample."""
+    from risk_core.realbugs import Split
+
+    data, specs = _two_stacked_caches(tiny, tmp_path)
+    full = Split(specs, (2,))
+    for n in (1, 2):
+        split = Split(specs[:1], (2,), max_samples=n, uncapped=specs[1:])
+        assert split.n_capped == n and len(split.samples) == n + len(data) - 2
+        assert [s.path for s in split.samples] == [s.path for s in data[:n] + data[2:]]
+        keep = (full.tokens.token_sample < n) | (full.tokens.token_sample >= 2)
+        assert torch.equal(split.tokens.states[2], full.tokens.states[2][keep])
+    assert Split(specs, (2,)).n_capped == len(data)
+
+
 def test_a_split_of_a_missing_or_wrong_cache_fails_in_one_line(tiny, tmp_path):
     """A cache directory that is not there, a layer it does not hold, a data file that is missing or
     shorter than the cache: each a UsageError naming the path, never a traceback from deep inside."""
@@ -227,6 +243,26 @@ def test_experiment_rows_keep_their_line_scores_for_a_later_threshold_rule(tiny,
     assert len(kept["bind"]) == len(Split(specs[:1], (2,)).rows.line)
     assert len(kept["held"]) == len(Split(specs[1:], (2,)).rows.line)
     assert json.loads(out.read_text())[0]["variant"] == "random"
+
+
+def test_train_only_samples_train_and_never_validate(tiny, tmp_path):
+    """realbugs-experiments --train-only: the samples join training, whatever their repositories'
+    hashes, and the validation repositories are the --bind ones' alone; rows say how many there were."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+
+    data, specs = _two_stacked_caches(tiny, tmp_path)
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", specs[0], "--train-only", specs[1]]
+    cmd += ["--heldout", specs[1], "--layers", "2", "--variants", "random", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"bind: {len(data)} samples ({len(data) - 1} train / 1 val)" in run.stdout  # 1 val: a --bind repository
+    row = json.loads(out.read_text())[0]
+    assert row["bind_samples"] == len(data) and row["train_only_samples"] == len(data) - 2
+    assert f"random, {len(data) - 2:,} of them for training only" in (tmp_path / "rows.md").read_text()
 
 
 def test_a_variant_name_that_matches_no_row_is_an_error_after_the_rows_that_ran(tiny, tmp_path):
