@@ -265,6 +265,38 @@ def test_train_only_samples_train_and_never_validate(tiny, tmp_path):
     assert f"random, {len(data) - 2:,} of them for training only" in (tmp_path / "rows.md").read_text()
 
 
+def test_echo_only_loads_the_second_reading_alone(tiny, tmp_path):
+    """realbugs-experiments --echo-only: the plain reading's states are not loaded (half the memory of
+    an echo cache: 24k bind samples fit in 24 GB), its rows are not offered, the echo rows score the same."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.realbugs import Split
+
+    data = samples()
+    write_jsonl(tmp_path / "d.jsonl", data)
+    spec = f"{build_cache(tiny, data, (2,), tmp_path / 'echo', chunk=2, echo=True)}={tmp_path / 'd.jsonl'}"
+    echo_only = Split([spec], (), echo_layers=(2,))
+    assert echo_only.tokens.states == {} and torch.equal(
+        echo_only.raw(2, echo=True), Split([spec], (2,), echo_layers=(2,)).raw(2, echo=True)
+    )
+    rows = {}
+    for flag in ("--echo", "--echo-only"):
+        out = tmp_path / f"rows{flag}.json"
+        cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", spec, "--heldout", spec, flag]
+        cmd += ["--layers", "2", "--variants", "echo2 + logistic", "--out", str(out)]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        rows[flag] = json.loads(out.read_text())[0]["all"]
+    assert rows["--echo"] == rows["--echo-only"]
+    cmd[cmd.index("echo2 + logistic")] = "raw2 + logistic"
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 2 and "no row is named 'raw2 + logistic'" in run.stderr, run.stderr
+
+
 def test_a_variant_name_that_matches_no_row_is_an_error_after_the_rows_that_ran(tiny, tmp_path):
     """A misspelt --variants name ran nothing for it and exited 0: the row was silently missing."""
     import subprocess
