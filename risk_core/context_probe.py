@@ -251,12 +251,13 @@ def file_logits(probe: ContextProbe, xs: list[Tensor], batch: int = 64) -> list[
     the packed GRU gives a file the logits it gets alone, at a fraction of the per-file overhead."""
     out: list[Tensor] = [torch.zeros(0) for _ in xs]
     nonempty = [i for i, x in enumerate(xs) if x.shape[0] > 0]
+    device = probe.mean.device  # the files stay where they are; a batch goes to the probe's device
     with torch.no_grad():
         for b in range(0, len(nonempty), batch):
             idx = nonempty[b : b + batch]
             lengths = torch.tensor([xs[i].shape[0] for i in idx])
-            padded = nn.utils.rnn.pad_sequence([probe.standardize(xs[i]) for i in idx], batch_first=True)
-            logits = probe._padded_logits(padded, lengths)
+            padded = nn.utils.rnn.pad_sequence([probe.standardize(xs[i].to(device)) for i in idx], batch_first=True)
+            logits = probe._padded_logits(padded, lengths).cpu()
             for r, i in enumerate(idx):
                 out[i] = logits[r, : int(lengths[r])]
     return out
@@ -278,10 +279,16 @@ def _top1_auroc(probe: ContextProbe, files: list[tuple[Tensor, Tensor]]) -> tupl
 
 
 def train_context_probe(
-    files: list[tuple[Tensor, Tensor]], cfg: ContextProbeConfig, val_files: list[tuple[Tensor, Tensor]], log=None
+    files: list[tuple[Tensor, Tensor]],
+    cfg: ContextProbeConfig,
+    val_files: list[tuple[Tensor, Tensor]],
+    log=None,
+    device: str | torch.device = "cpu",
 ) -> ContextProbe:
     """Train on files given as (line features [L, F], 0/1 labels [L]); early-stop and Platt-calibrate
-    on ``val_files`` (split them by repository: lines and files of one project are correlated)."""
+    on ``val_files`` (split them by repository: lines and files of one project are correlated). The
+    files stay in memory where they are; each batch is trained on ``device``; the probe comes back on
+    the CPU."""
     files = [(x.float(), y.float()) for x, y in files if x.shape[0] > 0]
     val_files = [(x.float(), y.float()) for x, y in val_files if x.shape[0] > 0]
     if not files or not val_files:
@@ -301,13 +308,14 @@ def train_context_probe(
         one = ContextProbe(ContextProbeConfig(**{**asdict(cfg), "members": 1, "seed": cfg.seed + m}))
         one.mean.copy_(probe.mean)
         one.std.copy_(probe.std)
+        one.to(device)
         top1, auc = _train_member(one, files, val_files, pos_weight, log if cfg.members == 1 else None)
         probe.nets[m] = one.nets[0]
         if log and cfg.members > 1:
             log(f"member {m + 1}/{cfg.members} (seed {cfg.seed + m}): val top-1 {top1:.3f} AUROC {auc:.3f}")
-    probe.eval()
+    probe.to(device).eval()
     _calibrate(probe, val_files)
-    return probe
+    return probe.cpu()
 
 
 def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log) -> tuple[float, float]:
@@ -322,6 +330,7 @@ def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log)
         order = torch.randperm(len(files), generator=gen).tolist()
         for b in range(0, len(order), cfg.batch_files):
             x, y, mask, lengths = _batch(files, order[b : b + cfg.batch_files])
+            x, y, mask = x.to(probe.mean.device), y.to(probe.mean.device), mask.to(probe.mean.device)
             logits = probe._padded_logits(probe.standardize(x), lengths)
             loss = _loss(logits, y, mask, pos_weight, cfg.loss, cfg.listwise_weight)
             opt.zero_grad()
