@@ -325,12 +325,13 @@ def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log)
     gen = torch.Generator().manual_seed(cfg.seed)  # the file order
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_key = copy.deepcopy(probe.state_dict()), (-1.0, -1.0)
+    device = probe.mean.device  # where train_context_probe put the member
     for epoch in range(cfg.epochs):
         probe.train()
         order = torch.randperm(len(files), generator=gen).tolist()
         for b in range(0, len(order), cfg.batch_files):
             x, y, mask, lengths = _batch(files, order[b : b + cfg.batch_files])
-            x, y, mask = x.to(probe.mean.device), y.to(probe.mean.device), mask.to(probe.mean.device)
+            x, y, mask = x.to(device), y.to(device), mask.to(device)
             logits = probe._padded_logits(probe.standardize(x), lengths)
             loss = _loss(logits, y, mask, pos_weight, cfg.loss, cfg.listwise_weight)
             opt.zero_grad()
