@@ -201,3 +201,24 @@ def test_combined_tables_keep_a_variant_bound_on_other_data_as_its_own_row(tmp_p
     subprocess.run([sys.executable, str(SCRIPTS / "realbugs-combine"), str(out), str(small), str(large)], check=True)
     kept = [(r["bind_samples"], r.get("train_fix_kinds", "all")) for r in json.loads(out.read_text())]
     assert kept == [(2112, "all"), (2112, ["replace"]), (4864, "all")]
+
+
+def test_the_missing_code_head_reads_each_line_beside_the_line_before_it_in_its_own_sample():
+    import torch
+
+    with_previous = load_script("realbugs-missing-code").with_previous
+    x = torch.arange(10.0).reshape(5, 2)
+    out = with_previous(x, torch.tensor([0, 0, 0, 1, 1]))
+    assert out[:, :2].tolist() == x.tolist()
+    assert out[:, 2:].tolist() == [[0, 0], [0, 1], [2, 3], [0, 0], [6, 7]]  # rows 0 and 3 open a sample
+
+
+def test_the_missing_code_measure_on_a_missing_cache_says_so_in_one_line(tmp_path):
+    missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
+    bundle = SCRIPTS.parent / "risk_core/weights/qwen2.5-coder-0.5b"
+    args = [str(bundle), "--bind", missing, "--heldout", missing, "--fix-kinds", str(tmp_path / "none.jsonl")]
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-missing-code"), *args], capture_output=True, text=True
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
