@@ -27,11 +27,13 @@ from risk_core.latent_labels import (  # noqa: F401  (re-exported)
     token_features,
 )
 from risk_core.metrics import (  # noqa: F401  (re-exported)
+    LENGTH_BUCKETS,
     auprc,
     auroc,
     cell,
     ece,
     finding_cell,
+    length_bucket,
     real_bug_report,
     rounded,
     threshold_for_false_findings,
@@ -122,13 +124,21 @@ def evaluate_table(table, samples, scores: dict[str, np.ndarray], threshold: flo
     clean = np.array([not samples[i].buggy_lines and samples[i].passed is not False for i in si], dtype=bool)
     pick = line_labeled | clean
     report["threshold"] = rounded(threshold)
-    report["findings"] = {}
+    report["findings"], report["findings_by_length"] = {}, {}
+    n_rows = np.bincount(si)  # candidate lines per sample
+    lengths = np.array([length_bucket(int(n_rows[i])) for i in si])
     for m, s in scores.items():
         t = threshold if m in PROBABILISTIC else None
         report["findings"][m] = {
             lang: finding_cell(s[sel], y[sel], si[sel], clean[sel], t)
             for lang in ["all"] + sorted(set(langs.tolist()))
             for sel in [pick & ((langs == lang) if lang != "all" else True)]
+        }
+        report["findings_by_length"][m] = {
+            k: finding_cell(s[sel], y[sel], si[sel], clean[sel], t)
+            for k in (length_bucket(lo) for lo, _ in LENGTH_BUCKETS)
+            for sel in [pick & (lengths == k)]
+            if sel.any()
         }
     report["counts"] = {
         "samples": len(samples),
@@ -198,17 +208,33 @@ def to_markdown(report: dict) -> str:
     if found:
         t = report.get("threshold")
         lines += [
-            f"### findings at the bundle threshold ({fmt(t)}): top-5, false findings per 1,000 clean lines",
+            f"### findings at the bundle threshold ({fmt(t)}): top-5, false findings per 1,000 clean lines, "
+            "bugs with a finding on a buggy line",
             "",
-            "| method | language | bugs | top-5 | false / 1,000 | precision |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| method | language | bugs | top-5 | false / 1,000 | precision | bugs found |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for m, per in found.items():
             for lang, c in per.items():
                 lines.append(
                     f"| {m} | {lang} | {c['n_bugs']} | {fmt(c['top5'])} | {fmt(c['false_per_1000'])} | "
-                    f"{fmt(c['precision'])} |"
+                    f"{fmt(c['precision'])} | {fmt(c.get('bugs_found'))} |"
                 )
+        lines.append("")
+    by_length = report.get("findings_by_length", {}).get("pttrust")
+    if by_length and report.get("threshold") is not None:
+        lines += [
+            "### pttrust findings by function length (candidate lines): a line's risk falls with its "
+            "function's length, so findings gather in short functions",
+            "",
+            "| length | bugs | findings | false / 1,000 | precision | bugs found |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for k, c in by_length.items():
+            lines.append(
+                f"| {k} | {c['n_bugs']} | {c['findings']} | {fmt(c['false_per_1000'])} | {fmt(c['precision'])} | "
+                f"{fmt(c['bugs_found'])} |"
+            )
         lines.append("")
     ops = report.get("by_operator", {}).get("pttrust")
     if ops:

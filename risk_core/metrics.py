@@ -136,7 +136,9 @@ def threshold_for_false_findings(
 
 def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict:
     """Top-1/3/5 and AUROC over the rows of buggy samples; at ``threshold``: false findings per 1,000
-    lines of clean samples and the precision of all findings (buggy and clean samples together)."""
+    lines of clean samples, the precision of all findings (buggy and clean samples together) and
+    ``bugs_found``, the share of buggy samples with a finding on a buggy line (the bugs a review would
+    comment on)."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=bool)
     clean = np.asarray(clean, dtype=bool)
@@ -150,13 +152,29 @@ def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict
     out["n_bugs"] = int(topk_hits(s[bug], y[bug], g[bug], 1)[1])
     out["n_lines"] = int(len(s))
     if threshold is None:
-        out.update({"false_per_1000": None, "precision": None, "findings": None})
+        out.update({"false_per_1000": None, "precision": None, "findings": None, "bugs_found": None})
         return out
     flagged = s >= threshold
     out["false_per_1000"] = rounded(1000.0 * flagged[clean].sum() / clean.sum()) if clean.any() else None
     out["findings"] = int(flagged.sum())
     out["precision"] = rounded(y[flagged].mean()) if flagged.any() else None
+    found = len(np.unique(g[bug & flagged & y]))
+    out["bugs_found"] = rounded(found / out["n_bugs"]) if out["n_bugs"] else None
     return out
+
+
+LENGTH_BUCKETS = ((1, 10), (11, 20), (21, 40), (41, None))
+"""Function lengths (candidate lines of a sample) the findings are broken down by: the calibrated risk
+of a line falls with the length of its function (each bound window holds one bug), so at one threshold
+the findings gather in short functions."""
+
+
+def length_bucket(n: int) -> str:
+    """The `LENGTH_BUCKETS` name of a sample with ``n`` candidate lines: ``1-10`` ... ``41+``."""
+    for lo, hi in LENGTH_BUCKETS:
+        if hi is None or n <= hi:
+            return f"{lo}+" if hi is None else f"{lo}-{hi}"
+    raise AssertionError("the last bucket is open")
 
 
 def real_bug_report(
@@ -170,7 +188,8 @@ def real_bug_report(
     """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``. With
     ``fix_kinds`` ({bug id: kind}), also per kind of fix: that kind's bugs beside every clean sample
     (bugs of no known kind are left out there). With ``repository`` (sample -> its repository), also
-    per repository: its bugs beside its own clean samples."""
+    per repository: its bugs beside its own clean samples. Always per function length
+    (``by_length``, `LENGTH_BUCKETS` of candidate lines): each length's bugs beside its clean samples."""
     si = rows.sample.numpy()
     lang = np.array([samples[int(i)].language for i in si])
     clean = np.array([not samples[int(i)].buggy_lines for i in si], dtype=bool)
@@ -191,4 +210,7 @@ def real_bug_report(
             out["by_fix_kind"][k] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
     if repository is not None:
         out["by_repository"] = by(np.array([repository(samples[int(i)]) for i in si]))
+    n_rows = np.bincount(si)  # candidate lines per sample
+    lengths = by(np.array([length_bucket(int(n_rows[i])) for i in si]))
+    out["by_length"] = {k: lengths[k] for k in (length_bucket(lo) for lo, _ in LENGTH_BUCKETS) if k in lengths}
     return out

@@ -159,6 +159,10 @@ def test_eval_json_shape_all_methods_and_cross_language(workdir, tiny_model_dir)
         assert (per_lang["all"]["ece"] is None) == (method not in ("pttrust", "raw-probe"))
     assert "by_operator" in rep and rep["by_operator"]["pttrust"]
     assert rep["cross_language"] == ["java"]
+    lengths = rep["findings_by_length"]["pttrust"]  # each function-length bucket with its bugs and clean code
+    assert lengths and set(lengths) <= {"1-10", "11-20", "21-40", "41+"}
+    assert sum(c["n_bugs"] for c in lengths.values()) == rep["findings"]["pttrust"]["all"]["n_bugs"]
+    assert all("bugs_found" in c for c in lengths.values())
 
 
 def test_eval_markdown_and_explain(workdir, tiny_model_dir):

@@ -146,3 +146,24 @@ def test_the_report_per_repository_keeps_each_repository_with_its_own_clean_samp
     assert rep["by_repository"]["o/r"]["top1"] == 1.0 and rep["by_repository"]["o/other"]["top1"] == 0.0
     assert rep["by_repository"]["o/r"]["false_per_1000"] == 500.0
     assert "by_repository" not in real_bug_report(scores, samples, rows, 0.5)
+
+
+def test_the_report_counts_the_bugs_a_review_would_comment_on_and_breaks_findings_down_by_length():
+    from risk_core.metrics import length_bucket, real_bug_report
+
+    # x: a 2-line bug found; y: a 12-line bug whose flagged line is not the buggy one; a 2-line clean one
+    samples = [_sample("x", "", [1]), _sample("y", "", [12]), _sample("x:fixed", "", [])]
+    sample = torch.tensor([0, 0] + [1] * 12 + [2, 2])
+    label = torch.zeros(16)
+    label[0] = label[13] = 1
+    rows = SimpleNamespace(sample=sample, label=label, line=torch.arange(16))
+    scores = [0.9, 0.1] + [0.6] + [0.1] * 11 + [0.95, 0.0]
+    rep = real_bug_report(scores, samples, rows, 0.5)
+    assert rep["all"]["bugs_found"] == 0.5  # x has a finding on its buggy line, y only a false one
+    assert rep["all"]["findings"] == 3 and rep["all"]["precision"] == round(1 / 3, 4)
+    assert list(rep["by_length"]) == ["1-10", "11-20"]
+    short, longer = rep["by_length"]["1-10"], rep["by_length"]["11-20"]
+    assert (short["n_bugs"], short["bugs_found"], short["false_per_1000"]) == (1, 1.0, 500.0)
+    assert (longer["n_bugs"], longer["bugs_found"], longer["false_per_1000"]) == (1, 0.0, None)
+    assert [length_bucket(n) for n in (1, 10, 11, 40, 41, 500)] == ["1-10", "1-10", "11-20", "21-40", "41+", "41+"]
+    assert real_bug_report(scores, samples, rows, None)["all"]["bugs_found"] is None
