@@ -90,8 +90,9 @@ MARKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 class ReviewConfig:
     threshold: float | None = None
     """A line is a finding when its calibrated risk is above this (0..1); unset: the bundle's calibrated
-    default (set for one false finding per 300 clean lines of its validation repositories' real code;
-    MODEL_CARD.md gives what it makes on held-out code), 0.5 for a bundle without one."""
+    default (set for one false finding per 300 clean lines of its validation repositories' real code, in
+    every function length; MODEL_CARD.md gives what it makes on held-out code), 0.5 for a bundle without
+    one."""
     max_comments: int = 10
     """At most this many findings are posted per review (0 = no limit)."""
     max_comments_per_file: int = 3

@@ -99,8 +99,22 @@ def cell(scores, labels, groups, probabilistic: bool) -> dict:
     }
 
 
+LENGTH_BUCKETS = ((1, 10), (11, 20), (21, 40), (41, None))
+"""Function lengths (candidate lines of a sample) the findings are broken down by: the calibrated risk
+of a line falls with the length of its function (each bound window holds one bug), so at one threshold
+the findings gather in short functions."""
+
+
+def length_bucket(n: int) -> str:
+    """The `LENGTH_BUCKETS` name of a sample with ``n`` candidate lines: ``1-10`` ... ``41+``."""
+    for lo, hi in LENGTH_BUCKETS:
+        if hi is None or n <= hi:
+            return f"{lo}+" if hi is None else f"{lo}-{hi}"
+    raise AssertionError("the last bucket is open")
+
+
 def threshold_for_false_findings(
-    scores, samples, rows, pick=None, lines_per_finding: int = 300, reference: str = "both"
+    scores, samples, rows, pick=None, lines_per_finding: int = 300, reference: str = "both", by_length: bool = False
 ) -> float | None:
     """The risk threshold at which clean code gets one false finding per ``lines_per_finding`` candidate
     lines: the (1 - 1/lines_per_finding) quantile of the scores of the reference lines. ``reference``:
@@ -112,26 +126,36 @@ def threshold_for_false_findings(
     versions of its validation repositories higher than the lines beside their bugs (5.1 false findings
     per 1,000 fixed lines at the ``not-buggy`` threshold). ``rows`` has ``.sample`` and ``.label`` per
     row; ``pick`` (bool per row) restricts the rows used (a validation split). None when there is no
-    reference line or no scores."""
+    reference line or no scores.
+
+    ``by_length``: the rate holds in every function length (`LENGTH_BUCKETS`) as well as over all lines:
+    the highest of the all-lines threshold and each length's own, for the lengths with at least
+    ``lines_per_finding`` reference lines (a 1-in-300 quantile of fewer lines is their maximum). A
+    line's risk falls with its function's length, so the all-lines rate is an average of many false
+    findings in short functions and none in long ones; a pull request of short functions would get
+    far more than one false finding per 300 lines."""
     if scores is None:
         return None
-    if reference == "both":
-        found = [
-            threshold_for_false_findings(scores, samples, rows, pick, lines_per_finding, r)
-            for r in ("fixed", "not-buggy")
-        ]
-        return max((t for t in found if t is not None), default=None)
-    if reference == "fixed":
-        clean = np.array([not samples[int(i)].buggy_lines for i in rows.sample.tolist()], dtype=bool)
-    elif reference == "not-buggy":
-        clean = ~np.asarray(rows.label, dtype=bool)
-    else:
+    if reference not in ("fixed", "not-buggy", "both"):
         raise ValueError(f"unknown reference {reference!r} (fixed | not-buggy | both)")
-    if pick is not None:
-        clean &= np.asarray(pick, dtype=bool)
-    if not clean.any():
-        return None
-    return float(np.quantile(np.asarray(scores, dtype=np.float64)[clean], 1.0 - 1.0 / lines_per_finding))
+    s = np.asarray(scores, dtype=np.float64)
+    sample = np.asarray(rows.sample)
+    picked = np.ones(len(s), dtype=bool) if pick is None else np.asarray(pick, dtype=bool)
+    fixed = np.array([not samples[int(i)].buggy_lines for i in sample.tolist()], dtype=bool)
+    not_buggy = ~np.asarray(rows.label, dtype=bool)
+    masks = [m & picked for r, m in (("fixed", fixed), ("not-buggy", not_buggy)) if reference in (r, "both")]
+
+    def quantile(mask: np.ndarray, at_least: int) -> float | None:
+        return float(np.quantile(s[mask], 1.0 - 1.0 / lines_per_finding)) if mask.sum() >= at_least else None
+
+    found = [quantile(m, 1) for m in masks]
+    if by_length:
+        n_rows = np.bincount(sample)
+        bucket = np.array([length_bucket(int(n_rows[i])) for i in sample])
+        found += [
+            quantile(m & (bucket == length_bucket(lo)), lines_per_finding) for m in masks for lo, _ in LENGTH_BUCKETS
+        ]
+    return max((t for t in found if t is not None), default=None)
 
 
 def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict:
@@ -161,20 +185,6 @@ def finding_cell(scores, labels, groups, clean, threshold: float | None) -> dict
     found = len(np.unique(g[bug & flagged & y]))
     out["bugs_found"] = rounded(found / out["n_bugs"]) if out["n_bugs"] else None
     return out
-
-
-LENGTH_BUCKETS = ((1, 10), (11, 20), (21, 40), (41, None))
-"""Function lengths (candidate lines of a sample) the findings are broken down by: the calibrated risk
-of a line falls with the length of its function (each bound window holds one bug), so at one threshold
-the findings gather in short functions."""
-
-
-def length_bucket(n: int) -> str:
-    """The `LENGTH_BUCKETS` name of a sample with ``n`` candidate lines: ``1-10`` ... ``41+``."""
-    for lo, hi in LENGTH_BUCKETS:
-        if hi is None or n <= hi:
-            return f"{lo}+" if hi is None else f"{lo}-{hi}"
-    raise AssertionError("the last bucket is open")
 
 
 def real_bug_report(

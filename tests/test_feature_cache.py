@@ -505,6 +505,33 @@ def test_threshold_and_finding_metrics():
     assert a["precision"] == 0.5 and a["findings"] == 2
 
 
+def test_a_threshold_by_length_holds_the_false_finding_rate_in_short_functions_too():
+    """Defect: the all-lines 1-in-N quantile averaged many false findings in short functions with none in
+    long ones, so a pull request of short clean functions got far more than one per N lines."""
+    from types import SimpleNamespace
+
+    # 20 clean 5-line functions scored high (0.5-0.9), 18 clean 50-line ones low (0.0-0.2)
+    short = [0.5 + 0.4 * ((7 * i) % 100) / 99 for i in range(100)]  # every score once, in no order
+    longer = [0.2 * ((7 * i) % 900) / 899 for i in range(900)]
+    sample = torch.tensor([i // 5 for i in range(100)] + [20 + i // 50 for i in range(900)])
+    rows = SimpleNamespace(sample=sample, label=torch.zeros(1000))
+    data = [Sample(f"s{i}", "python", f"o/r:{i}", "", []) for i in range(38)]
+    scores = np.array(short + longer)
+    in_short = np.arange(1000) < 100
+
+    def false_per_line(t: float, where: np.ndarray) -> float:
+        return float((scores[where] > t).mean())  # a finding is a line above the threshold (bot.rank)
+
+    flat = threshold_for_false_findings(scores, data, rows, lines_per_finding=100)
+    assert false_per_line(flat, in_short) >= 0.09  # the defect: one false finding per 11 short lines
+    fixed = threshold_for_false_findings(scores, data, rows, lines_per_finding=100, by_length=True)
+    assert false_per_line(fixed, in_short) <= 0.01 and false_per_line(fixed, ~in_short) <= 0.01
+    assert fixed == pytest.approx(np.quantile(short, 0.99))
+    # a length with fewer reference lines than N has no quantile of its own (it would be its maximum)
+    few = threshold_for_false_findings(scores, data, rows, lines_per_finding=200, by_length=True)
+    assert few == pytest.approx(threshold_for_false_findings(scores, data, rows, lines_per_finding=200))
+
+
 def test_a_context_probe_needs_at_least_one_epoch():
     """The best epoch's validation is what a member reports: with no epoch there is none."""
     with pytest.raises(UsageError, match="epochs"):

@@ -222,3 +222,18 @@ def test_the_missing_code_measure_on_a_missing_cache_says_so_in_one_line(tmp_pat
     )
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
+
+
+def test_rethresholding_on_a_missing_cache_says_so_in_one_line_and_writes_nothing(tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(SCRIPTS.parent / "risk_core/weights/qwen2.5-coder-0.5b", bundle)
+    before = [(bundle / name).read_text() for name in ("metrics.json", "eval-threshold.json")]
+    (tmp_path / "order.jsonl").write_text("")
+    missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
+    args = [str(bundle), "--order", str(tmp_path / "order.jsonl"), "--bind", missing, "--heldout", missing, "--write"]
+    run = subprocess.run([sys.executable, str(SCRIPTS / "realbugs-threshold"), *args], capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
+    assert [(bundle / name).read_text() for name in ("metrics.json", "eval-threshold.json")] == before
