@@ -339,3 +339,19 @@ def test_eval_and_explain_default_to_the_shipped_bundle(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["explain", f"{code}:1"])
     assert r.exit_code == 2 and "stop here" in r.stderr
     assert seen["bundle"].name == "qwen2.5-coder-0.5b" and (seen["bundle"] / "cfg.json").is_file()
+
+
+def test_eval_markdown_shows_bugs_found_and_the_findings_by_function_length():
+    from risk_core.evaluate import to_markdown
+
+    cell = {"top5": 0.9, "n_bugs": 2, "false_per_1000": 1.5, "findings": 3, "precision": 0.67, "bugs_found": 0.5}
+    rep = {
+        "methods": {"pttrust": {"all": {"top1": 0.5, "top3": 0.8, "auroc": 0.7, "auprc": 0.3, "ece": 0.1, "n": 2}}},
+        "threshold": 0.6,
+        "findings": {"pttrust": {"all": cell}},
+        "findings_by_length": {"pttrust": {"1-10": cell, "41+": {**cell, "findings": 0, "precision": None}}},
+    }
+    md = to_markdown(rep)
+    assert "| pttrust | all | 2 | 0.900 | 1.500 | 0.670 | 0.500 |" in md
+    assert "| 1-10 | 2 | 3 | 1.500 | 0.670 | 0.500 |" in md and "| 41+ | 2 | 0 | 1.500 | – | 0.500 |" in md
+    assert "by function length" not in to_markdown({**rep, "threshold": None})  # no threshold: no findings
