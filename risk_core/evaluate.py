@@ -27,15 +27,15 @@ from risk_core.latent_labels import (  # noqa: F401  (re-exported)
     token_features,
 )
 from risk_core.metrics import (  # noqa: F401  (re-exported)
-    LENGTH_BUCKETS,
+    LENGTH_BUCKET_NAMES,
     auprc,
     auroc,
     cell,
     ece,
     finding_cell,
-    length_bucket,
     real_bug_report,
     rounded,
+    row_length_buckets,
     threshold_for_false_findings,
     topk_hits,
 )
@@ -125,8 +125,7 @@ def evaluate_table(table, samples, scores: dict[str, np.ndarray], threshold: flo
     pick = line_labeled | clean
     report["threshold"] = rounded(threshold)
     report["findings"], report["findings_by_length"] = {}, {}
-    n_rows = np.bincount(si)  # candidate lines per sample
-    lengths = np.array([length_bucket(int(n_rows[i])) for i in si])
+    lengths = row_length_buckets(si)
     for m, s in scores.items():
         t = threshold if m in PROBABILISTIC else None
         report["findings"][m] = {
@@ -136,7 +135,7 @@ def evaluate_table(table, samples, scores: dict[str, np.ndarray], threshold: flo
         }
         report["findings_by_length"][m] = {
             k: finding_cell(s[sel], y[sel], si[sel], clean[sel], t)
-            for k in (length_bucket(lo) for lo, _ in LENGTH_BUCKETS)
+            for k in LENGTH_BUCKET_NAMES
             for sel in [pick & (lengths == k)]
             if sel.any()
         }

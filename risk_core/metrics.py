@@ -113,6 +113,33 @@ def length_bucket(n: int) -> str:
     raise AssertionError("the last bucket is open")
 
 
+LENGTH_BUCKET_NAMES = tuple(length_bucket(lo) for lo, _ in LENGTH_BUCKETS)
+"""``1-10``, ``11-20``, ``21-40``, ``41+``: the order the breakdowns are reported in."""
+
+
+def row_length_buckets(sample) -> np.ndarray:
+    """The `length_bucket` of each row's sample [n], from ``sample`` [n] (each row's sample index): a
+    sample's length is its number of rows, its candidate lines."""
+    sample = np.asarray(sample)
+    n_rows = np.bincount(sample)
+    return np.array([length_bucket(int(n_rows[i])) for i in sample])
+
+
+THRESHOLD_REFERENCE_TEXT = {
+    "fixed": "(fixed versions)",
+    "not-buggy": "(lines not labeled buggy)",
+    "both": "(on their fixed versions and on their lines not labeled buggy alike)",
+}
+"""How `threshold_rule` names each ``reference`` of `threshold_for_false_findings`."""
+
+
+def threshold_rule(reference: str, by_length: bool) -> str:
+    """The rule `threshold_for_false_findings` applies at the default 300 lines per finding, in words
+    (a bundle's ``threshold_rule`` in metrics.json)."""
+    rule = "one false finding per 300 lines of the bind validation repositories " + THRESHOLD_REFERENCE_TEXT[reference]
+    return rule + (", in every function length (1-10, 11-20, 21-40, 41+ candidate lines)" if by_length else "")
+
+
 def threshold_for_false_findings(
     scores, samples, rows, pick=None, lines_per_finding: int = 300, reference: str = "both", by_length: bool = False
 ) -> float | None:
@@ -139,9 +166,8 @@ def threshold_for_false_findings(
     if reference not in ("fixed", "not-buggy", "both"):
         raise ValueError(f"unknown reference {reference!r} (fixed | not-buggy | both)")
     s = np.asarray(scores, dtype=np.float64)
-    sample = np.asarray(rows.sample)
     picked = np.ones(len(s), dtype=bool) if pick is None else np.asarray(pick, dtype=bool)
-    fixed = np.array([not samples[int(i)].buggy_lines for i in sample.tolist()], dtype=bool)
+    fixed = np.array([not samples[int(i)].buggy_lines for i in np.asarray(rows.sample).tolist()], dtype=bool)
     not_buggy = ~np.asarray(rows.label, dtype=bool)
     masks = [m & picked for r, m in (("fixed", fixed), ("not-buggy", not_buggy)) if reference in (r, "both")]
 
@@ -150,11 +176,8 @@ def threshold_for_false_findings(
 
     found = [quantile(m, 1) for m in masks]
     if by_length:
-        n_rows = np.bincount(sample)
-        bucket = np.array([length_bucket(int(n_rows[i])) for i in sample])
-        found += [
-            quantile(m & (bucket == length_bucket(lo)), lines_per_finding) for m in masks for lo, _ in LENGTH_BUCKETS
-        ]
+        bucket = row_length_buckets(rows.sample)
+        found += [quantile(m & (bucket == k), lines_per_finding) for m in masks for k in LENGTH_BUCKET_NAMES]
     return max((t for t in found if t is not None), default=None)
 
 
@@ -220,7 +243,6 @@ def real_bug_report(
             out["by_fix_kind"][k] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
     if repository is not None:
         out["by_repository"] = by(np.array([repository(samples[int(i)]) for i in si]))
-    n_rows = np.bincount(si)  # candidate lines per sample
-    lengths = by(np.array([length_bucket(int(n_rows[i])) for i in si]))
-    out["by_length"] = {k: lengths[k] for k in (length_bucket(lo) for lo, _ in LENGTH_BUCKETS) if k in lengths}
+    lengths = by(row_length_buckets(si))
+    out["by_length"] = {k: lengths[k] for k in LENGTH_BUCKET_NAMES if k in lengths}
     return out
