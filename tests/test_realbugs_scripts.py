@@ -237,3 +237,75 @@ def test_rethresholding_on_a_missing_cache_says_so_in_one_line_and_writes_nothin
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
     assert [(bundle / name).read_text() for name in ("metrics.json", "eval-threshold.json")] == before
+
+
+def test_training_windows_cover_every_line_of_a_long_function_in_half_overlapping_pieces():
+    import torch
+
+    windows = load_script("realbugs-ablations").windows
+    short = (torch.zeros(5, 1), torch.tensor([0, 1, 0, 0, 0]))
+    long_x = torch.arange(23.0)[:, None]  # a line's feature is its index: where each window came from
+    long_y = (torch.arange(23) == 17).long()
+    out = windows([short, (long_x, long_y)], 8, seed=3)
+    assert out[0][0] is short[0] and out[0][1] is short[1]  # a function of <= 8 lines stays whole
+    pieces = out[1:]
+    assert all(2 <= len(y) <= 8 for _, y in pieces)
+    assert {int(i) for x, _ in pieces for i in x[:, 0]} == set(range(23))  # every line in some window
+    for x, y in pieces:  # each window's labels are its own lines' labels
+        assert y.tolist() == long_y[x[:, 0].long()].tolist()
+    starts = [int(x[0, 0]) for x, _ in pieces]
+    assert all(b - a == 4 for a, b in zip(starts[1:], starts[2:]))  # overlapping by half after the first
+
+
+def test_commit_subjects_are_read_from_the_mirrored_history(tmp_path):
+    from types import SimpleNamespace
+
+    repo = tmp_path / "owner+name" / "repo"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q")
+    (repo / "a.py").write_text("x = 1\n")
+    git(repo, "add", "a.py")
+    git(repo, "commit", "-q", "-m", "Fix wrong bound in the pager\n\nA body that is not the subject.")
+    sha = git(repo, "rev-parse", "HEAD").strip()[:12]
+    samples = [SimpleNamespace(id=f"owner/name:{sha}:a.py"), SimpleNamespace(id=f"owner/name:{sha}:a.py:fixed")]
+    ablations = load_script("realbugs-ablations")
+    assert ablations.commit_subjects(samples, tmp_path) == {f"owner/name:{sha}": "Fix wrong bound in the pager"}
+    assert ablations.DEFECT_SUBJECT.search("Fix wrong bound in the pager")
+    assert not ablations.DEFECT_SUBJECT.search("Fix the label of the graph")
+
+
+@pytest.mark.parametrize("rows", ["crop1", "subject", "crop"])
+def test_an_unknown_ablation_row_is_a_one_line_usage_error(tmp_path, rows):
+    missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
+    args = ["--order", missing, "--bind", missing, "--heldout", missing, "--rows", rows, "--out", str(tmp_path / "o")]
+    run = subprocess.run([sys.executable, str(SCRIPTS / "realbugs-ablations"), *args], capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: --rows: unknown") and run.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "o").exists()
+
+
+def test_ablations_on_a_missing_cache_say_so_in_one_line(tmp_path):
+    (tmp_path / "order.jsonl").write_text("")
+    missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
+    args = ["--order", str(tmp_path / "order.jsonl"), "--bind", missing, "--heldout", missing, "--rows", "whole"]
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-ablations"), *args, "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr
+
+
+def test_the_ablation_table_names_each_row_and_marks_what_a_row_lacks():
+    cell = {"top1": 0.25, "top3": 0.5, "top5": 0.6, "auroc": 0.75}
+    row = {"training_windows": 1200, "training_bugs": 900, "heldout": cell, "validation": cell}
+    rows = [
+        {**row, "row": "crop24", "heldout_by_length": {"1-10": cell, "41+": cell}},
+        {**row, "row": "strong", "heldout_by_length": {}, "heldout_by_subject": {"strong": cell, "other": cell}},
+    ]
+    lines = load_script("realbugs-ablations").markdown({"rows": rows}).splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| windows of 24 lines | 1,200 | 900 | 0.25 |")
+    assert "| 0.25 / – / – / 0.25 | – | – |" in lines[2]  # no subject classes: marked, not zero
+    assert lines[3].startswith("| bugs whose subject names a defect |") and "0.25 / 0.750 | 0.25 / 0.750" in lines[3]
