@@ -309,3 +309,31 @@ def test_the_ablation_table_names_each_row_and_marks_what_a_row_lacks():
     assert lines[2].startswith("| windows of 24 lines | 1,200 | 900 | 0.25 |")
     assert "| 0.25 / – / – / 0.25 | – | – |" in lines[2]  # no subject classes: marked, not zero
     assert lines[3].startswith("| bugs whose subject names a defect |") and "0.25 / 0.750 | 0.25 / 0.750" in lines[3]
+
+
+def test_the_position_prior_reads_each_line_s_fifth_of_its_own_function_beyond_ten_lines():
+    import numpy as np
+
+    ablations = load_script("realbugs-ablations")
+    sample = np.array([0] * 3 + [1] * 11)  # a short function, then one of 11 lines
+    x = ablations.position_features(np.full(14, 0.5), sample)
+    assert x[:, 0].tolist() == [0.0] * 14  # the logit of 0.5
+    assert x[:3, 1:].sum() == 0  # no prior in a function of <= 10 lines
+    assert x[3:, 1:].argmax(1).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4]  # place i / 10
+    w = ablations.fit_logistic(np.array([[-2.0], [-1.0], [1.0], [2.0]]), np.array([0, 0, 1, 1]))
+    assert w[0] > 0  # a larger logit, more often buggy
+
+
+def test_misses_count_only_long_functions_whose_top_line_is_not_the_bug():
+    import numpy as np
+
+    ablations = load_script("realbugs-ablations")
+    n = 21
+    risk = np.r_[np.linspace(0, 1, n), np.linspace(1, 0, n), np.linspace(0, 1, 5)]
+    label = np.zeros(2 * n + 5)
+    label[n - 1] = 1  # function 0: its top line (the last) is the bug - a hit
+    label[n + 10] = 1  # function 1: top line first, the bug in the middle - a miss
+    label[2 * n + 1] = 1  # function 2: too short to count
+    sample = np.r_[[0] * n, [1] * n, [2] * 5]
+    out = ablations.misses_by_place(risk, sample, label)
+    assert out == {"misses": 1, "top_line_by_fifth": [1, 0, 0, 0, 0], "bug_by_fifth": [0, 0, 1, 0, 0]}
