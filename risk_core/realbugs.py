@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -146,6 +147,10 @@ class Split:
         if self.tokens.nll is None:
             return None
         return pool_rows(torch.nan_to_num(self.tokens.nll, nan=0.0).unsqueeze(1), self.rows, "max")[:, 0]
+
+    def rows_where(self, mask: torch.Tensor) -> SimpleNamespace:
+        """The candidate rows under ``mask`` [rows], as `real_bug_report` reads them (``.sample``, ``.label``)."""
+        return SimpleNamespace(sample=self.rows.sample[mask], label=self.rows.label[mask])
 
     def files(self, x: torch.Tensor, samples: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out = []
