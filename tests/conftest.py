@@ -21,6 +21,17 @@ TINY_CORPUS = [
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
+def _isolation_problem() -> str | None:
+    from risk_core.data.humaneval import isolation_problem
+
+    return isolation_problem()
+
+
+needs_isolation = pytest.mark.skipif(_isolation_problem() is not None, reason=f"no isolation: {_isolation_problem()}")
+"""Tests that run HumanEval programs: they run only isolated (bubblewrap, installed by scripts/test-deps
+where it can be); without it they skip, and run_sandboxed's one-line refusal is tested on its own."""
+
+
 def load_script(name: str):
     """A ``scripts/`` file (no .py suffix) imported as a module, for tests of its functions."""
     import importlib.machinery

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import needs_isolation
 
 from risk_core.data.from_git import changed_parent_lines, fix_samples, is_fix_message
 from risk_core.data.humaneval import (
@@ -34,12 +35,14 @@ def test_jsonl_round_trip_and_errors(tmp_path):
 # --- sandbox ----------------------------------------------------------------------------------------
 
 
+@needs_isolation
 def test_sandbox_pass_and_fail():
     assert run_sandboxed("assert sum([1, 2]) == 3\n").status == "passed"
     r = run_sandboxed("def f():\n    return 1\nassert f() == 2, 'wrong'\n")
     assert not r.passed and r.status == "failed" and "AssertionError" in r.detail
 
 
+@needs_isolation
 def test_sandbox_hang_is_killed():
     t = time.time()
     r = run_sandboxed("while True:\n    pass\n", timeout=1.0)
@@ -47,6 +50,7 @@ def test_sandbox_hang_is_killed():
     assert time.time() - t < 10
 
 
+@needs_isolation
 def test_sandbox_refuses_fork_subprocess_and_network(tmp_path):
     marker = tmp_path / "forked"
     prog = f"import os\npid = os.fork()\nopen({str(marker)!r}, 'w').write('x')\n"
@@ -58,17 +62,20 @@ def test_sandbox_refuses_fork_subprocess_and_network(tmp_path):
     assert not r.passed
 
 
+@needs_isolation
 def test_sandbox_memory_limit():
     r = run_sandboxed("x = bytearray(4 * 1024 ** 3)\n", memory_mb=512)
     assert not r.passed and "MemoryError" in r.detail
 
 
+@needs_isolation
 def test_sandbox_runs_in_temp_dir_with_empty_env():
     # Isolated, the private /tmp is the working directory (the host's temp dir is not even visible).
     r = run_sandboxed("import os\nassert 'HOME' not in os.environ\nassert os.getcwd() == '/tmp'\n")
     assert r.passed, r.detail
 
 
+@needs_isolation
 def test_humaneval_data_and_canonical_solutions():
     problems = load_problems(limit=3)
     assert len(problems) == 3 and {"prompt", "test", "entry_point", "canonical_solution"} <= set(problems[0])
@@ -153,6 +160,7 @@ def test_from_git_not_a_repo(tmp_path):
         fix_samples(tmp_path)
 
 
+@needs_isolation
 def test_humaneval_samples_with_tiny_model(tiny_model_dir, tmp_path):
     """Greedy + temperature samples are generated in one batch, run, and recorded; a failure is labeled
     only at lines of its completion, and only when it is a small edit away from the canonical solution."""

@@ -128,3 +128,17 @@ def test_every_module_imports_first_and_every_script_answers_help():
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         failures = [f for f in pool.map(run, commands) if f]
     assert not failures, failures
+
+
+def test_the_readme_screenshot_script_answers_help_without_a_browser_or_touching_the_picture(tmp_path):
+    """``--help`` used to run the script: it launched Chromium (failing where none is installed) and,
+    where one was, rewrote docs/images/html-report.png from inside the test suite."""
+    root = Path(__file__).resolve().parents[1]
+    picture = root / "docs" / "images" / "html-report.png"
+    before = picture.read_bytes()
+    env = {**os.environ, "PTTRUST_CHROMIUM": str(tmp_path / "no-chromium")}
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "readme-screenshot"), "--help"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0 and "usage: readme-screenshot" in done.stdout, done.stderr[-300:]
+    assert picture.read_bytes() == before and not (picture.parent / "html-report.html").exists()

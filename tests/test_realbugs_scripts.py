@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import SCRIPTS, git, load_script
 
@@ -337,3 +338,57 @@ def test_misses_count_only_long_functions_whose_top_line_is_not_the_bug():
     sample = np.r_[[0] * n, [1] * n, [2] * 5]
     out = ablations.misses_by_place(risk, sample, label)
     assert out == {"misses": 1, "top_line_by_fifth": [1, 0, 0, 0, 0], "bug_by_fifth": [0, 0, 1, 0, 0]}
+
+
+def test_an_infill_prompt_holds_the_lines_around_the_line_and_asks_for_the_line_back():
+    infill = load_script("realbugs-infill")
+    lines = [f"x{i} = {i}" for i in range(10)]
+    prompt, middle = infill.infill_prompt(lines, 4, 2)
+    assert middle == "x4 = 4\n"
+    assert prompt == "<|fim_prefix|>x2 = 2\nx3 = 3\n<|fim_suffix|>x5 = 5\nx6 = 6\n<|fim_middle|>"
+    first, _ = infill.infill_prompt(lines, 0, 2)  # nothing before the first line
+    assert first == "<|fim_prefix|><|fim_suffix|>x1 = 1\nx2 = 2\n<|fim_middle|>"
+
+
+def test_a_line_s_infill_mean_and_max_skip_whitespace_tokens_and_its_sum_counts_them():
+    infill = load_script("realbugs-infill")
+    s = infill.line_summary([9.0, 1.0, 3.0, 0.5], ["    ", "x", " = y", "\n"])
+    assert s == {"infill-mean": 2.0, "infill-max": 3.0, "infill-sum": 13.5}
+
+
+def test_ranks_within_a_sample_run_from_0_to_1_and_ignore_the_other_samples():
+    infill = load_script("realbugs-infill")
+    ranks = infill.within_sample_rank(np.array([5.0, 1.0, 3.0, 100.0, -100.0]), np.array([0, 0, 0, 1, 1]))
+    assert ranks.tolist() == [1.0, 0.0, 0.5, 1.0, 0.0]
+
+
+def test_batched_infill_nll_is_each_middle_token_s_nll_under_the_model_read_alone(tiny_model_dir):
+    import torch
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    infill = load_script("realbugs-infill")
+    lm = Qwen2ForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lines = ["def add(a, b):", "    c = a + b", "    return c"]
+    prompts = [infill.infill_prompt(lines, i, 1) for i in range(3)]  # three lengths: padding in one batch
+    got = infill.infill_nll(lm, tok, prompts, batch=3)
+    for (ctx, mid), (nll, pieces) in zip(prompts, got):
+        c, m = tok(ctx)["input_ids"], tok(mid)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(lm(torch.tensor([c + m])).logits[0], dim=-1)
+        want = [-logp[len(c) - 1 + j, t].item() for j, t in enumerate(m)]
+        assert nll == pytest.approx(want, abs=1e-4)
+        assert "".join(pieces) == mid
+
+
+def test_infill_on_missing_data_or_a_language_with_no_bugs_says_so_in_one_line(tmp_path):
+    script = str(SCRIPTS / "realbugs-infill")
+    run = subprocess.run(
+        [sys.executable, script, str(tmp_path / "none.jsonl"), str(tmp_path / "o.json")], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and run.stderr.strip() == f"error: data not found: {tmp_path / 'none.jsonl'}"
+    data = tmp_path / "bugs.jsonl"
+    data.write_text(json.dumps({"id": "a", "language": "java", "code": "int x;\n", "buggy_lines": [1]}) + "\n")
+    run = subprocess.run([sys.executable, script, str(data), str(tmp_path / "o.json")], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.strip() == f"error: no bugs in {data} for --languages python"
+    assert not (tmp_path / "o.json").exists()

@@ -12,11 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import needs_isolation
 
 from risk_core.data import humaneval
-from risk_core.data.humaneval import SandboxUnavailable, isolation_problem, run_sandboxed
-
-needs_isolation = pytest.mark.skipif(isolation_problem() is not None, reason=f"no isolation: {isolation_problem()}")
+from risk_core.data.humaneval import SandboxUnavailable, run_sandboxed
 
 
 @pytest.fixture
