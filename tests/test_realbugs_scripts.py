@@ -392,3 +392,19 @@ def test_infill_on_missing_data_or_a_language_with_no_bugs_says_so_in_one_line(t
     run = subprocess.run([sys.executable, script, str(data), str(tmp_path / "o.json")], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.strip() == f"error: no bugs in {data} for --languages python"
     assert not (tmp_path / "o.json").exists()
+
+
+def test_a_resumed_infill_run_refuses_a_cache_scored_with_another_context(tmp_path):
+    data = tmp_path / "bugs.jsonl"
+    data.write_text(json.dumps({"id": "a", "language": "python", "code": "x = 1\n", "buggy_lines": [1]}) + "\n")
+    cache = tmp_path / "o.lines.jsonl"
+    cache.write_text(json.dumps({"id": "a", "context_lines": 5, "lines": [1], "scores": [{}]}) + "\n")
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-infill"), str(data), str(tmp_path / "o.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"error: {cache}:1: scored with --context-lines 5, not 12: give another OUT, or delete that cache"
+    )
