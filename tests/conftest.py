@@ -21,13 +21,14 @@ TINY_CORPUS = [
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def _isolation_problem() -> str | None:
+def _needs_isolation() -> pytest.MarkDecorator:
     from risk_core.data.humaneval import isolation_problem
 
-    return isolation_problem()
+    problem = isolation_problem()
+    return pytest.mark.skipif(problem is not None, reason=f"no isolation: {problem}")
 
 
-needs_isolation = pytest.mark.skipif(_isolation_problem() is not None, reason=f"no isolation: {_isolation_problem()}")
+needs_isolation = _needs_isolation()
 """Tests that run HumanEval programs: they run only isolated (bubblewrap, installed by scripts/test-deps
 where it can be); without it they skip, and run_sandboxed's one-line refusal is tested on its own."""
 
