@@ -286,13 +286,8 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
     # Longest first, so that a batch groups windows of similar length and wastes little on padding.
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i].ids))
     for batch in _passes([windows[i] for i in order], cfg):
-        width = len(batch[0].ids)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, w in enumerate(batch):
-            ids[r, : len(w.ids)] = torch.tensor(w.ids)
-            mask[r, : len(w.ids)] = 1
-        positions = torch.arange(width).expand(len(batch), -1)
+        ids, mask = padded([w.ids for w in batch], pad_id)
+        positions = torch.arange(ids.shape[1]).expand(len(batch), -1)
         hidden, stats = forward_states(loaded, ids, mask, positions, cfg)
         for r, w in enumerate(batch):
             n = w.size
@@ -320,6 +315,16 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
         )
         for f in range(len(texts))
     ]
+
+
+def padded(seqs: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Token id lists as one right-padded batch: ids [B, longest] and the attention mask (1 = token)."""
+    ids = torch.full((len(seqs), max(map(len, seqs))), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, seq in enumerate(seqs):
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+    return ids, mask
 
 
 def _passes(windows: list[_Window], cfg: EncodeConfig) -> Iterator[list[_Window]]:
