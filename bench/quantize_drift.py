@@ -1,6 +1,6 @@
 """Risk drift of a faster way to run the model on CPU: the same lines scored in float32 and under
 ``--against`` (``int8``: dynamic int8 linear layers; ``bfloat16``: the blocks in bfloat16, the review's
-default on CPUs with AMX).
+default on CPUs with AMX or AVX-512 BF16).
 
     python bench/quantize_drift.py [--against int8|bfloat16] [--bundle DIR] [--max-lines 120] FILE...
     python bench/quantize_drift.py [--against int8|bfloat16] [--bundle DIR] --data LABELED.jsonl [--max-samples 120]

@@ -217,6 +217,8 @@ def sweep_cases(kind: str, args) -> list[tuple[dict, str]]:
 def machine() -> dict:
     import torch
 
+    from risk_core.model_loading import fast_cpu_bf16
+
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -228,6 +230,7 @@ def machine() -> dict:
     return {
         "cpu": cpu,
         "threads": torch.get_num_threads(),
+        "bfloat16_in_hardware": fast_cpu_bf16(),  # what --dtype auto reads on CPU
         "torch": torch.__version__,
         "python": platform.python_version(),
     }

@@ -156,13 +156,17 @@ def review_dtype(device: str = "auto", quantize: str = "auto") -> str:
 
 
 def fast_cpu_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles, e.g. Xeon Sapphire Rapids):
-    there bfloat16 encodes ~3.5x faster than float32 and moves line risks by a few thousandths
-    (docs/performance.md); without it bfloat16 is emulated, orders of magnitude slower than float32."""
+    """Whether this CPU multiplies bfloat16 matrices in hardware: AMX tiles (Xeon Sapphire Rapids and
+    later; ~3.5x float32's speed) or AVX-512 BF16 dot products without AMX (AMD Zen 4, Xeon Cooper
+    Lake; ~2.8x on a 2-core Zen 4). Either way line risks move by a few thousandths
+    (docs/performance.md). Without either, bfloat16 is emulated, orders of magnitude slower than float32."""
     import torch
 
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe() and torch.cpu._is_avx512_bf16_supported())
+    def supported(name: str) -> bool:
+        probe = getattr(torch.cpu, name, None)
+        return bool(probe and probe())
+
+    return supported("_is_amx_tile_supported") or supported("_is_avx512_bf16_supported")
 
 
 _KEEP_FREED_BYTES = 1 << 30

@@ -71,7 +71,8 @@ def _find_config(explicit: str | None, repo: str) -> str | None:
     type=click.Choice(["auto", "float32", "bfloat16"]),
     default="auto",
     show_default=True,
-    help="What the model computes in: auto (bfloat16 on CUDA and on CPUs with AMX, else float32).",
+    help="What the model computes in: auto (bfloat16 on CUDA and on CPUs that multiply it in hardware, "
+    "AMX or AVX-512 BF16; else float32).",
 )
 @config_option("threshold")
 @config_option("max_comments")
