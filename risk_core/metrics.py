@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -215,7 +215,7 @@ def real_bug_report(
     samples,
     rows,
     threshold: float | None,
-    fix_kinds: dict[str, str] | None = None,
+    fix_kinds: Mapping[str, str] | None = None,
     repository: Callable[[Any], str] | None = None,
 ) -> dict:
     """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``. With

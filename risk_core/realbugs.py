@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import torch
 
 from risk_core.artifacts import Bundle
+from risk_core.choices import Framing
 from risk_core.contrastive_sae import FixPairs, replaced_lines
 from risk_core.data.from_git.diff import FixKind, fix_kind
 from risk_core.data.from_git.mining import fixed_id
@@ -77,7 +79,7 @@ class Split:
         framings = sorted({t.meta["key"].get("framing", "bare") for t in tokens})
         if len(framings) > 1:
             raise UsageError(f"the caches {', '.join(parts)} were encoded in different framings: {', '.join(framings)}")
-        self.framing: str = framings[0]
+        self.framing: Framing = cast(Framing, framings[0])  # realbugs-features writes only Framing's values
         """How the caches' samples were framed when encoded (``realbugs-features --framing``)."""
         key = dict(first.meta["key"])
         if len(tokens) > 1:  # the stack's data is every part's, in order: one hash names them together
