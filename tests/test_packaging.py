@@ -20,6 +20,14 @@ TEMPLATES = sorted(p.name for p in (ROOT / "bot" / "templates").iterdir() if p.i
 BUNDLE = ROOT / "risk_core" / "weights" / "qwen2.5-coder-0.5b"
 BUNDLE_FILES = sorted(str(p.relative_to(ROOT)) for p in BUNDLE.rglob("*") if p.is_file())
 
+
+def python_scripts() -> list[Path]:
+    """The files of ``scripts/`` that run under Python (their first line names it)."""
+    return sorted(
+        p for p in (ROOT / "scripts").iterdir() if p.is_file() and "python" in p.read_text().split("\n", 1)[0]
+    )
+
+
 DRIVER = """
 import sys
 from pathlib import Path
@@ -115,11 +123,8 @@ def test_every_module_imports_first_and_every_script_answers_help():
         if "__main__" not in p.name
     )
 
-    scripts = sorted(
-        p for p in (root / "scripts").iterdir() if p.is_file() and "python" in p.read_text().split("\n", 1)[0]
-    )
     commands = [[sys.executable, "-c", f"import {name}"] for name in names]
-    commands += [[sys.executable, str(p), "--help"] for p in scripts]
+    commands += [[sys.executable, str(p), "--help"] for p in python_scripts()]
 
     def run(command: list[str]) -> str | None:
         done = subprocess.run(command, capture_output=True, text=True, cwd=root)
@@ -151,10 +156,6 @@ def test_ruff_and_pyright_check_every_python_script_without_a_suffix():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
-    scripts = {
-        f"scripts/{p.name}"
-        for p in (ROOT / "scripts").iterdir()
-        if p.is_file() and not p.suffix and "python" in p.read_text().split("\n", 1)[0]
-    }
+    scripts = {f"scripts/{p.name}" for p in python_scripts() if not p.suffix}
     assert scripts - set(tool["ruff"]["extend-include"]) == set()
     assert scripts - set(tool["pyright"]["include"]) == set()
