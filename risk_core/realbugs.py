@@ -43,7 +43,7 @@ class Split:
     """Caches + their samples, stacked: candidate rows, and features computed on demand (memoised).
     A cache still being written contributes the samples of its finished chunks; ``max_samples`` keeps
     the first that many of the stack (variants compared while an encoder still runs see the same data),
-    and ``uncapped`` parts are stacked after that cut, whole."""
+    and the ``extra`` parts are stacked after that cut, cut in turn at ``max_extra`` samples of their own."""
 
     def __init__(
         self,
@@ -51,13 +51,15 @@ class Split:
         layers: tuple[int, ...],
         max_samples: int | None = None,
         echo_layers: tuple[int, ...] = (),
-        uncapped: list[str] | tuple[str, ...] = (),
+        extra: list[str] | tuple[str, ...] = (),
+        max_extra: int | None = None,
     ):
         self.samples, tokens = [], []
         self.n_capped = 0
-        """Samples from ``parts`` (cut at ``max_samples``); those of ``uncapped`` follow them, whole."""
-        for spec, capped in [(p, True) for p in parts] + [(p, False) for p in uncapped]:
-            if capped and max_samples is not None and len(self.samples) >= max_samples:
+        """Samples from ``parts`` (cut at ``max_samples``); those of ``extra`` follow them."""
+        for spec, capped in [(p, True) for p in parts] + [(p, False) for p in extra]:
+            limit = max_samples if capped else None if max_extra is None else self.n_capped + max_extra
+            if limit is not None and len(self.samples) >= limit:
                 continue
             cache, eq, data = spec.partition("=")
             if not eq:
@@ -68,8 +70,8 @@ class Split:
             part = read_jsonl(data)
             if len(part) < t.meta["n_samples"]:
                 raise UsageError(f"{data}: {len(part)} samples, the cache {t.meta['n_samples']}: not its data")
-            if capped and max_samples is not None and len(self.samples) + t.meta["n_samples"] > max_samples:
-                t = t.first_samples(max_samples - len(self.samples))
+            if limit is not None and len(self.samples) + t.meta["n_samples"] > limit:
+                t = t.first_samples(limit - len(self.samples))
             t.token_sample = t.token_sample + len(self.samples)
             self.samples += part[: t.meta["n_samples"]]
             tokens.append(t)

@@ -187,19 +187,35 @@ def test_split_keeps_the_first_max_samples_of_the_stack(tiny, tmp_path):
     assert len(Split(specs, (2,), max_samples=100).samples) == len(data)
 
 
-def test_uncapped_parts_come_whole_after_the_cut_of_the_others(tiny, tmp_path):
-    """Training-only samples (realbugs-experiments --train-only) are stacked after the bind parts, and
-    --bind-samples cuts only those: the first n of the bind stack, then every uncapped sample."""
+def test_extra_parts_come_after_the_cut_of_the_others_and_are_cut_on_their_own(tiny, tmp_path):
+    """Training-only samples (realbugs-experiments --train-only) are stacked after the bind parts:
+    --bind-samples cuts only those (the first n of the bind stack, then every extra sample), and
+    --train-only-samples cuts the extra parts alone, so that an extra cache still being encoded past
+    that many samples gives the same stack."""
     from risk_core.realbugs import Split
 
     data, specs = _two_stacked_caches(tiny, tmp_path)
     full = Split(specs, (2,))
     for n in (1, 2):
-        split = Split(specs[:1], (2,), max_samples=n, uncapped=specs[1:])
+        split = Split(specs[:1], (2,), max_samples=n, extra=specs[1:])
         assert split.n_capped == n and len(split.samples) == n + len(data) - 2
         assert [s.path for s in split.samples] == [s.path for s in data[:n] + data[2:]]
         keep = (full.tokens.token_sample < n) | (full.tokens.token_sample >= 2)
         assert torch.equal(split.tokens.states[2], full.tokens.states[2][keep])
+    from risk_core.data.jsonl import write_jsonl
+
+    write_jsonl(tmp_path / "c.jsonl", data)  # an extra part of three samples in chunks of 2: cuts inside and at a chunk
+    build_cache(tiny, data, (2,), tmp_path / "c", chunk=2)
+    extra = f"{tmp_path / 'c'}={tmp_path / 'c'}.jsonl"
+    whole = Split(specs[:1], (2,), max_samples=1, extra=[extra])
+    for m in (1, 2, 3, 100):
+        split = Split(specs[:1], (2,), max_samples=1, extra=[extra], max_extra=m)
+        kept = min(m, len(data))
+        assert split.n_capped == 1 and len(split.samples) == 1 + kept
+        assert [s.path for s in split.samples] == [s.path for s in data[:1] + data[:kept]]
+        keep = whole.tokens.token_sample < 1 + kept
+        assert torch.equal(split.tokens.states[2], whole.tokens.states[2][keep])
+        assert torch.equal(split.raw(2), whole.raw(2)[whole.rows.sample < 1 + kept])
     assert Split(specs, (2,)).n_capped == len(data)
 
 
