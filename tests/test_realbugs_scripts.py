@@ -408,3 +408,59 @@ def test_a_resumed_infill_run_refuses_a_cache_scored_with_another_context(tmp_pa
     assert run.stderr.strip() == (
         f"error: {cache}:1: scored with --context-lines 5, not 12: give another OUT, or delete that cache"
     )
+
+
+def test_a_line_s_surface_is_its_tokens_its_neighbours_and_its_place_with_literals_folded():
+    surface = load_script("realbugs-surface")
+    code = "def f(x):\n    y = x + 1234\n\n    return y\n"
+    first, middle, last = surface.surface_features(code, "python", [1, 2, 4])
+    assert "t:<num>" in middle and "t:1234" not in middle and "t:python:+" in middle
+    assert "prev:def" in middle and "next:return" in middle and "head:y" in middle
+    assert "first:True" in first and not any(f.startswith("prev:") for f in first)
+    assert "last:True" in last and not any(f.startswith("next:") for f in last)
+    assert "t:1" in surface.surface_features("i = 1\n", "python", [1])[0]  # 0, 1, 2 keep their value
+
+
+def _code_sample(code: str):
+    from risk_core.data.jsonl import Sample
+
+    return Sample(id="s", language="python", path="o/r:x.py@c#L1", code=code, buggy_lines=[])
+
+
+def test_a_sub_bag_holds_exactly_the_picked_rows_features():
+    surface = load_script("realbugs-surface")
+    rows = surface.bag([_code_sample("a = 1\nb = 2\nc = 3\n")], [[1, 2, 3]])
+    whole = [rows[0][rows[1][i] : (rows[1][i + 1] if i < 2 else len(rows[0]))].tolist() for i in range(3)]
+    ids, offsets = surface.rows_of_bag(rows, np.array([0, 2]))
+    assert ids.tolist() == whole[0] + whole[2] and offsets.tolist() == [0, len(whole[0])]
+
+
+def test_the_surface_model_learns_a_token_that_marks_the_buggy_line():
+    import torch
+
+    surface = load_script("realbugs-surface")
+    rng = np.random.default_rng(0)
+    samples, lines, labels = [], [], []
+    for _ in range(60):
+        bug = int(rng.integers(0, 5))
+        samples.append(_code_sample("".join(f"x{j} = {'risky(x)' if j == bug else 'safe(x)'}\n" for j in range(5))))
+        lines.append([1, 2, 3, 4, 5])
+        labels += [float(j == bug) for j in range(5)]
+    rows, y = surface.bag(samples, lines), torch.tensor(labels)
+    tr, va = np.arange(200), np.arange(200, 300)
+    model = surface.train(rows, y, tr, va, epochs=3, seed=0, lr=0.05)
+    with torch.no_grad():
+        score = model(surface.rows_of_bag(rows, va)).numpy()
+    assert score[y[va].numpy() > 0].min() > score[y[va].numpy() == 0].max()
+
+
+def test_surface_on_a_missing_cache_says_so_in_one_line(tmp_path):
+    (tmp_path / "order.jsonl").write_text("")
+    args = [str(tmp_path / "order.jsonl"), "--heldout", f"{tmp_path / 'nocache'}={tmp_path / 'none.jsonl'}"]
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-surface"), *args, "--out", str(tmp_path / "o.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
+    assert not (tmp_path / "o.json").exists()
