@@ -448,10 +448,11 @@ def test_the_surface_model_learns_a_token_that_marks_the_buggy_line():
         labels += [float(j == bug) for j in range(5)]
     rows, y = surface.bag(samples, lines), torch.tensor(labels)
     tr, va = np.arange(200), np.arange(200, 300)
-    model = surface.train(rows, y, tr, va, epochs=3, seed=0, lr=0.05)
+    model, val_auroc = surface.train(rows, y, tr, va, epochs=3, seed=0, lr=0.05)
     with torch.no_grad():
         score = model(surface.rows_of_bag(rows, va)).numpy()
     assert score[y[va].numpy() > 0].min() > score[y[va].numpy() == 0].max()
+    assert val_auroc == 1.0
 
 
 def test_surface_on_a_missing_cache_says_so_in_one_line(tmp_path):
