@@ -217,12 +217,15 @@ def real_bug_report(
     threshold: float | None,
     fix_kinds: Mapping[str, str] | None = None,
     repository: Callable[[Any], str] | None = None,
+    audit: Mapping[str, str] | None = None,
 ) -> dict:
     """``finding_cell`` over all rows and per language; rows carry ``.sample`` and ``.label``. With
     ``fix_kinds`` ({bug id: kind}), also per kind of fix: that kind's bugs beside every clean sample
-    (bugs of no known kind are left out there). With ``repository`` (sample -> its repository), also
-    per repository: its bugs beside its own clean samples. Always per function length
-    (``by_length``, `LENGTH_BUCKETS` of candidate lines): each length's bugs beside its clean samples."""
+    (bugs of no known kind are left out there); with ``audit`` ({bug id: class}, e.g.
+    ``realbugs.audit_classes``), per audited class the same way (``by_audit``). With ``repository``
+    (sample -> its repository), also per repository: its bugs beside its own clean samples. Always per
+    function length (``by_length``, `LENGTH_BUCKETS` of candidate lines): each length's bugs beside its
+    clean samples."""
     si = rows.sample.numpy()
     lang = np.array([samples[int(i)].language for i in si])
     clean = np.array([not samples[int(i)].buggy_lines for i in si], dtype=bool)
@@ -234,13 +237,19 @@ def real_bug_report(
             for k in sorted(set(keys.tolist()))
         }
 
+    def by_bug_class(classes: Mapping[str, str]) -> dict:  # each class's bugs beside every clean sample
+        cls = np.array([classes.get(samples[int(i)].id, "") for i in si])
+        cells = {}
+        for k in sorted(set(cls[~clean].tolist()) - {""}):
+            m = clean | (cls == k)
+            cells[k] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
+        return cells
+
     out = {"threshold": rounded(threshold), "all": finding_cell(s, y, si, clean, threshold), "by_language": by(lang)}
     if fix_kinds is not None:
-        kind = np.array([fix_kinds.get(samples[int(i)].id, "") for i in si])
-        out["by_fix_kind"] = {}
-        for k in sorted(set(kind[~clean].tolist()) - {""}):
-            m = clean | (kind == k)
-            out["by_fix_kind"][k] = finding_cell(s[m], y[m], si[m], clean[m], threshold)
+        out["by_fix_kind"] = by_bug_class(fix_kinds)
+    if audit is not None:
+        out["by_audit"] = by_bug_class(audit)
     if repository is not None:
         out["by_repository"] = by(np.array([repository(samples[int(i)]) for i in si]))
     lengths = by(row_length_buckets(si))

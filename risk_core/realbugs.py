@@ -6,6 +6,7 @@ and the shipped bundle's recipe (``scripts/train-default-bundle``)."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -225,15 +226,17 @@ def bind_val_split(samples, fraction: float = 0.15) -> tuple[list[int], list[int
 
 def markdown_table(results: list[dict]) -> str:
     """The "what we tried" table: one row per variant, overall, per language and (where reported) per
-    kind of fix, with the number of bind samples it was trained on and its bind-validation top-1 / AUROC
-    (what a choice may read)."""
+    kind of fix and per audited class, with the number of bind samples it was trained on and its
+    bind-validation top-1 / AUROC (what a choice may read)."""
     langs = sorted({lang for r in results for lang in r["by_language"]})
     kinds = sorted({k for r in results for k in r.get("by_fix_kind", {})})
+    audited = sorted({k for r in results for k in r.get("by_audit", {})})
     fmt = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
     pair = lambda c: f"{fmt(c['top1'])} / {fmt(c['auroc'])}" if c else "–"  # noqa: E731
     head = ["variant", "bind samples", "top-1", "top-3", "top-5", "AUROC", "false / 1k clean lines", "precision"]
     head += [f"{lang} top-1 / AUROC" for lang in langs]
     head += [f"fix: {k} top-1 / AUROC" for k in kinds]
+    head += [f"audit: {k} top-1 / AUROC" for k in audited]
     head += ["validation top-1 / AUROC"]
     rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
@@ -247,6 +250,7 @@ def markdown_table(results: list[dict]) -> str:
         cells += [fmt(a[k]) for k in ("top1", "top3", "top5", "auroc", "false_per_1000", "precision")]
         cells += [pair(r["by_language"].get(lang)) for lang in langs]
         cells += [pair(r.get("by_fix_kind", {}).get(k)) for k in kinds]
+        cells += [pair(r.get("by_audit", {}).get(k)) for k in audited]
         cells.append(pair(r.get("validation")))
         rows.append("| " + " | ".join(cells) + " |")
     n_all = results[0]["all"] if results else {}
@@ -255,6 +259,32 @@ def markdown_table(results: list[dict]) -> str:
         f"{n_all.get('n_bugs', 0)} held-out bugs, {n_all.get('n_lines', 0)} candidate lines (buggy and fixed versions)."
     )
     return "\n".join(rows) + "\n"
+
+
+AUDIT_ANSWERS = ("yes", "no", "unclear")
+
+
+def audit_class(answer: dict) -> str:
+    """A bug's class from its audit: ``defect`` (a defect the window shows, at a line a reviewer could
+    point at), ``no defect`` (the fix repairs nothing the window shows wrong) or ``unclear``."""
+    if answer.get("defect") == "yes" and answer.get("locatable") == "yes":
+        return "defect"
+    return "no defect" if answer.get("defect") == "no" else "unclear"
+
+
+def audit_classes(path: str | Path) -> dict[str, str]:
+    """{bug id: ``audit_class``} from an audit file (``scripts/realbugs-reviewer audit`` writes one:
+    ``{"bugs": {id: {"defect": ..., "locatable": ...}}}``, answers among ``AUDIT_ANSWERS``)."""
+    try:
+        bugs = json.loads(Path(path).read_text())["bugs"]
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such audit file") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UsageError(f'{path}: not an audit file (expected {{"bugs": {{id: {{"defect": ...}}}}}})') from None
+    for bug_id, answer in bugs.items():
+        if not isinstance(answer, dict) or any(answer.get(q) not in AUDIT_ANSWERS for q in ("defect", "locatable")):
+            raise UsageError(f"{path}: {bug_id}: defect and locatable must each be one of {', '.join(AUDIT_ANSWERS)}")
+    return {bug_id: audit_class(answer) for bug_id, answer in bugs.items()}
 
 
 def fix_kinds(samples) -> dict[str, FixKind]:

@@ -119,6 +119,41 @@ def test_the_report_per_kind_of_fix_puts_every_clean_sample_beside_each_kind():
     assert "by_fix_kind" not in real_bug_report(scores, samples, rows, 0.5)
 
 
+def test_the_report_per_audited_class_puts_every_clean_sample_beside_each_class(tmp_path):
+    import json
+
+    from risk_core.errors import UsageError
+    from risk_core.metrics import real_bug_report
+    from risk_core.realbugs import audit_classes, markdown_table
+
+    audit = tmp_path / "audit.json"
+    answers = {
+        "x": {"defect": "yes", "locatable": "yes"},
+        "y": {"defect": "no", "locatable": "yes"},  # locatable, but no defect: "no defect"
+        "z": {"defect": "yes", "locatable": "unclear"},
+    }
+    audit.write_text(json.dumps({"bugs": answers}))
+    classes = audit_classes(audit)
+    assert classes == {"x": "defect", "y": "no defect", "z": "unclear"}
+    samples = [_sample("x", "", [1]), _sample("y", "", [2]), _sample("x:fixed", "", [])]
+    rows = SimpleNamespace(
+        sample=torch.tensor([0, 0, 1, 1, 2, 2]), label=torch.tensor([1, 0, 0, 1, 0, 0]), line=torch.arange(6)
+    )
+    rep = real_bug_report([0.9, 0.1, 0.8, 0.2, 0.95, 0.0], samples, rows, 0.5, audit=classes)
+    assert set(rep["by_audit"]) == {"defect", "no defect"}  # no held-out bug is "unclear" here
+    assert rep["by_audit"]["defect"]["top1"] == 1.0 and rep["by_audit"]["no defect"]["top1"] == 0.0
+    assert rep["by_audit"]["defect"]["false_per_1000"] == rep["all"]["false_per_1000"] == 500.0
+    table = markdown_table([{**rep, "variant": "gru"}]).splitlines()
+    assert table[0].endswith(
+        "| audit: defect top-1 / AUROC | audit: no defect top-1 / AUROC | validation top-1 / AUROC |"
+    )
+    audit.write_text(json.dumps({"bugs": {"x": {"defect": "maybe", "locatable": "yes"}}}))
+    with pytest.raises(UsageError, match="x: defect and locatable must each be one of yes, no, unclear"):
+        audit_classes(audit)
+    with pytest.raises(UsageError, match="no such audit file"):
+        audit_classes(tmp_path / "none.json")
+
+
 def test_the_table_adds_a_column_per_kind_of_fix_when_reported():
     from risk_core.realbugs import markdown_table
 

@@ -285,6 +285,19 @@ def test_an_unknown_ablation_row_is_a_one_line_usage_error(tmp_path, rows):
     assert not (tmp_path / "o").exists()
 
 
+def test_the_audit_rows_without_an_audit_of_the_training_bugs_are_a_one_line_usage_error(tmp_path):
+    missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
+    args = ["--order", missing, "--bind", missing, "--heldout", missing, "--rows", "whole,audit-defect"]
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-ablations"), *args, "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: the rows audit-all, audit-defect, audit-kept, audit-random need --audit-bind")
+    assert run.stderr.strip().count("\n") == 0 and not (tmp_path / "o").exists()
+
+
 def test_ablations_on_a_missing_cache_say_so_in_one_line(tmp_path):
     (tmp_path / "order.jsonl").write_text("")
     missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
@@ -465,3 +478,88 @@ def test_surface_on_a_missing_cache_says_so_in_one_line(tmp_path):
     )
     assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
     assert not (tmp_path / "o.json").exists()
+
+
+def _bug(sid: str, code: str, lines: list[int], fixed: bool = False):
+    from risk_core.data.jsonl import Sample
+
+    return Sample(
+        id=sid + (":fixed" if fixed else ""),
+        language="python",
+        path=f"owner/secret-repo:pkg/mod.py@{'b' * 12 if fixed else 'a' * 12}#L3",
+        code=code,
+        buggy_lines=[] if fixed else lines,
+        operator="git-fix-fixed" if fixed else "git-fix",
+    )
+
+
+def test_the_reviewer_s_files_are_blind_and_the_audit_s_mark_the_labeled_lines(tmp_path):
+    from risk_core.data.jsonl import write_jsonl
+
+    reviewer = load_script("realbugs-reviewer")
+    bugs = [_bug(f"owner/secret-repo:{i:012d}:pkg/mod.py", f"def f(x):\n    return x + {i}\n", [2]) for i in range(5)]
+    write_jsonl(tmp_path / "bugs.jsonl", bugs)
+    write_jsonl(tmp_path / "all.jsonl", bugs + [_bug(b.id, b.code.replace("+", "-"), [], True) for b in bugs])
+    reviewer.export(str(tmp_path / "bugs.jsonl"), str(tmp_path / "all.jsonl"), tmp_path / "out", 4, 2, 0)
+    blind = sorted((tmp_path / "out" / "blind").glob("*/*.txt"))
+    assert [f.parent.name for f in blind] == ["00", "00", "01", "01"]
+    for f in blind:
+        text = f.read_text()
+        assert "secret-repo" not in text and "mod.py" not in text and ">>" not in text
+        assert text.startswith("language: python\n1 | def f(x):\n2 |     return x + ")
+    key = json.loads((tmp_path / "out" / "key.json").read_text())
+    assert [s["n"] for s in key["samples"]] == ["000", "001", "002", "003"]
+    assert all(bugs[s["index"]].id == s["id"] for s in key["samples"])
+    audit = (tmp_path / "out" / "audit" / "00" / "000.txt").read_text()
+    assert ">> 2 |     return x +" in audit and "   1 | def f(x):" in audit and "2 |     return x - " in audit
+    again = tmp_path / "again"
+    reviewer.export(str(tmp_path / "bugs.jsonl"), str(tmp_path / "all.jsonl"), again, 4, 2, 0)
+    assert (again / "key.json").read_text() == (tmp_path / "out" / "key.json").read_text()
+
+
+def test_a_reviewer_s_ranking_counts_only_candidate_lines_and_chance_is_exact():
+    reviewer = load_script("realbugs-reviewer")
+    ranking = reviewer.ranked([4, "4", 9, 2, 7], {2, 4, 7})  # 9: a blank line; 4 named twice
+    assert ranking == [4, 2, 7]
+    assert reviewer.hits(ranking, {2}) == {1: False, 3: True, 5: True}
+    assert reviewer.chance(5, 1) == pytest.approx({1: 0.2, 3: 0.6, 5: 1.0})
+    assert reviewer.chance(4, 2) == pytest.approx({1: 0.5, 3: 1.0, 5: 1.0})  # fewer lines than k
+
+
+def test_reviewer_answers_that_are_not_json_are_a_one_line_error(tmp_path):
+    (tmp_path / "answers").mkdir()
+    (tmp_path / "answers" / "00.json").write_text("{not json")
+    (tmp_path / "key.json").write_text(json.dumps({"samples": [], "bugs_sha256": "", "seed": 0}))
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-reviewer"), "score", str(tmp_path), "--heldout", "c=d.jsonl"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
+    assert "00.json: not JSON" in run.stderr
+
+
+def test_the_audit_file_keys_the_answers_by_bug_id_and_keeps_no_reviewer_words(tmp_path):
+    from risk_core.data.jsonl import write_jsonl
+    from risk_core.realbugs import audit_classes
+
+    reviewer = load_script("realbugs-reviewer")
+    bugs = [_bug(f"o/r:{i:012d}:m.py", f"def f(x):\n    return x + {i}\n", [2]) for i in range(3)]
+    write_jsonl(tmp_path / "bugs.jsonl", bugs)
+    write_jsonl(tmp_path / "all.jsonl", bugs + [_bug(b.id, b.code, [], True) for b in bugs])
+    out = tmp_path / "out"
+    reviewer.export(str(tmp_path / "bugs.jsonl"), str(tmp_path / "all.jsonl"), out, 3, 40, 0)
+    (out / "audit-answers").mkdir()
+    answers = {"000": {"defect": "yes", "locatable": "yes", "why": "x + 0 is x"}, "001": {"defect": "no"}}
+    (out / "audit-answers" / "00.json").write_text(json.dumps(answers))
+    with pytest.raises(UsageError, match="001: defect and locatable must be"):
+        reviewer.write_audit(out, tmp_path / "audit.json")
+    answers["001"]["locatable"] = "no"
+    (out / "audit-answers" / "00.json").write_text(json.dumps(answers))
+    with pytest.raises(UsageError, match="no answer for 002"):
+        reviewer.write_audit(out, tmp_path / "audit.json")
+    answers["002"] = {"defect": "unclear", "locatable": "no"}
+    (out / "audit-answers" / "00.json").write_text(json.dumps(answers))
+    doc = reviewer.write_audit(out, tmp_path / "audit.json")
+    assert "why" not in json.dumps(doc["bugs"]) and list(doc["bugs"]) == sorted(b.id for b in bugs)
+    assert sorted(audit_classes(tmp_path / "audit.json").values()) == ["defect", "no defect", "unclear"]
