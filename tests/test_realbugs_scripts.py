@@ -563,3 +563,40 @@ def test_the_audit_file_keys_the_answers_by_bug_id_and_keeps_no_reviewer_words(t
     doc = reviewer.write_audit(out, tmp_path / "audit.json")
     assert "why" not in json.dumps(doc["bugs"]) and list(doc["bugs"]) == sorted(b.id for b in bugs)
     assert sorted(audit_classes(tmp_path / "audit.json").values()) == ["defect", "no defect", "unclear"]
+
+
+def test_the_answer_s_probability_of_a_line_number_ends_with_a_non_digit():
+    ask = load_script("realbugs-ask")
+    assert ask.prefixes([3, 12]) == ["", "1", "3", "12"]
+    uniform = np.log(np.full(10, 0.05))  # each digit 5%: the number ends with 50%
+    logp = {"": uniform, "1": uniform, "3": uniform, "12": np.log(np.full(10, 1e-9))}
+    got = ask.number_logprobs(logp, [1, 3, 12])
+    assert got[1] == pytest.approx(np.log(0.05 * 0.5))  # "1", then not a digit
+    assert got[3] == pytest.approx(np.log(0.05 * 0.5))
+    assert got[12] == pytest.approx(np.log(0.05 * 0.05 * 1.0), rel=1e-6)  # nothing follows "12"
+
+
+@pytest.mark.integration
+def test_the_question_shows_the_numbered_window_and_begins_the_answer_before_the_digit():
+    from risk_core.model_loading import load_model
+    from risk_core.models import DEFAULT_MODEL
+
+    ask = load_script("realbugs-ask")
+    tok = load_model(DEFAULT_MODEL, engine="transformers").hf_tokenizer
+    ids = ask.prompt_ids(tok, "def f(x):\n    return x + 1\n", "python")
+    text = tok.decode(ids)
+    assert "1 | def f(x):\n2 |     return x + 1" in text and text.endswith(ask.ANSWER)
+    # the answer's digits follow the prompt's tokens one by one, as ask() feeds them
+    whole = tok(text + "12.", add_special_tokens=False)["input_ids"]
+    assert whole[: len(ids)] == ids
+    assert whole[len(ids) : len(ids) + 2] == [tok.convert_tokens_to_ids("1"), tok.convert_tokens_to_ids("2")]
+
+
+def test_asking_on_a_missing_cache_says_so_in_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-ask"), str(tmp_path / "o.json"), "--heldout", f"{tmp_path}/c=none"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
+    assert not (tmp_path / "o.json").exists()
