@@ -261,6 +261,22 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def numbered_code(code: str) -> str:
+    """``code`` with each line's 1-based number before it (``12 | ...``), as a reader is shown a window."""
+    lines = code.splitlines()
+    width = len(str(len(lines)))
+    return "\n".join(f"{i:>{width}} | {line}" for i, line in enumerate(lines, 1))
+
+
+def within_sample_rank(scores: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """Each row's rank among its sample's rows, scaled to [0, 1] (1 = the sample's highest)."""
+    out = np.zeros(len(scores))
+    for s in np.unique(sample):
+        rows = np.flatnonzero(sample == s)
+        out[rows] = np.argsort(np.argsort(scores[rows], kind="stable"), kind="stable") / max(len(rows) - 1, 1)
+    return out
+
+
 AUDIT_ANSWERS = ("yes", "no", "unclear")
 
 

@@ -370,8 +370,9 @@ def test_a_line_s_infill_mean_and_max_skip_whitespace_tokens_and_its_sum_counts_
 
 
 def test_ranks_within_a_sample_run_from_0_to_1_and_ignore_the_other_samples():
-    infill = load_script("realbugs-infill")
-    ranks = infill.within_sample_rank(np.array([5.0, 1.0, 3.0, 100.0, -100.0]), np.array([0, 0, 0, 1, 1]))
+    from risk_core.realbugs import within_sample_rank
+
+    ranks = within_sample_rank(np.array([5.0, 1.0, 3.0, 100.0, -100.0]), np.array([0, 0, 0, 1, 1]))
     assert ranks.tolist() == [1.0, 0.0, 0.5, 1.0, 0.0]
 
 
