@@ -21,6 +21,7 @@ from risk_core.data.from_git.diff import FixKind, fix_kind
 from risk_core.data.from_git.mining import fixed_id
 from risk_core.data.jsonl import read_jsonl
 from risk_core.errors import UsageError
+from risk_core.evaluate import probe_risk
 from risk_core.feature_cache import line_rows, load_tokens, pool_rows
 from risk_core.sae import SparseCoder
 
@@ -207,6 +208,12 @@ def bundle_features(split: Split, bundle: Bundle) -> torch.Tensor:
     return x
 
 
+@torch.no_grad()
+def bundle_risk(split: Split, bundle: Bundle) -> np.ndarray:
+    """A bundle's risk for each of a split's candidate rows, read from the split's cached states."""
+    return probe_risk(bundle.probe, bundle_features(split, bundle), split.rows.sample)
+
+
 def bind_val_split(samples, fraction: float = 0.15) -> tuple[list[int], list[int]]:
     """Training / validation sample indices of the bind split, by repository: the repositories whose
     name hashes lowest, about ``fraction`` of the samples (at least one repository)."""
@@ -280,6 +287,11 @@ def within_sample_rank(scores: np.ndarray, sample: np.ndarray) -> np.ndarray:
 AUDIT_ANSWERS = ("yes", "no", "unclear")
 
 
+def is_audit_answer(answer) -> bool:
+    """Whether ``answer`` is one bug's audit: ``defect`` and ``locatable`` each among ``AUDIT_ANSWERS``."""
+    return isinstance(answer, dict) and all(answer.get(q) in AUDIT_ANSWERS for q in ("defect", "locatable"))
+
+
 def audit_class(answer: dict) -> str:
     """A bug's class from its audit: ``defect`` (a defect the window shows, at a line a reviewer could
     point at), ``no defect`` (the fix repairs nothing the window shows wrong) or ``unclear``."""
@@ -298,7 +310,7 @@ def audit_classes(path: str | Path) -> dict[str, str]:
     except (json.JSONDecodeError, KeyError, TypeError):
         raise UsageError(f'{path}: not an audit file (expected {{"bugs": {{id: {{"defect": ...}}}}}})') from None
     for bug_id, answer in bugs.items():
-        if not isinstance(answer, dict) or any(answer.get(q) not in AUDIT_ANSWERS for q in ("defect", "locatable")):
+        if not is_audit_answer(answer):
             raise UsageError(f"{path}: {bug_id}: defect and locatable must each be one of {', '.join(AUDIT_ANSWERS)}")
     return {bug_id: audit_class(answer) for bug_id, answer in bugs.items()}
 
