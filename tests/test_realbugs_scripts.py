@@ -601,3 +601,15 @@ def test_asking_on_a_missing_cache_says_so_in_one_line(tmp_path):
     )
     assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
     assert not (tmp_path / "o.json").exists()
+
+
+def test_scoring_a_folder_that_was_never_exported_says_to_export_first(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-reviewer"), "score", str(tmp_path / "none"), "--heldout", "c=d.jsonl"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith(
+        f"error: {tmp_path / 'none'}/key.json: not found (write it with realbugs-reviewer export)"
+    )
