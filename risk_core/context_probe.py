@@ -217,14 +217,12 @@ def _one_member_layout(state: dict, prefix: str, *args) -> None:
 
 
 def _batch(files: list[tuple[Tensor, Tensor]], idx: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Right-padded batch of files ``idx``, built where the files are; ``lengths`` stays on the CPU (the
+    packed GRU reads it there)."""
     lengths = torch.tensor([files[i][0].shape[0] for i in idx])
-    width, f = int(lengths.max()), files[idx[0]][0].shape[1]
-    x = torch.zeros(len(idx), width, f)
-    y = torch.zeros(len(idx), width)
-    for r, i in enumerate(idx):
-        n = files[i][0].shape[0]
-        x[r, :n], y[r, :n] = files[i][0], files[i][1]
-    mask = torch.arange(width)[None] < lengths[:, None]
+    x = nn.utils.rnn.pad_sequence([files[i][0] for i in idx], batch_first=True)
+    y = nn.utils.rnn.pad_sequence([files[i][1] for i in idx], batch_first=True)
+    mask = torch.arange(x.shape[1], device=x.device)[None] < lengths.to(x.device)[:, None]
     return x, y, mask, lengths
 
 
@@ -287,9 +285,9 @@ def train_context_probe(
 ) -> ContextProbe:
     """Train on files given as (line features [L, F], 0/1 labels [L]); early-stop and Platt-calibrate
     on ``val_files`` (split them by repository: lines and files of one project are correlated). The
-    files stay in memory where they are; each batch is trained on ``device``; the probe comes back on
-    the CPU."""
-    files = [(x.float(), y.float()) for x, y in files if x.shape[0] > 0]
+    training files are copied to ``device`` once (a batch's copy every step would cost a GPU more than
+    its step); the validation files stay where they are; the probe comes back on the CPU."""
+    files = [(x.float().to(device), y.float().to(device)) for x, y in files if x.shape[0] > 0]
     val_files = [(x.float(), y.float()) for x, y in val_files if x.shape[0] > 0]
     if not files or not val_files:
         raise UsageError("context probe training needs training and validation files")
@@ -297,8 +295,8 @@ def train_context_probe(
     probe = ContextProbe(cfg)
     allx = torch.cat([x for x, _ in files])
     ally = torch.cat([y for _, y in files])
-    probe.mean.copy_(allx.mean(0))
-    std = allx.std(0)
+    probe.mean.copy_(allx.mean(0).cpu())
+    std = allx.std(0).cpu()
     probe.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
     n_pos = float(ally.sum())
     pos_weight = (ally.numel() - n_pos) / max(n_pos, 1.0)
@@ -325,13 +323,11 @@ def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log)
     gen = torch.Generator().manual_seed(cfg.seed)  # the file order
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_key = copy.deepcopy(probe.state_dict()), (-1.0, -1.0)
-    device = probe.mean.device  # where train_context_probe put the member
     for epoch in range(cfg.epochs):
         probe.train()
         order = torch.randperm(len(files), generator=gen).tolist()
         for b in range(0, len(order), cfg.batch_files):
             x, y, mask, lengths = _batch(files, order[b : b + cfg.batch_files])
-            x, y, mask = x.to(device), y.to(device), mask.to(device)
             logits = probe._padded_logits(probe.standardize(x), lengths)
             loss = _loss(logits, y, mask, pos_weight, cfg.loss, cfg.listwise_weight)
             opt.zero_grad()

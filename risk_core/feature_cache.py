@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ def build_cache(
     stop_after: int | None = None,
     echo: bool = False,
     framing: Framing = "bare",
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Encode ``samples`` into ``out`` (resuming where chunks exist). Returns ``out``. ``stop_after``
     encodes only the chunks that cover the first N samples: a prefix that ``load_tokens(partial=True)``
@@ -86,8 +88,13 @@ def build_cache(
     sample's second reading (``EncodeConfig.echo``) as ``echo<layer>``, from the same pass. ``framing``
     encodes each sample as ``features.frame_text`` frames it (``review``: inside a code-review chat
     prompt, as ``pttrust bind --framing review`` and the scorer read it) and keeps the code's tokens
-    alone, at the code's own line numbers."""
+    alone, at the code's own line numbers. ``timings``, where given, gains the seconds spent in the
+    model's passes (``model``) and in assembling and writing chunks (``write``): on a GPU the second
+    can be the bound."""
     out = Path(out)
+    spent = timings if timings is not None else {}
+    spent.setdefault("model", 0.0)
+    spent.setdefault("write", 0.0)
     layers = tuple(sorted(set(layers)))
     key = cache_key(loaded.sha256, layers, data_sha256(samples), surprise, echo, loaded.dtype, framing)
     meta_path = out / "cache.json"
@@ -123,7 +130,10 @@ def build_cache(
             part = samples[c * chunk : (c + 1) * chunk]
             framed = [frame_text(s.code, s.language, framing, loaded.tokenizer) for s in part]
             texts = [text for text, _ in framed]
+            t0 = time.perf_counter()
             states = encode_tokens(loaded, texts, cfg)
+            t1 = time.perf_counter()
+            spent["model"] += t1 - t0
             ids = loaded.tokenizer(texts, add_special_tokens=False)["input_ids"]
             if framing != "bare":  # keep the code's tokens, at the code's line numbers
                 keeps = [
@@ -150,6 +160,7 @@ def build_cache(
             tmp = path.with_suffix(".tmp")
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
             os.replace(tmp, path)
+            spent["write"] += time.perf_counter() - t1
         if progress:
             progress(min((c + 1) * chunk, len(samples)), len(samples))
     return out

@@ -613,3 +613,13 @@ def test_a_large_cache_loads_and_pools_without_a_second_copy(tmp_path):
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert int(run.stdout.split()[-1]) < 1.5 * 256, run.stdout
+
+
+def test_build_cache_reports_the_time_in_the_model_and_in_writing(tiny, tmp_path):
+    spent: dict[str, float] = {}
+    build_cache(tiny, samples(), (2,), tmp_path / "c", chunk=2, timings=spent)
+    assert set(spent) == {"model", "write"} and spent["model"] > 0 and spent["write"] > 0
+    # a resumed run finds every chunk on disk: neither clock moves
+    again: dict[str, float] = {}
+    build_cache(tiny, samples(), (2,), tmp_path / "c", chunk=2, timings=again)
+    assert again == {"model": 0.0, "write": 0.0}

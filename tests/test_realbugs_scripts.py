@@ -613,3 +613,19 @@ def test_scoring_a_folder_that_was_never_exported_says_to_export_first(tmp_path)
     assert run.stderr.startswith(
         f"error: {tmp_path / 'none'}/key.json: not found (write it with realbugs-reviewer export)"
     )
+
+
+def test_answers_cached_under_another_question_or_model_are_refused_not_mixed_in(tmp_path):
+    ask = load_script("realbugs-ask")
+    cache = tmp_path / "o.lines.jsonl"
+    asked = ask.asked_key("qwen2.5-coder-0.5b")
+    rec = {"id": "a", "lines": [1, 2], "logp": [-1.0, -2.0], "asked": asked}
+    cache.write_text(json.dumps(rec) + "\n")
+    assert ask.read_answers(cache, asked) == {"a": rec}
+    assert ask.read_answers(tmp_path / "none.lines.jsonl", asked) == {}
+    with pytest.raises(UsageError, match=r"o.lines.jsonl:1: asked with another question or model"):
+        ask.read_answers(cache, ask.asked_key("qwen2.5-coder-1.5b"))
+    del rec["asked"]  # a cache written before answers were keyed by their question
+    cache.write_text(json.dumps(rec) + "\n")
+    with pytest.raises(UsageError, match="another question or model"):
+        ask.read_answers(cache, asked)
