@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -629,3 +630,71 @@ def test_answers_cached_under_another_question_or_model_are_refused_not_mixed_in
     cache.write_text(json.dumps(rec) + "\n")
     with pytest.raises(UsageError, match="another question or model"):
         ask.read_answers(cache, asked)
+
+
+def test_stage1_on_a_missing_cache_says_so_in_one_line_and_trains_nothing(tmp_path):
+    missing = f"{tmp_path}/none={tmp_path}/none.jsonl"
+    env = {**os.environ, "PY": sys.executable, "READING": "echo", "EXTRA": missing}
+    run = subprocess.run(
+        ["bash", str(SCRIPTS / "realbugs-sae"), str(tmp_path / "sae"), "12", missing],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "not a feature cache" in run.stderr
+    assert not (tmp_path / "sae").exists()
+
+
+def _lease_files(tmp_path, bound_val: float, shipped_val: float) -> tuple:
+    """What a lease brings back (results.tgz, bundles.tgz) with the two rows ship compares, and a copy
+    of the weights folder to ship into."""
+    import shutil
+    import tarfile
+
+    figures = {"top1": 0.3, "top3": 0.5, "top5": 0.6, "auroc": 0.8, "false_per_1000": 0.0, "precision": 1.0}
+    bound = "sae:shipped+raw + context-gru (both) x3 [listwise_weight=0.3]"
+    rows = [
+        {"variant": name, "features": "sae:shipped", "all": figures, "by_language": {}, "bind_samples": 9,
+         "validation": {**figures, "top1": val}}
+        for name, val in (("shipped bundle", shipped_val), (bound, bound_val))
+    ]  # fmt: skip
+    src, staged = tmp_path / "lease", tmp_path / "staged"
+    (staged / "bundle" / "probe").mkdir(parents=True)
+    (staged / "bundle" / "sae").mkdir()
+    (staged / "bundle" / "sae" / "sae.safetensors").write_text("the shipped SAE, saved again")
+    (staged / "with-extra.json").write_text(json.dumps(rows))
+    (staged / "bundle" / "cfg.json").write_text('{"bound": true}')
+    (staged / "bundle" / "probe" / "probe.safetensors").write_text("bound probe")
+    src.mkdir()
+    with tarfile.open(src / "results.tgz", "w:gz") as t:
+        t.add(staged / "with-extra.json", "with-extra.json")
+    with tarfile.open(src / "bundles.tgz", "w:gz") as t:
+        t.add(staged / "bundle", "sae-shipped-raw-context-gru-both-x3-listwise-weight-0-3")
+    ship = tmp_path / "weights"
+    shutil.copytree(SCRIPTS.parent / "risk_core/weights/qwen2.5-coder-0.5b", ship)
+    env = {**os.environ, "PY": sys.executable, "RUNS": str(tmp_path / "runs"), "SHIP": str(ship)}
+    cmd = ["bash", str(SCRIPTS / "device-realbugs"), "ship", str(src)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env), ship
+
+
+@pytest.mark.parametrize("bound_val, shipped", [(0.4, True), (0.2, False)])
+def test_a_lease_s_bundle_is_shipped_only_where_the_validation_repositories_prefer_it(tmp_path, bound_val, shipped):
+    run, ship = _lease_files(tmp_path, bound_val, 0.3)
+    assert run.returncode == 0, run.stderr
+    assert (ship / "eval-realbugs-device.json").is_file()
+    assert ((ship / "cfg.json").read_bytes() == b'{"bound": true}') is shipped
+    assert ((ship / "probe/probe.safetensors").read_bytes() == b"bound probe") is shipped
+    # the shipped SAE's training metrics stay beside it whichever probe ships
+    before = SCRIPTS.parent / "risk_core/weights/qwen2.5-coder-0.5b/sae/metrics.json"
+    assert (ship / "sae/metrics.json").read_bytes() == before.read_bytes()
+    listed = {line.split()[1] for line in (ship / "SHA256SUMS").read_text().splitlines()}
+    assert "./eval-realbugs-device.json" in listed
+
+
+def test_shipping_without_a_lease_s_files_is_a_one_line_error(tmp_path):
+    env = {**os.environ, "PY": sys.executable, "RUNS": str(tmp_path / "runs"), "SHIP": str(tmp_path / "w")}
+    run = subprocess.run(
+        ["bash", str(SCRIPTS / "device-realbugs"), "ship", str(tmp_path)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
