@@ -94,7 +94,10 @@ def score_source(
     refused post means (the CLI fails, the Action falls back to annotations).
     """
     from bot.review import review_source
+    from risk_core.artifacts import check_bundle_dir
 
+    if cfg.bundle:  # refused now, not when the first diff with code to score loads it
+        check_bundle_dir(cfg.bundle)
     # quantize and dtype reach the loader only when asked for, so factories with load_scorer's first
     # four parameters (the Action's, test doubles) keep working.
     asked = {k: v for k, v in (("quantize", quantize), ("dtype", dtype)) if v != "auto"}

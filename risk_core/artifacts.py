@@ -94,6 +94,15 @@ def _optional_json(path: Path):
         raise UsageError(f"{path}: unreadable bundle file ({err})") from None
 
 
+def check_bundle_dir(path: str | Path) -> Path:
+    """``path`` if it holds a bundle's config, else a one-line error: cheap, so that a wrong bundle is
+    refused before (or without) the model's loading."""
+    path = Path(path)
+    if not (path / CFG_FILE).is_file():
+        raise UsageError(f"{path}: not a bundle (no {CFG_FILE})")
+    return path
+
+
 @dataclass
 class Bundle:
     cfg: ArtifactConfig
@@ -134,9 +143,7 @@ class Bundle:
         from risk_core.probe import RiskProbe, load_probe
         from risk_core.sae import SparseCoder
 
-        path = Path(path)
-        if not (path / CFG_FILE).is_file():
-            raise UsageError(f"{path}: not a bundle (no {CFG_FILE})")
+        path = check_bundle_dir(path)
         try:
             raw = json.loads((path / CFG_FILE).read_text())
             known = {f.name for f in fields(ArtifactConfig)}

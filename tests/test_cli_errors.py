@@ -75,6 +75,15 @@ CASES = [
     ("missing diff", ["review", "--diff", "{d}/nope.diff"], None, 2, "diff not found"),
     ("diff is a directory", ["review", "--diff", "{d}/repo"], None, 2, "diff is a directory"),
     ("nonexistent --bundle", ["review", "--diff", "{d}/good.diff", "--bundle", "{d}/nope"], None, 2, "not a bundle"),
+    # a mistyped bundle is refused even when nothing in the diff needs the model (a CI set-up error
+    # would otherwise pass until the first pull request with code to score)
+    (
+        "--bundle that is no bundle, nothing to score",
+        ["review", "--diff", "{d}/empty.diff", "--bundle", "{d}"],
+        None,
+        2,
+        "not a bundle",
+    ),
     (
         "bundle of another model",
         ["review", "--diff", "{d}/good.diff", "--bundle", "{d}/bundle-d32"],

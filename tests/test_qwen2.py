@@ -21,7 +21,7 @@ from conftest import TINY_CORPUS
 from risk_core import model_loading
 from risk_core.encode import EncodeConfig, encode_tokens
 from risk_core.errors import UsageError
-from risk_core.model_loading import FLOAT32_BLOCKS, load_model, mapped_safetensors
+from risk_core.model_loading import BFLOAT16_BLOCKS, FLOAT32_BLOCKS, load_model, mapped_safetensors, review_dtype
 from risk_core.qwen2 import Qwen2Model
 from risk_core.tokenizer import FastTokenizer, UnsupportedTokenizer
 
@@ -321,7 +321,8 @@ def test_the_review_cli_never_imports_transformers(tiny_fp16, tmp_path):
     cache = tmp_path / "cache"
     spec = models.ModelSpec("tiny-lean", "none/tiny", ("tiny-part1",), "0.0.1", "ab" * 32, None)
     dest = cache / "models" / spec.name
-    shutil.copytree(tiny_fp16, dest)
+    # the module's fp16 copy may hold block files other tests wrote: this review must write its own
+    shutil.copytree(tiny_fp16, dest, ignore=shutil.ignore_patterns("blocks-*"))
     models._write_manifest(spec, dest)
     torch.manual_seed(0)
     sae = SparseCoder(64, SaeConfig(expansion_factor=4, k=8))
@@ -353,7 +354,9 @@ def test_the_review_cli_never_imports_transformers(tiny_fp16, tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"]["lines_scored"] > 0
-    assert (dest / FLOAT32_BLOCKS).is_file()
+    # the lean engine wrote the blocks of the dtype a review computes in here (bfloat16 on CPUs that
+    # multiply it in hardware)
+    assert (dest / (BFLOAT16_BLOCKS if review_dtype("cpu") == "bfloat16" else FLOAT32_BLOCKS)).is_file()
 
 
 def test_a_review_framed_bundle_loads_transformers_explicitly(tiny_model_dir, tmp_path):
