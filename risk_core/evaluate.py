@@ -261,8 +261,11 @@ def to_markdown(report: dict) -> str:
 
 
 def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, top: int = 8) -> dict:
-    """The inputs behind one line's score, largest contribution first: activation, contribution to the
-    logit, label. The line is read as the review reads it: in its scoring window
+    """What is behind one line's score. ``latents``: the ``top`` SAE latents by the size of their
+    contribution to the logit, with activation and label. ``inputs``: the bundle's other inputs, one
+    entry per kind (an sae+raw bundle's raw states, a surprise bundle's surprise), their summed
+    contribution and their largest three: hundreds of unnamed dimensions would otherwise crowd out
+    every latent a reviewer can read. The line is read as the review reads it: in its scoring window
     (``candidates.scoring_window``), through the bundle's probe (a context probe sees the window's
     candidate lines), so the risk is the review's."""
     from risk_core.candidates import candidate_mask, definition_spans, scoring_window
@@ -298,22 +301,36 @@ def explain_line(loaded, bundle, code: str, language: str, line: int, enc_cfg, t
     n_lat = ff.latents.shape[1]
     extra = list(SURPRISE_NAMES) if bundle.cfg.features.endswith("+surprise") else []
 
-    def name_of(i: int) -> int | str:
-        if i < n_lat:
-            return i
+    def name_of(i: int) -> str:
         return extra[i - n_lat] if extra else f"raw{i - n_lat}"
 
-    order = torch.argsort(contrib.abs(), descending=True)[:top]
-    latents = []
-    for i in order.tolist():
-        if float(contrib[i]) == 0.0:
-            continue
-        latents.append(
+    lat = contrib[:n_lat]
+    latents = [
+        {
+            "index": i,
+            "activation": round(float(x_all[r, i]), 4),
+            "contribution": round(float(lat[i]), 4),
+            "label": bundle.latent_label(i),
+        }
+        for i in torch.argsort(lat.abs(), descending=True)[:top].tolist()
+        if float(lat[i]) != 0.0
+    ]
+    inputs = []
+    rest = contrib[n_lat:]
+    if len(rest):
+        largest = torch.argsort(rest.abs(), descending=True)[:3].tolist()
+        inputs.append(
             {
-                "index": name_of(i),
-                "activation": round(float(x_all[r, i]), 4),
-                "contribution": round(float(contrib[i]), 4),
-                "label": bundle.latent_label(i) if i < n_lat else ("surprise" if extra else "raw state"),
+                "kind": "surprise" if extra else "raw states",
+                "count": len(rest),
+                "contribution": round(float(rest.sum()), 4),
+                "largest": [{"index": name_of(n_lat + i), "contribution": round(float(rest[i]), 4)} for i in largest],
             }
         )
-    return {"line": line, "text": code.splitlines()[line - 1], "risk": round(risk, 4), "latents": latents}
+    return {
+        "line": line,
+        "text": code.splitlines()[line - 1],
+        "risk": round(risk, 4),
+        "latents": latents,
+        "inputs": inputs,
+    }

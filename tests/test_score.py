@@ -202,9 +202,16 @@ def test_explain_gives_the_reviews_risk_for_a_context_sae_plus_raw_bundle(tiny_m
     (fs,) = sc.score([FileToScore("m.py", CODE, [7])])
     res = explain_line(loaded, bundle, CODE, "python", 7, sc.encode_cfg, top=200)
     assert res["risk"] == pytest.approx(fs.lines[0].risk, abs=1e-4)
-    names = [x["index"] for x in res["latents"]]
-    assert any(isinstance(n, str) and n.startswith("raw") for n in names)
+    # the latents apart, largest contribution first; the 64 raw states summed as one input
+    lat_sizes = [abs(x["contribution"]) for x in res["latents"]]
+    assert 0 < len(lat_sizes) <= 200 and lat_sizes == sorted(lat_sizes, reverse=True)
+    assert all(isinstance(x["index"], int) and x["index"] < sae.num_latents for x in res["latents"])
     assert all(x["label"] is None or isinstance(x["label"], str) for x in res["latents"])
+    (raw,) = res["inputs"]
+    assert raw["kind"] == "raw states" and raw["count"] == 64 and len(raw["largest"]) == 3
+    assert all(x["index"].startswith("raw") for x in raw["largest"])
+    sizes = [abs(x["contribution"]) for x in raw["largest"]]
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def test_explain_names_raw_state_inputs_as_inputs_not_latents():
@@ -212,11 +219,16 @@ def test_explain_names_raw_state_inputs_as_inputs_not_latents():
     from bot.cli.evaluate import explain_rows
 
     res = {
-        "latents": [
-            {"index": 7, "activation": 0.5, "contribution": 0.1, "label": "branch condition"},
-            {"index": "raw123", "activation": 0.9, "contribution": 0.07, "label": "raw state"},
-        ]
+        "latents": [{"index": 7, "activation": 0.5, "contribution": 0.1, "label": "branch condition"}],
+        "inputs": [
+            {
+                "kind": "raw states",
+                "count": 896,
+                "contribution": 0.25,
+                "largest": [{"index": "raw123", "contribution": 0.07}, {"index": "raw5", "contribution": -0.05}],
+            }
+        ],
     }
     latent, raw = explain_rows(res)
     assert latent.split()[:2] == ["latent", "7"] and latent.endswith("branch condition")
-    assert raw.split()[:2] == ["input", "raw123"] and "latent" not in raw
+    assert raw.strip() == "raw states (896): contrib +0.2500 in all; largest raw123 +0.0700, raw5 -0.0500"

@@ -139,14 +139,19 @@ def explain_cmd(target, bundle_dir, model_name, language, top, as_json, device, 
 
 
 def explain_rows(res: dict) -> list[str]:
-    """One line per input behind the risk: SAE latents by number, the other inputs of the bundle's
-    feature set (raw states ``raw<i>``, surprise) by name, so a raw state never reads as a latent."""
+    """One line per SAE latent behind the risk, then one per kind of the bundle's other inputs (raw
+    states, surprise) with their summed contribution and largest members: a raw state never reads as
+    a latent, and hundreds of them never crowd the latents out."""
     rows = []
     for lat in res["latents"]:
-        kind = "latent" if isinstance(lat["index"], int) else "input "
         label = f"  {lat['label']}" if lat["label"] else ""
         rows.append(
-            f"  {kind} {lat['index']:>6}  act {lat['activation']:+.4f}  contrib {lat['contribution']:+.4f}{label}"
+            f"  latent {lat['index']:>6}  act {lat['activation']:+.4f}  contrib {lat['contribution']:+.4f}{label}"
+        )
+    for group in res.get("inputs", []):
+        largest = ", ".join(f"{x['index']} {x['contribution']:+.4f}" for x in group["largest"])
+        rows.append(
+            f"  {group['kind']} ({group['count']}): contrib {group['contribution']:+.4f} in all; largest {largest}"
         )
     return rows
 
