@@ -646,9 +646,9 @@ def test_stage1_on_a_missing_cache_says_so_in_one_line_and_trains_nothing(tmp_pa
     assert not (tmp_path / "sae").exists()
 
 
-def _lease_files(tmp_path, bound_val: float, shipped_val: float) -> tuple:
-    """What a lease brings back (results.tgz, bundles.tgz) with the two rows ship compares, and a copy
-    of the weights folder to ship into."""
+def _lease_files(tmp_path, bound_val: float | None, shipped_val: float) -> tuple:
+    """What a lease brings back (results.tgz, bundles.tgz) with the two rows ship compares (no bound
+    row where ``bound_val`` is None: a bind cut short), and a copy of the weights folder to ship into."""
     import shutil
     import tarfile
 
@@ -658,6 +658,7 @@ def _lease_files(tmp_path, bound_val: float, shipped_val: float) -> tuple:
         {"variant": name, "features": "sae:shipped", "all": figures, "by_language": {}, "bind_samples": 9,
          "validation": {**figures, "top1": val}}
         for name, val in (("shipped bundle", shipped_val), (bound, bound_val))
+        if val is not None
     ]  # fmt: skip
     src, staged = tmp_path / "lease", tmp_path / "staged"
     (staged / "bundle" / "probe").mkdir(parents=True)
@@ -698,3 +699,10 @@ def test_shipping_without_a_lease_s_files_is_a_one_line_error(tmp_path):
         ["bash", str(SCRIPTS / "device-realbugs"), "ship", str(tmp_path)], capture_output=True, text=True, env=env
     )
     assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
+
+
+def test_a_lease_cut_short_before_its_bundle_row_is_a_one_line_error_and_ships_nothing(tmp_path):
+    run, ship = _lease_files(tmp_path, None, 0.3)
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
+    before = SCRIPTS.parent / "risk_core/weights/qwen2.5-coder-0.5b/cfg.json"
+    assert (ship / "cfg.json").read_bytes() == before.read_bytes()
