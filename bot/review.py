@@ -193,6 +193,7 @@ def review_source(
     progress: Progress | None = None,
     model_name: str | None = None,
     bundle_name: str | None = None,
+    default_threshold: float | None = None,
 ) -> Report:
     """`review()` on a ReviewSource, with authored_by from cfg or the source's default."""
     return review(
@@ -206,6 +207,7 @@ def review_source(
         progress=progress,
         model_name=model_name,
         bundle_name=bundle_name,
+        default_threshold=default_threshold,
     )
 
 
@@ -252,12 +254,15 @@ def review(
     progress: Progress | None = None,
     model_name: str | None = None,
     bundle_name: str | None = None,
+    default_threshold: float | None = None,
 ) -> Report:
     """Run the whole pipeline on one diff. Raises PttrustError/UsageError for bad input.
 
     ``scorer`` may be a zero-argument factory: it is called only when there is something to score,
     after the diff, config, selection and context have all been checked, so bad input fails fast
-    and an empty diff never loads the model.
+    and an empty diff never loads the model. ``default_threshold``: the bundle's calibrated threshold
+    where it is known without the model (`bundle_threshold`), so that a review that scores nothing
+    reports the threshold one that scores would use.
     """
     say = progress or _silent
     parsed = parse_diff(diff)
@@ -307,7 +312,7 @@ def review(
     say(f"scoring {n_lines} line(s) in {len(ctx.requests)} file(s)")
     scores: list[FileScores] = []
     # Unset: the bundle's calibrated default, else the plain one.
-    threshold: float = cfg.threshold if cfg.threshold is not None else DEFAULT_THRESHOLD
+    threshold: float = cfg.threshold if cfg.threshold is not None else (default_threshold or DEFAULT_THRESHOLD)
     if ctx.requests:
         if not isinstance(scorer, Scorer):
             scorer = scorer()  # a factory: the model loads only once the input is known good

@@ -28,6 +28,15 @@ def default_bundle(model: str) -> Path | None:
     return path if (path / "cfg.json").is_file() else None
 
 
+def bundle_for(model: str | None, bundle: str | None) -> tuple[str, Path | None]:
+    """(model name, bundle dir) a review of ``model`` with ``bundle`` reads: the bundle given, else the
+    one packaged for the model (the embedded one when none is given)."""
+    from risk_core.models import DEFAULT_MODEL
+
+    name = model or DEFAULT_MODEL
+    return name, Path(bundle) if bundle else default_bundle(name)
+
+
 def load_scorer(
     model: str | None,
     bundle: str | None,
@@ -49,12 +58,10 @@ def load_scorer(
     try:
         from risk_core.artifacts import Bundle
         from risk_core.model_loading import load_model, review_dtype
-        from risk_core.models import DEFAULT_MODEL
         from risk_core.score import Scorer, layers_needed
     except ImportError as err:
         raise PttrustError(f"the scoring stack is not available: {err}") from None
-    name = model or DEFAULT_MODEL
-    bundle_path = Path(bundle) if bundle else default_bundle(name)
+    name, bundle_path = bundle_for(model, bundle)
     if bundle_path is None:
         raise UsageError(f"no artifact bundle for model {name!r}: pass --bundle DIR (made by `pttrust bind`)")
     say(f"loading bundle {bundle_path}")
@@ -94,10 +101,12 @@ def score_source(
     refused post means (the CLI fails, the Action falls back to annotations).
     """
     from bot.review import review_source
-    from risk_core.artifacts import check_bundle_dir
+    from risk_core.artifacts import bundle_threshold, check_bundle_dir
 
     if cfg.bundle:  # refused now, not when the first diff with code to score loads it
         check_bundle_dir(cfg.bundle)
+    bundle_dir = bundle_for(cfg.model, cfg.bundle)[1]
+    known_threshold = bundle_threshold(bundle_dir) if bundle_dir else None
     # quantize and dtype reach the loader only when asked for, so factories with load_scorer's first
     # four parameters (the Action's, test doubles) keep working.
     asked = {k: v for k, v in (("quantize", quantize), ("dtype", dtype)) if v != "auto"}
@@ -108,7 +117,7 @@ def score_source(
         scorer_, loaded["model"], loaded["bundle"] = factory(cfg.model, cfg.bundle, device, progress)
         return scorer_
 
-    report = review_source(source, scorer, cfg, progress=progress)
+    report = review_source(source, scorer, cfg, progress=progress, default_threshold=known_threshold)
     report.summary.model, report.summary.bundle = loaded.get("model"), loaded.get("bundle")
     return report
 

@@ -94,6 +94,17 @@ def _optional_json(path: Path):
         raise UsageError(f"{path}: unreadable bundle file ({err})") from None
 
 
+def recorded_threshold(metrics: dict | None) -> float | None:
+    """A bundle's calibrated finding threshold (metrics.json ``threshold``), where it records one."""
+    value = (metrics or {}).get("threshold")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def bundle_threshold(path: str | Path) -> float | None:
+    """`recorded_threshold` of the bundle at ``path``, from its metrics.json alone (no weights read)."""
+    return recorded_threshold(_optional_json(Path(path) / "metrics.json"))
+
+
 def check_bundle_dir(path: str | Path) -> Path:
     """``path`` if it holds a bundle's config, else a one-line error: cheap, so that a wrong bundle is
     refused before (or without) the model's loading."""

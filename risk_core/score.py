@@ -45,8 +45,9 @@ class Scorer:
     @property
     def default_threshold(self) -> float | None:
         """The bundle's calibrated finding threshold (metrics.json ``threshold``), where it records one."""
-        value = (self.bundle.metrics or {}).get("threshold")
-        return float(value) if isinstance(value, (int, float)) else None
+        from risk_core.artifacts import recorded_threshold
+
+        return recorded_threshold(self.bundle.metrics)
 
     @torch.no_grad()
     def score(self, files: list[FileToScore], top_latents: int = 5) -> list[FileScores]:

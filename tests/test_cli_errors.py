@@ -262,3 +262,20 @@ def test_odd_but_valid_input_succeeds(w, tiny_model_dir, name, argv, stdin, text
 def test_group_without_subcommand_still_shows_help():
     res = CliRunner().invoke(main, ["data"], catch_exceptions=False)
     assert "Commands:" in res.output and "error:" not in res.output
+
+
+def test_a_review_that_scores_nothing_reports_the_bundle_s_threshold_not_the_plain_one(tmp_path):
+    """With nothing to score the model never loads; the summary said "0 finding(s) above 50%" where
+    every review that scores says the embedded bundle's 60%."""
+    import json
+
+    from risk_core.artifacts import bundle_threshold
+
+    shipped = bundle_threshold(Path(__file__).resolve().parents[1] / "risk_core/weights/qwen2.5-coder-0.5b")
+    assert shipped is not None and shipped != 0.5
+    (tmp_path / "empty.diff").write_text("")
+    args = ["review", "--diff", str(tmp_path / "empty.diff"), "--repo", str(tmp_path), "--format", "json", "-q"]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)["summary"]
+    assert summary["lines_scored"] == 0 and summary["threshold"] == pytest.approx(shipped)
