@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -282,6 +283,20 @@ def within_sample_rank(scores: np.ndarray, sample: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(sample == s)
         out[rows] = np.argsort(np.argsort(scores[rows], kind="stable"), kind="stable") / max(len(rows) - 1, 1)
     return out
+
+
+def resumed_records(path: Path, field: str, want, refused: Callable[[object], str]) -> dict[str, dict]:
+    """The records (by ``id``) a killed run left in the JSON-lines file ``path`` (none where there is
+    none). Each must carry ``field`` equal to ``want``: a resumed run must not mix records made another
+    way, so a record that does not is a one-line error, ``refused(its value)`` saying why."""
+    done: dict[str, dict] = {}
+    if path.is_file():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            rec = json.loads(line)
+            if rec.get(field) != want:
+                raise UsageError(f"{path}:{n}: {refused(rec.get(field))}")
+            done[rec["id"]] = rec
+    return done
 
 
 AUDIT_ANSWERS = ("yes", "no", "unclear")
