@@ -189,6 +189,15 @@ def pool_token_risk(token_risk: torch.Tensor, token_row: torch.Tensor, n_rows: i
     return torch.sigmoid(torch.log(total / count.clamp_min(1))).numpy()
 
 
+def centered_in_sample(x: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """Each row minus the mean of its sample's rows: what sets a line apart from the rest of its
+    function, with the function's own style, language and repository taken out."""
+    n = int(sample.max()) + 1 if len(sample) else 0
+    sums = torch.zeros(n, x.shape[1], dtype=torch.float32).index_add_(0, sample, x.float())
+    counts = torch.bincount(sample, minlength=n).clamp_min(1).unsqueeze(1)
+    return x.float() - (sums / counts)[sample]
+
+
 def reconstruct(sae: SparseCoder):
     def fn(x: torch.Tensor) -> torch.Tensor:
         top_acts, top_indices, _ = sae.encode(x)

@@ -313,6 +313,51 @@ def test_echo_only_loads_the_second_reading_alone(tiny, tmp_path):
     assert run.returncode == 2 and "no row is named 'raw2 + logistic'" in run.stderr, run.stderr
 
 
+def test_the_centered_rows_run_beside_the_echo_row(tiny, tmp_path):
+    """echo<L>-centered (each line minus its sample's mean) and echo<L>+centered are rows of their own;
+    their names are not a layer's raw-state probe (an int() of '2-centered' ended the run)."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+
+    from risk_core.data.jsonl import write_jsonl
+
+    data = samples()
+    write_jsonl(tmp_path / "d.jsonl", data)
+    spec = f"{build_cache(tiny, data, (2,), tmp_path / 'echo', chunk=2, echo=True)}={tmp_path / 'd.jsonl'}"
+    out = tmp_path / "rows.json"
+    names = ["echo2 + logistic", "echo2-centered + logistic", "echo2+centered + logistic"]
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", spec, "--heldout", spec, "--echo-only"]
+    cmd += ["--layers", "2", "--variants", ",".join(names), "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == names
+    assert rows["echo2 + logistic"]["all"] != rows["echo2-centered + logistic"]["all"]
+
+
+def test_each_l1_weight_asked_for_is_a_logistic_row_of_its_own(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+
+    _, specs = _two_stacked_caches(tiny, tmp_path)
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", specs[0], "--heldout", specs[1]]
+    cmd += ["--layers", "2", "--l1", "1e-3,0.01", "--variants", "raw2 + logistic,raw2 + logistic [l1=0.01]"]
+    cmd += ["--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {r["variant"]: r["binding"] for r in json.loads(out.read_text())}
+    assert rows == {"raw2 + logistic": "logistic l1=0.001", "raw2 + logistic [l1=0.01]": "logistic l1=0.01"}
+    cmd[cmd.index("1e-3,0.01")] = "1e-3,much"
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == "error: --l1: expected a comma list of numbers, got '1e-3,much'"
+
+
 def test_a_variant_name_that_matches_no_row_is_an_error_after_the_rows_that_ran(tiny, tmp_path):
     """A misspelt --variants name ran nothing for it and exited 0: the row was silently missing."""
     import subprocess

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from risk_core.feature_cache import LineRows, pool_rows
-from risk_core.realbugs import bind_val_split, pool_encoded, pool_token_risk, repo_of
+from risk_core.realbugs import bind_val_split, centered_in_sample, pool_encoded, pool_token_risk, repo_of
 
 
 def _samples(counts: dict[str, int]):
@@ -38,6 +38,14 @@ def test_token_risks_pool_to_line_max_and_soft_max():
     soft = pool_token_risk(risk, row, 3, "softmax")
     assert soft[1] == pytest.approx(0.2) and soft[2] == pytest.approx(0.5)
     assert 0.5 < soft[0] < 0.9  # between the mean and the max of its tokens
+
+
+def test_centering_takes_each_samples_own_mean_out_of_its_rows():
+    x = torch.tensor([[1.0, 2.0], [3.0, 6.0], [10.0, 0.0], [4.0, 4.0], [7.0, 2.0]], dtype=torch.bfloat16)
+    sample = torch.tensor([0, 0, 2, 1, 1])  # sample 2 has one row; ids need not be in order
+    out = centered_in_sample(x, sample)
+    assert out.dtype == torch.float32
+    assert out.tolist() == [[-1.0, -2.0], [1.0, 2.0], [0.0, 0.0], [-1.5, 1.0], [1.5, -1.0]]
 
 
 def test_encoded_pooling_matches_pooling_the_encoded_tokens():
