@@ -159,6 +159,12 @@ class Split:
         """The candidate rows under ``mask`` [rows], as `real_bug_report` reads them (``.sample``, ``.label``)."""
         return SimpleNamespace(sample=self.rows.sample[mask], label=self.rows.label[mask])
 
+    def train_val(self) -> tuple[list[int], list[int]]:
+        """Training and validation sample indices: validation is whole repositories of the ``parts``
+        (``bind_val_split``); the ``extra`` samples only ever train."""
+        tr, va = bind_val_split(self.samples[: self.n_capped])
+        return tr + list(range(self.n_capped, len(self.samples))), va
+
     def files(self, x: torch.Tensor, samples: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out = []
         for s in samples:

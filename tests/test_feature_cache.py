@@ -219,6 +219,18 @@ def test_extra_parts_come_after_the_cut_of_the_others_and_are_cut_on_their_own(t
     assert Split(specs, (2,)).n_capped == len(data)
 
 
+def test_a_splits_validation_is_repositories_of_its_parts_and_its_extra_samples_only_train(tiny, tmp_path):
+    from risk_core.realbugs import Split, bind_val_split
+
+    data, specs = _two_stacked_caches(tiny, tmp_path)
+    split = Split(specs[:1], (2,), max_samples=2, extra=specs[1:])
+    tr, va = split.train_val()
+    assert ([i for i in tr if i < 2], va) == bind_val_split(split.samples[:2])
+    assert [i for i in tr if i >= 2] == list(range(2, len(split.samples)))  # the extra samples: training only
+    whole = Split(specs, (2,))
+    assert whole.train_val() == bind_val_split(whole.samples)
+
+
 def test_a_split_of_a_missing_or_wrong_cache_fails_in_one_line(tiny, tmp_path):
     """A cache directory that is not there, a layer it does not hold, a data file that is missing or
     shorter than the cache: each a UsageError naming the path, never a traceback from deep inside."""
@@ -356,6 +368,39 @@ def test_each_l1_weight_asked_for_is_a_logistic_row_of_its_own(tiny, tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip() == "error: --l1: expected a comma list of numbers, got '1e-3,much'"
+
+
+def test_a_saved_bundle_carries_the_raw_state_probe_of_the_usual_l1_whatever_others_are_tried(tiny, tmp_path):
+    """With --l1 1e-3,0.3 the raw-state probe a saved sae+raw bundle carries is the plainly named row's
+    (1e-3), not the last one trained."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+    from safetensors.torch import load_file
+
+    from risk_core.artifacts import Bundle
+    from risk_core.realbugs import Split
+    from risk_core.sae import SaeConfig, SparseCoder
+
+    _, specs = _two_stacked_caches(tiny, tmp_path)
+    held = Split(specs[1:], (2,))
+    torch.manual_seed(0)
+    SparseCoder(int(held.raw(2).shape[1]), SaeConfig(num_latents=8, k=2)).save(tmp_path / "sae")
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", specs[0], "--heldout", specs[1]]
+    cmd += ["--layers", "2", "--sae", f"tiny={tmp_path / 'sae'}:2", "--l1", "1e-3,0.3", "--variants"]
+    cmd += ["raw2 + logistic [l1=0.3],raw2 + logistic,sae:tiny+raw + logistic", "--out", str(tmp_path / "rows.json")]
+    cmd += ["--save", str(tmp_path / "bundles"), "--scores", str(tmp_path / "scores")]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    (saved,) = (tmp_path / "bundles").iterdir()
+    raw_probe = Bundle.load(saved).raw_probe
+    assert raw_probe is not None
+    with torch.no_grad():
+        carried = raw_probe.risk(held.raw(2)).numpy()
+    for name, same in (("raw2-logistic", True), ("raw2-logistic-l1-0-3", False)):
+        want = load_file(str(tmp_path / "scores" / f"{name}.safetensors"))["held"].numpy()
+        assert np.allclose(carried, want, atol=1e-6) == same, name
 
 
 def test_a_variant_name_that_matches_no_row_is_an_error_after_the_rows_that_ran(tiny, tmp_path):
