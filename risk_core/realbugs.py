@@ -394,3 +394,28 @@ def fix_pairs(split: Split, keep: list[int]) -> tuple[FixPairs, list[int]]:
             fixed.append(tf)
             owners.append(i)
     return FixPairs(buggy, fixed), owners
+
+
+def pair_rows(split: Split, pairs: FixPairs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Each bug / fix pair's candidate rows of ``split``: the buggy lines' rows and the fixing lines' rows."""
+    token_row = split.rows.token_row
+    return [token_row[t].unique() for t in pairs.buggy], [token_row[t].unique() for t in pairs.fixed]
+
+
+def group_mean(x: torch.Tensor, groups: list[torch.Tensor]) -> torch.Tensor:
+    """[len(groups), *x.shape[1:]]: the mean of each group's rows of ``x``."""
+    return torch.stack([x[g].float().mean(0) for g in groups]) if groups else x.new_zeros((0, *x.shape[1:]))
+
+
+def pair_outcomes(scores, bug_rows: list[torch.Tensor], fix_rows: list[torch.Tensor]) -> torch.Tensor:
+    """Per pair: 1 when its buggy lines score above the lines that fixed them (the mean score of each
+    side), 0.5 on a tie, else 0. Whether a scorer tells a bug from its own fix, where a line-level probe
+    can also be right by knowing only where code gets edited."""
+    s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+    b, f = group_mean(s, bug_rows), group_mean(s, fix_rows)
+    return (b > f).double() + 0.5 * (b == f).double()
+
+
+def pair_accuracy(scores, bug_rows: list[torch.Tensor], fix_rows: list[torch.Tensor]) -> float | None:
+    """The share of pairs whose buggy side scores higher (``pair_outcomes``); None without pairs."""
+    return float(pair_outcomes(scores, bug_rows, fix_rows).mean()) if bug_rows else None

@@ -99,32 +99,41 @@ def test_the_margin_term_pushes_pairs_apart_and_reconstruction_alone_does_not():
     assert [h["step"] for h in results[4.0]["history"]] == [0, 300]
 
 
-def test_the_script_pairs_bugs_with_their_fixes_and_writes_a_loadable_sae(tmp_path, tiny_model_dir):
+def _paired(repo: str, i: int, code: str, buggy: list[int], fixed: bool = False) -> Sample:
+    sid = f"{repo}:c{i}:a.py" + (":fixed" if fixed else "")
+    return Sample(
+        id=sid,
+        language="python",
+        path=f"{repo}:a.py@c{i}#L1",
+        code=code,
+        buggy_lines=buggy,
+        operator="git-fix-fixed" if fixed else "git-fix",
+    )
+
+
+@pytest.fixture
+def paired_cache(tmp_path, tiny_model_dir):
+    """An echo cache (layer 2 of the tiny model) of four repositories, each with a bug beside its fixed
+    version (samples 0, 3, 6, 9 and the one after each) and a bug whose fix was not kept; returns
+    (the model, the samples, CACHE=DATA.jsonl)."""
     from risk_core.feature_cache import build_cache
     from risk_core.model_loading import load_model
-    from risk_core.realbugs import Split, fix_pairs
-
-    def sample(repo: str, i: int, code: str, buggy: list[int], fixed: bool = False) -> Sample:
-        sid = f"{repo}:c{i}:a.py" + (":fixed" if fixed else "")
-        return Sample(
-            id=sid,
-            language="python",
-            path=f"{repo}:a.py@c{i}#L1",
-            code=code,
-            buggy_lines=buggy,
-            operator="git-fix-fixed" if fixed else "git-fix",
-        )
 
     data = []
     for r in range(4):  # four repositories: the validation split takes whole ones
         repo = f"o/r{r}"
-        data += [sample(repo, 0, BUGGY, [3]), sample(repo, 0, FIXED, [], fixed=True)]
-        data.append(sample(repo, 1, BUGGY.replace("print", "log"), [4]))  # no fixed version kept: no pair
+        data += [_paired(repo, 0, BUGGY, [3]), _paired(repo, 0, FIXED, [], fixed=True)]
+        data.append(_paired(repo, 1, BUGGY.replace("print", "log"), [4]))  # no fixed version kept: no pair
     write_jsonl(tmp_path / "d.jsonl", data)
     tiny = load_model(str(tiny_model_dir), device="cpu")
     cache = build_cache(tiny, data, (2,), tmp_path / "c", chunk=4, echo=True)
-    spec = f"{cache}={tmp_path / 'd.jsonl'}"
+    return tiny, data, f"{cache}={tmp_path / 'd.jsonl'}"
 
+
+def test_the_script_pairs_bugs_with_their_fixes_and_writes_a_loadable_sae(tmp_path, paired_cache):
+    from risk_core.realbugs import Split, fix_pairs
+
+    tiny, data, spec = paired_cache
     split = Split([spec], (), echo_layers=(2,))
     pairs, owners = fix_pairs(split, list(range(len(data))))
     assert owners == [0, 3, 6, 9]
@@ -172,3 +181,81 @@ def test_the_script_pairs_bugs_with_their_fixes_and_writes_a_loadable_sae(tmp_pa
         text=True,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_pair_rows_and_outcomes_compare_each_bug_with_its_own_fix(paired_cache):
+    from risk_core.realbugs import Split, fix_pairs, pair_accuracy, pair_outcomes, pair_rows
+
+    _, data, spec = paired_cache
+    split = Split([spec], (), echo_layers=(2,))
+    bug, fix = pair_rows(split, fix_pairs(split, list(range(len(data))))[0])
+    assert len(bug) == len(fix) == 4
+    for b, f, i in zip(bug, fix, [0, 3, 6, 9]):
+        assert split.rows.sample[b].tolist() == [i] and split.rows.line[b].tolist() == [3]  # line 3 of the bug
+        assert split.rows.sample[f].tolist() == [i + 1] and split.rows.line[f].tolist() == [4]  # line 4 of its fix
+    scores = torch.zeros(len(split.rows.line))
+    scores[torch.cat(bug[:2])] = 1.0  # two bugs above their fixes, two level with them
+    assert pair_outcomes(scores, bug, fix).tolist() == [1.0, 1.0, 0.5, 0.5]
+    assert pair_accuracy(scores, bug, fix) == 0.75
+    assert pair_accuracy(-scores, bug, fix) == 0.25
+    assert pair_accuracy(scores, [], []) is None
+
+
+def test_the_pairs_script_reports_pair_accuracy_beside_the_ranking(tmp_path, paired_cache):
+    _, _, spec = paired_cache
+    out = tmp_path / "pairs.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec]
+    run = subprocess.run(
+        cmd + ["--check", f"again:{spec}", "--layer", "2", "--shipped", "none", "--threads", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    names = [r["variant"] for r in report["rows"]]
+    assert names[:3] == ["random", "the shorter line (fewer tokens)", "echo2 + logistic"]
+    assert names[3].startswith("echo2 pair probe [l1=") and " x pair probe" in names[4]
+    for row in report["rows"]:
+        assert row["pairs"]["held out"] == row["pairs"]["again"] == 4  # every bug with its kept fix
+        assert row["pairs"]["train"] + row["pairs"]["validation"] == 4  # the bind split, by repository
+        cell = row["pooled"]["all"]
+        assert cell["pairs"] == 8  # held out and --check, not validation
+        assert 0.0 <= cell["accuracy"] <= 1.0 and cell["95%"][0] <= cell["accuracy"] <= cell["95%"][1]
+        assert row["pairs"]["held out, same length"] == 0 and row["pooled"]["same length"] is None  # "+ 1" apart
+    # within 8 tokens every pair is a same-length one too, and pooled once in each reading
+    again = subprocess.run(
+        cmd
+        + ["--check", f"again:{spec}", "--layer", "2", "--shipped", "none", "--same-length-within", "8"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    for row in json.loads(out.read_text())["rows"]:
+        assert row["pooled"]["all"]["pairs"] == row["pooled"]["same length"]["pairs"] == 8
+        assert row["all"]["n_bugs"] == 8  # held-out ranking: every bug, with or without a kept fix
+    bad = subprocess.run(cmd + ["--check", "nameless", "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr == "error: --check 'nameless': expected NAME:CACHE=DATA.jsonl\n"
+
+
+def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surprise_cache(tmp_path, paired_cache):
+    from risk_core.feature_cache import build_cache
+
+    tiny, data, spec = paired_cache
+    data_path = spec.partition("=")[2]
+    nll = build_cache(tiny, data, (2,), tmp_path / "nll", surprise=True, chunk=4)
+    out = tmp_path / "pairs.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
+    cmd += ["--shipped", "none", "--threads", "1", "--out", str(out)]
+    run = subprocess.run(cmd + ["--surprise", f"pairs:{nll}={data_path}"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    surprise = json.loads(out.read_text())["surprise"]
+    assert surprise["pairs"]["pairs"] == {"all": 4, "same length": 0}  # the fix drops "+ 1": two tokens
+    assert surprise["pairs"]["the shorter line (fewer tokens)"]["all"] == 0.0  # here the bug is the longer
+    for scorer in ("surprise (max NLL of the line)", "surprise (mean NLL of the line)"):
+        pooled = surprise["pooled"][scorer]["all"]
+        assert pooled["pairs"] == 4 and 0.0 <= pooled["accuracy"] <= 1.0
+        assert surprise["pooled"][scorer]["same length"] is None  # no pair to pool
+    # an echo-only cache holds no likelihood: said in one line
+    bad = subprocess.run(cmd + ["--surprise", f"echo:{spec}"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --surprise echo:") and "no NLL" in bad.stderr

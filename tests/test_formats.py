@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -206,3 +207,16 @@ def test_lines_that_are_not_candidates_are_not_scored_in_every_format():
     row = html[html.index('id="f1-L26"') :].split("</tr>")[0]
     assert "unscored" in html[html.rindex("<tr", 0, html.index('id="f1-L26"')) :].split(">")[0]
     assert "not scored" in row and "%" not in row
+
+
+def test_the_risk_is_described_as_what_the_probe_learned_never_as_a_verdict(report):
+    # the probe learned where real fixes land; it scores a bug and the line that fixed it alike
+    # (MODEL_CARD.md, "Does a probe tell a bug from its own fix?"): no format may say the code is wrong
+    first = report.findings[0]
+    bare = dataclasses.replace(first, peak=dataclasses.replace(first.peak, latents=[]))
+    comment = render_comment(make_environment(), bare, report)
+    assert "resemble those it shows on lines that real bug fixes changed" in comment
+    rule = json.loads(format_report(report, "sarif", make_environment()))["runs"][0]["tool"]["driver"]["rules"][0]
+    assert "lines that real bug fixes changed" in rule["fullDescription"]["text"]
+    for text in (comment, rule["fullDescription"]["text"]):
+        assert "turned out to be wrong" not in text

@@ -706,3 +706,39 @@ def test_a_lease_cut_short_before_its_bundle_row_is_a_one_line_error_and_ships_n
     assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
     before = SCRIPTS.parent / "risk_core/weights/qwen2.5-coder-0.5b/cfg.json"
     assert (ship / "cfg.json").read_bytes() == before.read_bytes()
+
+
+def test_the_order_deals_repositories_in_turn_and_paired_keeps_only_bugs_beside_their_fixes(tmp_path):
+    from risk_core.data.jsonl import Sample, read_jsonl, write_jsonl
+
+    def sample(repo: str, i: int, fixed: bool = False) -> Sample:
+        sid = f"{repo}:c{i}:a.py" + (":fixed" if fixed else "")
+        op = "git-fix-fixed" if fixed else "git-fix"
+        return Sample(
+            id=sid,
+            language="python",
+            path=f"{repo}:a.py@c{i}#L1",
+            code="x = 1\n",
+            buggy_lines=[] if fixed else [1],
+            operator=op,
+        )
+
+    bugs = [sample(r, i) for r in ("o/a", "o/b") for i in range(3)]
+    fixes = [sample("o/a", 0, fixed=True), sample("o/b", 2, fixed=True)]
+    write_jsonl(tmp_path / "bugs.jsonl", bugs)
+    write_jsonl(tmp_path / "fixed.jsonl", fixes)  # a second file: read as one with the first
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, str(SCRIPTS / "realbugs-order"), *a], capture_output=True, text=True, check=True
+    )
+    run(
+        str(tmp_path / "bugs.jsonl"),
+        str(tmp_path / "fixed.jsonl"),
+        str(tmp_path / "order.jsonl"),
+        "--fixed-every",
+        "100",
+    )
+    order = [s.id for s in read_jsonl(tmp_path / "order.jsonl")]
+    assert len(order) == 6 and [i.split(":")[0] for i in order] == ["o/a", "o/b"] * 3  # no fixed version at 1 in 100
+    run(str(tmp_path / "bugs.jsonl"), str(tmp_path / "fixed.jsonl"), str(tmp_path / "paired.jsonl"), "--paired")
+    paired = [s.id for s in read_jsonl(tmp_path / "paired.jsonl")]
+    assert paired == ["o/a:c0:a.py", "o/a:c0:a.py:fixed", "o/b:c2:a.py", "o/b:c2:a.py:fixed"]

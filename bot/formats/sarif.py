@@ -113,8 +113,8 @@ def to_sarif(report: Report) -> dict:
         "shortDescription": {"text": "Line the code model finds risky"},
         "fullDescription": {
             "text": "The code LLM's internal states on this line resemble those it "
-            "shows on code that turned out to be wrong (PtTrust probe over "
-            "sparse-autoencoder latents)."
+            "shows on lines that real bug fixes changed (PtTrust probe over "
+            "sparse-autoencoder latents): a hint where to look, not a verdict."
         },
         "help": {
             "text": "Review the line carefully; the latents listed with the result are the "
