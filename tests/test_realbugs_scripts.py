@@ -742,3 +742,30 @@ def test_the_order_deals_repositories_in_turn_and_paired_keeps_only_bugs_beside_
     run(str(tmp_path / "bugs.jsonl"), str(tmp_path / "fixed.jsonl"), str(tmp_path / "paired.jsonl"), "--paired")
     paired = [s.id for s in read_jsonl(tmp_path / "paired.jsonl")]
     assert paired == ["o/a:c0:a.py", "o/a:c0:a.py:fixed", "o/b:c2:a.py", "o/b:c2:a.py:fixed"]
+
+
+def test_the_order_of_a_missing_data_file_is_a_one_line_error(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "realbugs-order"), str(tmp_path / "nope.jsonl"), str(tmp_path / "o.jsonl")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and run.stderr == f"error: {tmp_path / 'nope.jsonl'}: no such data file\n"
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("realbugs-features", ["{tmp}/nope.jsonl", "{tmp}/out"], "{tmp}/nope.jsonl: no such data file"),
+        ("realbugs-choose", ["{tmp}/nope.json"], "{tmp}/nope.json: no such results file"),
+        ("realbugs-combine", ["{tmp}/out.json", "{tmp}/nope.json"], "{tmp}/nope.json: no such results file"),
+        ("realbugs-label-latents", ["--cache", "{tmp}/c", "--bundle", "{tmp}"], "{tmp}: not a bundle (no cfg.json)"),
+    ],
+)
+def test_a_script_given_a_missing_input_says_so_in_one_line(tmp_path, script, args, message):
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *(a.format(tmp=tmp_path) for a in args)], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and run.stderr == f"error: {message.format(tmp=tmp_path)}\n"
+    assert not (tmp_path / "out.json").exists()
