@@ -236,6 +236,8 @@ def test_the_pairs_script_reports_pair_accuracy_beside_the_ranking(tmp_path, pai
         assert row["all"]["n_bugs"] == 8  # held-out ranking: every bug, with or without a kept fix
     bad = subprocess.run(cmd + ["--check", "nameless", "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr == "error: --check 'nameless': expected NAME:CACHE=DATA.jsonl\n"
+    clash = subprocess.run(cmd + ["--check", f"held out:{spec}", "--out", str(out)], capture_output=True, text=True)
+    assert clash.returncode == 2 and clash.stderr.startswith("error: --check: each NAME once")
 
 
 def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surprise_cache(tmp_path, paired_cache):
