@@ -330,6 +330,13 @@ def audit_class(answer: dict) -> str:
     return "no defect" if answer.get("defect") == "no" else "unclear"
 
 
+def read_results(path: str | Path) -> list[dict]:
+    """The rows of a results file (``realbugs-experiments --out``)."""
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no such results file")
+    return json.loads(Path(path).read_text())
+
+
 def audit_classes(path: str | Path) -> dict[str, str]:
     """{bug id: ``audit_class``} from an audit file (``scripts/realbugs-reviewer audit`` writes one:
     ``{"bugs": {id: {"defect": ..., "locatable": ...}}}``, answers among ``AUDIT_ANSWERS``)."""
