@@ -16,6 +16,7 @@ depend on what it is batched with.
 from __future__ import annotations
 
 import bisect
+import ctypes
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -302,6 +303,8 @@ def encode_tokens(loaded: LoadedModel, texts: list[str], cfg: EncodeConfig) -> l
                 # stats[:, t] is about the prediction of token t from positions < t of the row
                 nll[w.file][max(lo, 1) : hi] = stats[0][r, max(w.keep, 1) : n]
                 ent[w.file][max(lo, 1) : hi] = stats[1][r, max(w.keep, 1) : n]
+        if stats is not None:
+            release_freed_memory()
 
     return [
         TokenStates(
@@ -369,6 +372,17 @@ def forward_states(loaded: LoadedModel, ids: Tensor, mask: Tensor, positions: Te
         for hook in hooks:
             hook.remove()
     return store, _surprise(model.get_output_embeddings(), final, ids)
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages the process has freed back to the OS (glibc's ``malloc_trim``; a no-op on
+    other C libraries)."""
+    # glibc keeps freed heap pages for reuse, and a surprise pass frees logits buffers of a new size every
+    # window, which the next window cannot reuse: an encode with --surprise held 15 GB after 64 samples
+    # and was OOM-killed at 200; with a trim after each pass it holds 1.8 GB, for no measurable time.
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _surprise(head, final: Tensor, ids: Tensor, chunk: int = 256) -> tuple[Tensor, Tensor]:
