@@ -240,6 +240,20 @@ def test_the_pairs_script_reports_pair_accuracy_beside_the_ranking(tmp_path, pai
     assert clash.returncode == 2 and clash.stderr.startswith("error: --check: each NAME once")
 
 
+def test_the_pairs_script_can_give_the_pair_probe_each_lines_length(tmp_path, paired_cache):
+    _, _, spec = paired_cache
+    out = tmp_path / "pairs.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
+    cmd += ["--shipped", "none", "--threads", "1", "--with-length", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {r["variant"].split(" [")[0]: r for r in json.loads(out.read_text())["rows"]}
+    assert "echo2 pair probe" in rows  # the states-only pair probe stays, under its name
+    with_length = rows["echo2 pair probe with line length"]
+    assert with_length["pooled"]["all"]["pairs"] == 4 and 0.0 <= with_length["pooled"]["all"]["accuracy"] <= 1.0
+    assert any(" x pair probe with line length" in name for name in rows)
+
+
 def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surprise_cache(tmp_path, paired_cache):
     from risk_core.feature_cache import build_cache
 
