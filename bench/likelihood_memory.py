@@ -75,7 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--files", type=int, default=48, help="how many source slices each process encodes (default 48)")
     ap.add_argument(
-        "--dtype", choices=("float32", "bfloat16"), default="float32", help="what the model computes in (default float32)"
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="the model's dtype (default float32)"
     )
     ap.add_argument("--out", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--child", choices=("project", "naive"), help=argparse.SUPPRESS)
