@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import SCRIPTS
+from conftest import SCRIPTS, load_script
 
 from risk_core.contrastive_sae import (
     ContrastiveConfig,
@@ -252,6 +252,33 @@ def test_the_pairs_script_can_give_the_pair_probe_each_lines_length(tmp_path, pa
     with_length = rows["echo2 pair probe with line length"]
     assert with_length["pooled"]["all"]["pairs"] == 4 and 0.0 <= with_length["pooled"]["all"]["accuracy"] <= 1.0
     assert any(" x pair probe with line length" in name for name in rows)
+
+
+def test_a_joint_probe_learns_from_the_pairs_what_the_line_labels_do_not_say():
+    # Line labels follow feature 0 only; each pair's bug differs from its fix in feature 1 only.
+    joint_probe = load_script("realbugs-pairs").joint_probe
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 3, generator=gen)
+    y = (x[:, 0] > 0.5).float()
+    diff = torch.zeros(50, 3)
+    diff[:, 1] = 1.0 + 0.1 * torch.rand(50, generator=gen)
+    _, _, alone, _ = joint_probe(x, y, diff, weight=0.0)
+    _, _, both, _ = joint_probe(x, y, diff, weight=1.0)
+    assert alone[1].abs() < 0.2 < both[1]  # the pairs, and only they, put weight on feature 1
+    assert both[0] > 1.0  # without losing the line labels' feature
+
+
+def test_the_pairs_script_can_train_one_scorer_on_the_lines_and_the_pairs_at_once(tmp_path, paired_cache):
+    _, _, spec = paired_cache
+    out = tmp_path / "pairs.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
+    cmd += ["--shipped", "none", "--threads", "1", "--joint", "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    alone = rows["echo2 joint line + pair probe [pair weight=0]"]  # the same trainer without the pairs
+    assert alone["pooled"]["all"]["pairs"] == 4 and 0.0 <= alone["all"]["auroc"] <= 1.0
+    assert "joint: validation top-1 + AUROC by pair weight: 0:" in run.stdout
 
 
 def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surprise_cache(tmp_path, paired_cache):
