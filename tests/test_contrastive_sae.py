@@ -254,6 +254,26 @@ def test_the_pairs_script_can_give_the_pair_probe_each_lines_length(tmp_path, pa
     assert any(" x pair probe with line length" in name for name in rows)
 
 
+def test_no_bug_fix_pair_in_the_validation_repositories_is_a_one_line_error(tmp_path, tiny_model_dir):
+    # o/r3's name hashes lowest, so it is the validation repository: its bugs kept no fixed version.
+    from risk_core.feature_cache import build_cache
+    from risk_core.model_loading import load_model
+
+    data = []
+    for r in range(3):
+        data += [_paired(f"o/r{r}", 0, BUGGY, [3]), _paired(f"o/r{r}", 0, FIXED, [], fixed=True)]
+    data += [_paired("o/r3", i, BUGGY, [3]) for i in range(3)]
+    write_jsonl(tmp_path / "d.jsonl", data)
+    cache = build_cache(load_model(str(tiny_model_dir), device="cpu"), data, (2,), tmp_path / "c", chunk=4, echo=True)
+    spec = f"{cache}={tmp_path / 'd.jsonl'}"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
+    run = subprocess.run(
+        cmd + ["--shipped", "none", "--threads", "1", "--out", str(tmp_path / "o.json")], capture_output=True, text=True
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1 and "validation" in run.stderr
+
+
 def test_a_joint_probe_learns_from_the_pairs_what_the_line_labels_do_not_say():
     # Line labels follow feature 0 only; each pair's bug differs from its fix in feature 1 only.
     joint_probe = load_script("realbugs-pairs").joint_probe

@@ -668,8 +668,10 @@ def _lease_files(tmp_path, bound_val: float | None, shipped_val: float) -> tuple
     (staged / "bundle" / "cfg.json").write_text('{"bound": true}')
     (staged / "bundle" / "probe" / "probe.safetensors").write_text("bound probe")
     src.mkdir()
+    (staged / "pairs-all.json").write_text('{"rows": []}')
     with tarfile.open(src / "results.tgz", "w:gz") as t:
         t.add(staged / "with-extra.json", "with-extra.json")
+        t.add(staged / "pairs-all.json", "pairs-all.json")
     with tarfile.open(src / "bundles.tgz", "w:gz") as t:
         t.add(staged / "bundle", "sae-shipped-raw-context-gru-both-x3-listwise-weight-0-3")
     ship = tmp_path / "weights"
@@ -684,6 +686,7 @@ def test_a_lease_s_bundle_is_shipped_only_where_the_validation_repositories_pref
     run, ship = _lease_files(tmp_path, bound_val, 0.3)
     assert run.returncode == 0, run.stderr
     assert (ship / "eval-realbugs-device.json").is_file()
+    assert (ship / "eval-pairs-device.json").read_text() == '{"rows": []}'  # the bug / fix pairs of every pair
     assert ((ship / "cfg.json").read_bytes() == b'{"bound": true}') is shipped
     assert ((ship / "probe/probe.safetensors").read_bytes() == b"bound probe") is shipped
     # the shipped SAE's training metrics stay beside it whichever probe ships
