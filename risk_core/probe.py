@@ -265,6 +265,14 @@ def _fit_mlp(
             opt.step()
 
 
+def class_balanced_weights(labels: Tensor) -> Tensor:
+    """Per-line loss weights for 0/1 ``labels``: buggy lines weigh n_clean / n_buggy, normalised to mean 1."""
+    n_pos = float(labels.sum())
+    n_neg = float(labels.numel() - n_pos)
+    weights = torch.where(labels > 0, n_neg / max(n_pos, 1.0), 1.0)
+    return weights / weights.mean()
+
+
 def train_probe(
     features: Tensor,
     labels: Tensor,
@@ -303,11 +311,7 @@ def train_probe(
     std = features.std(0)
     probe.std.copy_(torch.where(std > _EPS, std, torch.ones_like(std)))
 
-    n_pos = float(labels.sum())
-    n_neg = float(labels.numel() - n_pos)
-    # Class balance: buggy lines weigh n_neg/n_pos, weights normalised to mean 1.
-    weights = torch.where(labels > 0, n_neg / max(n_pos, 1.0), 1.0).to(dev)
-    weights = weights / weights.mean()
+    weights = class_balanced_weights(labels).to(dev)
     z_all = probe.standardize(features)
     if cfg.kind == "logistic":
         _fit_logistic_fista(probe.first_layer, z_all, labels, weights, cfg)

@@ -116,7 +116,6 @@ def paired_cache(tmp_path, tiny_model_dir):
     """An echo cache (layer 2 of the tiny model) of four repositories, each with a bug beside its fixed
     version (samples 0, 3, 6, 9 and the one after each) and a bug whose fix was not kept; returns
     (the model, the samples, CACHE=DATA.jsonl)."""
-    from risk_core.feature_cache import build_cache
     from risk_core.model_loading import load_model
 
     data = []
@@ -124,10 +123,24 @@ def paired_cache(tmp_path, tiny_model_dir):
         repo = f"o/r{r}"
         data += [_paired(repo, 0, BUGGY, [3]), _paired(repo, 0, FIXED, [], fixed=True)]
         data.append(_paired(repo, 1, BUGGY.replace("print", "log"), [4]))  # no fixed version kept: no pair
-    write_jsonl(tmp_path / "d.jsonl", data)
     tiny = load_model(str(tiny_model_dir), device="cpu")
+    return tiny, data, _echo_cache(tmp_path, tiny, data)
+
+
+def _echo_cache(tmp_path, tiny, data: list[Sample]) -> str:
+    """``data`` written and encoded (echo, layer 2 of the tiny model): its CACHE=DATA.jsonl."""
+    from risk_core.feature_cache import build_cache
+
+    write_jsonl(tmp_path / "d.jsonl", data)
     cache = build_cache(tiny, data, (2,), tmp_path / "c", chunk=4, echo=True)
-    return tiny, data, f"{cache}={tmp_path / 'd.jsonl'}"
+    return f"{cache}={tmp_path / 'd.jsonl'}"
+
+
+def _run_pairs(spec: str, out, *flags: str) -> subprocess.CompletedProcess:
+    """``realbugs-pairs`` on one cache as bind and held-out set (layer 2, no shipped bundle, one thread)."""
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
+    cmd += ["--shipped", "none", "--threads", "1", *flags, "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def test_the_script_pairs_bugs_with_their_fixes_and_writes_a_loadable_sae(tmp_path, paired_cache):
@@ -243,9 +256,7 @@ def test_the_pairs_script_reports_pair_accuracy_beside_the_ranking(tmp_path, pai
 def test_the_pairs_script_can_give_the_pair_probe_each_lines_length(tmp_path, paired_cache):
     _, _, spec = paired_cache
     out = tmp_path / "pairs.json"
-    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
-    cmd += ["--shipped", "none", "--threads", "1", "--with-length", "--out", str(out)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    run = _run_pairs(spec, out, "--with-length")
     assert run.returncode == 0, run.stderr
     rows = {r["variant"].split(" [")[0]: r for r in json.loads(out.read_text())["rows"]}
     assert "echo2 pair probe" in rows  # the states-only pair probe stays, under its name
@@ -256,20 +267,14 @@ def test_the_pairs_script_can_give_the_pair_probe_each_lines_length(tmp_path, pa
 
 def test_no_bug_fix_pair_in_the_validation_repositories_is_a_one_line_error(tmp_path, tiny_model_dir):
     # o/r3's name hashes lowest, so it is the validation repository: its bugs kept no fixed version.
-    from risk_core.feature_cache import build_cache
     from risk_core.model_loading import load_model
 
     data = []
     for r in range(3):
         data += [_paired(f"o/r{r}", 0, BUGGY, [3]), _paired(f"o/r{r}", 0, FIXED, [], fixed=True)]
     data += [_paired("o/r3", i, BUGGY, [3]) for i in range(3)]
-    write_jsonl(tmp_path / "d.jsonl", data)
-    cache = build_cache(load_model(str(tiny_model_dir), device="cpu"), data, (2,), tmp_path / "c", chunk=4, echo=True)
-    spec = f"{cache}={tmp_path / 'd.jsonl'}"
-    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
-    run = subprocess.run(
-        cmd + ["--shipped", "none", "--threads", "1", "--out", str(tmp_path / "o.json")], capture_output=True, text=True
-    )
+    spec = _echo_cache(tmp_path, load_model(str(tiny_model_dir), device="cpu"), data)
+    run = _run_pairs(spec, tmp_path / "o.json")
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1 and "validation" in run.stderr
 
@@ -291,9 +296,7 @@ def test_a_joint_probe_learns_from_the_pairs_what_the_line_labels_do_not_say():
 def test_the_pairs_script_can_train_one_scorer_on_the_lines_and_the_pairs_at_once(tmp_path, paired_cache):
     _, _, spec = paired_cache
     out = tmp_path / "pairs.json"
-    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
-    cmd += ["--shipped", "none", "--threads", "1", "--joint", "--out", str(out)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    run = _run_pairs(spec, out, "--joint")
     assert run.returncode == 0, run.stderr
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
     alone = rows["echo2 joint line + pair probe [pair weight=0]"]  # the same trainer without the pairs
@@ -308,9 +311,7 @@ def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surpri
     data_path = spec.partition("=")[2]
     nll = build_cache(tiny, data, (2,), tmp_path / "nll", surprise=True, chunk=4)
     out = tmp_path / "pairs.json"
-    cmd = [sys.executable, str(SCRIPTS / "realbugs-pairs"), "--bind", spec, "--heldout", spec, "--layer", "2"]
-    cmd += ["--shipped", "none", "--threads", "1", "--out", str(out)]
-    run = subprocess.run(cmd + ["--surprise", f"pairs:{nll}={data_path}"], capture_output=True, text=True)
+    run = _run_pairs(spec, out, "--surprise", f"pairs:{nll}={data_path}")
     assert run.returncode == 0, run.stderr
     surprise = json.loads(out.read_text())["surprise"]
     assert surprise["pairs"]["pairs"] == {"all": 4, "same length": 0}  # the fix drops "+ 1": two tokens
@@ -320,5 +321,5 @@ def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surpri
         assert pooled["pairs"] == 4 and 0.0 <= pooled["accuracy"] <= 1.0
         assert surprise["pooled"][scorer]["same length"] is None  # no pair to pool
     # an echo-only cache holds no likelihood: said in one line
-    bad = subprocess.run(cmd + ["--surprise", f"echo:{spec}"], capture_output=True, text=True)
+    bad = _run_pairs(spec, out, "--surprise", f"echo:{spec}")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --surprise echo:") and "no NLL" in bad.stderr
