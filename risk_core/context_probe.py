@@ -12,7 +12,10 @@ light of the others. Inputs are the same pooled line features as ``probe.RiskPro
 self-attention layers over the window's lines (every line attends to every other; line order enters
 as a sinusoidal position added to the projected features).
 
-Trained with class-balanced BCE, a listwise softmax over each buggy file's lines, or both; early
+Trained with class-balanced BCE, a listwise softmax over each buggy file's lines, or both, and
+optionally a pair term: given a bug's window and its fixed version's, the buggy lines' mean logit is
+pushed above the mean logit of the lines that replaced them (logistic on the difference). The line
+losses teach where fixes land; the pair term, what tells the bug from its own fix. Early
 stopping keeps the epoch with the best validation top-1 (ties by AUROC). With ``members`` > 1 the
 probe is several such GRUs, each seeded and early-stopped on its own, whose logits are averaged before
 the one Platt scaling: on a few thousand labeled functions one GRU's ranking moves by ±0.015 top-1
@@ -53,6 +56,8 @@ class ContextProbeConfig:
     """bce (per line, class-balanced) | listwise (softmax over a buggy file's lines) | both (summed)."""
     listwise_weight: float = 1.0
     """With loss both: the listwise term's weight against the BCE term's 1."""
+    pair_weight: float = 0.0
+    """Weight of the pair term (given pairs): a bug's labeled lines scored above the lines that fixed them."""
     epochs: int = 40
     """Passes over the training files (the best validation epoch is kept)."""
     lr: float = 2e-3
@@ -81,6 +86,8 @@ class ContextProbeConfig:
             raise UsageError(f"members must be >= 1 (got {self.members})")
         if self.listwise_weight <= 0:
             raise UsageError(f"listwise_weight must be > 0 (got {self.listwise_weight})")
+        if self.pair_weight < 0:
+            raise UsageError(f"pair_weight must be >= 0 (got {self.pair_weight})")
         if self.epochs < 1:
             raise UsageError(f"epochs must be >= 1 (got {self.epochs})")
 
@@ -276,18 +283,35 @@ def _top1_auroc(probe: ContextProbe, files: list[tuple[Tensor, Tensor]]) -> tupl
     return (hits / n if n else 0.0), (a or 0.0)
 
 
+@dataclass(frozen=True)
+class LinePair:
+    """A bug and its own fix among the training files: the buggy lines of file ``bug_file`` and the lines
+    that replaced them in file ``fix_file`` (positions in each file's line list)."""
+
+    bug_file: int
+    bug_lines: Tensor
+    fix_file: int
+    fix_lines: Tensor
+
+
 def train_context_probe(
     files: list[tuple[Tensor, Tensor]],
     cfg: ContextProbeConfig,
     val_files: list[tuple[Tensor, Tensor]],
     log=None,
     device: str | torch.device = "cpu",
+    pairs: list[LinePair] | None = None,
 ) -> ContextProbe:
     """Train on files given as (line features [L, F], 0/1 labels [L]); early-stop and Platt-calibrate
     on ``val_files`` (split them by repository: lines and files of one project are correlated). The
     training files are copied to ``device`` once (a batch's copy every step would cost a GPU more than
-    its step); the validation files stay where they are; the probe comes back on the CPU."""
-    files = [(x.float().to(device), y.float().to(device)) for x, y in files if x.shape[0] > 0]
+    its step); the validation files stay where they are; the probe comes back on the CPU. ``pairs``
+    (indices into ``files``) feed the pair term when ``cfg.pair_weight`` > 0."""
+    pairs = _checked_pairs(files, pairs or [], cfg.pair_weight, device)
+    kept = [i for i, (x, _) in enumerate(files) if x.shape[0] > 0]
+    renumber = {old: new for new, old in enumerate(kept)}
+    pairs = [LinePair(renumber[p.bug_file], p.bug_lines, renumber[p.fix_file], p.fix_lines) for p in pairs]
+    files = [(files[i][0].float().to(device), files[i][1].float().to(device)) for i in kept]
     val_files = [(x.float(), y.float()) for x, y in val_files if x.shape[0] > 0]
     if not files or not val_files:
         raise UsageError("context probe training needs training and validation files")
@@ -307,7 +331,7 @@ def train_context_probe(
         one.mean.copy_(probe.mean)
         one.std.copy_(probe.std)
         one.to(device)
-        top1, auc = _train_member(one, files, val_files, pos_weight, log if cfg.members == 1 else None)
+        top1, auc = _train_member(one, files, val_files, pos_weight, log if cfg.members == 1 else None, pairs)
         probe.nets[m] = one.nets[0]
         if log and cfg.members > 1:
             log(f"member {m + 1}/{cfg.members} (seed {cfg.seed + m}): val top-1 {top1:.3f} AUROC {auc:.3f}")
@@ -316,9 +340,40 @@ def train_context_probe(
     return probe.cpu()
 
 
-def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log) -> tuple[float, float]:
+def _checked_pairs(files, pairs: list[LinePair], weight: float, device) -> list[LinePair]:
+    """``pairs`` checked against ``files`` (a pair term needs pairs, each naming lines its files hold), their
+    line positions on ``device``; none when the term's weight is 0."""
+    if weight == 0:
+        return []
+    if not pairs:
+        raise UsageError(f"pair_weight {weight:g} needs bug / fix pairs among the training files")
+    out = []
+    for p in pairs:
+        for f, lines in ((p.bug_file, p.bug_lines), (p.fix_file, p.fix_lines)):
+            n = files[f][0].shape[0] if 0 <= f < len(files) else 0
+            if not len(lines) or int(lines.min()) < 0 or int(lines.max()) >= n:
+                raise UsageError(f"a bug / fix pair names line(s) {lines.tolist()} of file {f}, which has {n}")
+        out.append(LinePair(p.bug_file, p.bug_lines.long().to(device), p.fix_file, p.fix_lines.long().to(device)))
+    return out
+
+
+def _pair_loss(probe: ContextProbe, files, batch: list[LinePair]) -> Tensor:
+    """Logistic loss on (mean logit of the buggy lines) - (mean logit of the lines that fixed them), each
+    side scored in its own window."""
+    x, _, _, lengths = _batch(files, [p.bug_file for p in batch] + [p.fix_file for p in batch])
+    logits = probe._padded_logits(probe.standardize(x), lengths)
+    n = len(batch)
+    bug = torch.stack([logits[k, p.bug_lines].mean() for k, p in enumerate(batch)])
+    fix = torch.stack([logits[n + k, p.fix_lines].mean() for k, p in enumerate(batch)])
+    return nn.functional.softplus(fix - bug).mean()
+
+
+def _train_member(
+    probe: ContextProbe, files, val_files, pos_weight: float, log, pairs: list[LinePair]
+) -> tuple[float, float]:
     """The training loop of a one-member probe, in place: the epoch with the best validation
-    (top-1, AUROC) is kept; returns that validation (top-1, AUROC)."""
+    (top-1, AUROC) is kept; returns that validation (top-1, AUROC). Each step also takes the next
+    batch of ``pairs`` (reshuffled every epoch, cycled) for the pair term."""
     cfg = probe.cfg
     gen = torch.Generator().manual_seed(cfg.seed)  # the file order
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -326,10 +381,15 @@ def _train_member(probe: ContextProbe, files, val_files, pos_weight: float, log)
     for epoch in range(cfg.epochs):
         probe.train()
         order = torch.randperm(len(files), generator=gen).tolist()
+        pair_order = torch.randperm(len(pairs), generator=gen).tolist() if pairs else []
         for b in range(0, len(order), cfg.batch_files):
             x, y, mask, lengths = _batch(files, order[b : b + cfg.batch_files])
             logits = probe._padded_logits(probe.standardize(x), lengths)
             loss = _loss(logits, y, mask, pos_weight, cfg.loss, cfg.listwise_weight)
+            if pair_order:
+                start = b % len(pair_order)
+                picked = [pairs[i] for i in pair_order[start : start + cfg.batch_files]]
+                loss = loss + cfg.pair_weight * _pair_loss(probe, files, picked)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(probe.parameters(), 1.0)

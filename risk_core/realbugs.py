@@ -17,6 +17,7 @@ import torch
 
 from risk_core.artifacts import Bundle
 from risk_core.choices import Framing
+from risk_core.context_probe import LinePair
 from risk_core.contrastive_sae import FixPairs, replaced_lines
 from risk_core.data.from_git.diff import FixKind, fix_kind
 from risk_core.data.from_git.mining import fixed_id
@@ -171,6 +172,25 @@ class Split:
             m = self.rows.sample == s
             if m.any():
                 out.append((x[m], self.rows.label[m]))
+        return out
+
+    def line_pairs(
+        self, samples: list[int], bug_rows: list[torch.Tensor], fix_rows: list[torch.Tensor]
+    ) -> list[LinePair]:
+        """The bug / fix pairs (``pair_rows``) whose two samples are both among ``samples``, numbered as
+        ``files(x, samples)`` numbers its files and their lines (the context probe's pair term reads them)."""
+        file_of: dict[int, int] = {}
+        position = torch.full((len(self.rows.sample),), -1, dtype=torch.long)
+        for s in samples:
+            rows = torch.nonzero(self.rows.sample == s).squeeze(1)
+            if len(rows):
+                file_of[s] = len(file_of)
+                position[rows] = torch.arange(len(rows))
+        out = []
+        for b, f in zip(bug_rows, fix_rows):
+            sb, sf = int(self.rows.sample[b[0]]), int(self.rows.sample[f[0]])
+            if sb in file_of and sf in file_of:
+                out.append(LinePair(file_of[sb], position[b], file_of[sf], position[f]))
         return out
 
 

@@ -304,6 +304,35 @@ def test_the_pairs_script_can_train_one_scorer_on_the_lines_and_the_pairs_at_onc
     assert "joint: validation top-1 + AUROC by pair weight: 0:" in run.stdout
 
 
+def test_line_pairs_number_each_pair_as_the_files_of_its_samples(paired_cache):
+    from risk_core.realbugs import Split, fix_pairs, pair_rows
+
+    _, data, spec = paired_cache
+    split = Split([spec], (), echo_layers=(2,))
+    bug, fix = pair_rows(split, fix_pairs(split, list(range(len(data))))[0])
+    x = torch.arange(len(split.rows.line)).float().unsqueeze(1)  # each row's own number as its feature
+    samples = [3, 4, 0, 1, 9]  # sample 10, the fix of bug 9, is left out: that pair is not among them
+    files, pairs = split.files(x, samples), split.line_pairs(samples, bug, fix)
+    assert [(p.bug_file, p.fix_file) for p in pairs] == [(2, 3), (0, 1)]
+    for p, b, f in zip(pairs, bug[:2], fix[:2]):  # in the order of the pairs given
+        assert files[p.bug_file][0][p.bug_lines, 0].tolist() == b.float().tolist()  # the same rows, as lines
+        assert files[p.fix_file][0][p.fix_lines, 0].tolist() == f.float().tolist()
+
+
+def test_the_pairs_script_can_train_the_context_probe_on_the_lines_and_the_pairs(tmp_path, paired_cache):
+    _, _, spec = paired_cache
+    out = tmp_path / "pairs.json"
+    run = _run_pairs(spec, out, "--context", "0,1", "--members", "1")
+    assert run.returncode == 0, run.stderr
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    for w in ("0", "1"):
+        row = rows[f"echo2 + context-gru x1 [pair weight={w}]"]
+        assert row["pooled"]["all"]["pairs"] == 4 and 0.0 <= row["all"]["auroc"] <= 1.0
+    assert "context: validation top-1 + AUROC by pair weight: 0:" in run.stdout
+    bad = _run_pairs(spec, out, "--context", "0,-1")
+    assert bad.returncode == 2 and bad.stderr == "error: pair_weight must be >= 0 (got -1.0)\n"
+
+
 def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surprise_cache(tmp_path, paired_cache):
     from risk_core.feature_cache import build_cache
 

@@ -1,12 +1,13 @@
 """Feature cache: resumable chunks, candidate rows, pooling, export as a harvest; context probe; metrics."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from risk_core.context_probe import ContextProbe, ContextProbeConfig, train_context_probe
+from risk_core.context_probe import ContextProbe, ContextProbeConfig, LinePair, file_logits, train_context_probe
 from risk_core.data.jsonl import Sample
 from risk_core.encode import EncodeConfig, encode_lines
 from risk_core.errors import UsageError
@@ -713,3 +714,51 @@ def test_build_cache_reports_the_time_in_the_model_and_in_writing(tiny, tmp_path
     again: dict[str, float] = {}
     build_cache(tiny, samples(), (2,), tmp_path / "c", chunk=2, timings=again)
     assert again == {"model": 0.0, "write": 0.0}
+
+
+def _edited_site_files(n: int, seed: int) -> tuple[list, list]:
+    """Bug / fix window pairs in which the line labels cannot tell a bug from its fix: each window marks
+    its edited line (feature 0) and labels it, in the bug and in the fix alike; only feature 1 (+0.5 on
+    the bug's line, -0.5 on the fix's) says which side is the bug."""
+    gen = torch.Generator().manual_seed(seed)
+    files, pairs = [], []
+    for _ in range(n):
+        site = int(torch.randint(0, 6, (1,), generator=gen))
+        for sign in (1.0, -1.0):
+            x = torch.randn(6, 3, generator=gen) * 0.3
+            x[site, 0] = 2.0
+            x[site, 1] += 0.5 * sign
+            y = torch.zeros(6)
+            y[site] = 1.0
+            files.append((x, y))
+        pairs.append(LinePair(len(files) - 2, torch.tensor([site]), len(files) - 1, torch.tensor([site])))
+    return files, pairs
+
+
+def test_the_pair_term_teaches_a_context_probe_what_tells_a_bug_from_its_own_fix():
+    files, pairs = _edited_site_files(60, 0)
+    val, _ = _edited_site_files(20, 1)
+    test, test_pairs = _edited_site_files(60, 2)
+
+    def pair_accuracy(probe) -> float:
+        s = file_logits(probe, [x for x, _ in test])
+        right = [bool(s[p.bug_file][p.bug_lines].mean() > s[p.fix_file][p.fix_lines].mean()) for p in test_pairs]
+        return sum(right) / len(right)
+
+    cfg = ContextProbeConfig(epochs=15, hidden=8, loss="both", listwise_weight=0.3)
+    alone = train_context_probe(files, cfg, val, pairs=pairs)  # weight 0: the pairs are not read
+    with_pairs = train_context_probe(files, dataclasses.replace(cfg, pair_weight=3.0), val, pairs=pairs)
+    assert pair_accuracy(alone) < 0.75
+    assert pair_accuracy(with_pairs) > 0.9
+    assert with_pairs.cfg.pair_weight == 3.0
+
+
+def test_a_pair_term_without_pairs_or_with_lines_a_file_lacks_is_one_clear_error():
+    files, pairs = _edited_site_files(4, 0)
+    cfg = ContextProbeConfig(epochs=1, hidden=4, pair_weight=1.0)
+    with pytest.raises(UsageError, match="needs bug / fix pairs"):
+        train_context_probe(files, cfg, files)
+    with pytest.raises(UsageError, match="has 6"):
+        train_context_probe(files, cfg, files, pairs=[LinePair(0, torch.tensor([6]), 1, torch.tensor([0]))])
+    with pytest.raises(UsageError, match="pair_weight"):
+        ContextProbeConfig(pair_weight=-1)
