@@ -352,3 +352,18 @@ def test_the_pairs_script_reads_the_models_likelihood_of_each_side_from_a_surpri
     # an echo-only cache holds no likelihood: said in one line
     bad = _run_pairs(spec, out, "--surprise", f"echo:{spec}")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --surprise echo:") and "no NLL" in bad.stderr
+
+
+def test_the_experiments_script_trains_the_context_probe_on_the_bind_stacks_own_pairs(tmp_path, paired_cache):
+    # --gru pair_weight=W: the bind split's training bugs whose fixed versions are training samples too
+    # feed the pair term (before, the script passed no pairs and refused any pair weight)
+    _, _, spec = paired_cache
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", spec, "--heldout", spec]
+    cmd += ["--echo-only", "--layers", "2", "--threads", "1", "--gru", "pair_weight=1", "--gru", "epochs=2"]
+    cmd += ["--members", "1", "--variants", "echo2 + context-gru (both) [pair_weight=1.0] [epochs=2]"]
+    run = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "context probes: 3 bug / fix pairs among the training samples" in run.stdout  # one repo validates
+    (row,) = json.loads(out.read_text())
+    assert row["config"]["pair_weight"] == 1.0 and 0.0 <= row["all"]["auroc"] <= 1.0
