@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,14 @@ class SaeConfig:
     """Dictionary size; 0 = d_in * expansion_factor."""
     normalize_decoder: bool = True
     """Keep decoder rows at unit norm, so latent activations measure magnitude along a direction."""
+    activation: Literal["topk", "batchtopk"] = "topk"
+    """topk: exactly k latents per token. batchtopk (Bussmann et al. 2024): in training the k x N
+    largest activations of a batch of N tokens, so a token may use more or fewer than k; in use, every
+    latent above a threshold learned in training (at most 4k per token)."""
+
+    def __post_init__(self) -> None:
+        if self.activation not in ("topk", "batchtopk"):
+            raise UsageError(f"SAE activation must be topk or batchtopk, got {self.activation!r}")
 
 
 class EncoderOutput(NamedTuple):
@@ -69,6 +77,8 @@ class ForwardOutput(NamedTuple):
 class SparseCoder(nn.Module):
     input_scale: Tensor
     """Buffer (scalar): inputs are multiplied by it so that they have unit mean norm."""
+    threshold: Tensor
+    """Buffer (scalar, batchtopk only): a latent is active in use when its pre-activation exceeds it."""
 
     def __init__(
         self, d_in: int, cfg: SaeConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
@@ -94,6 +104,11 @@ class SparseCoder(nn.Module):
             self.set_decoder_norm_to_unit_norm()
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device, dtype=dtype))
         self.register_buffer("input_scale", torch.ones((), device=device, dtype=dtype))
+        # Only a batchtopk SAE has a threshold, so the files of topk SAEs keep their tensors.
+        if self.cfg.activation == "batchtopk":
+            self.register_buffer("threshold", torch.zeros((), device=device, dtype=dtype))
+        # The width of top_acts: k for topk; for batchtopk the most latents one token may keep.
+        self.max_active = min(self.num_latents, 4 * cfg.k) if cfg.activation == "batchtopk" else cfg.k
 
     # -- data-dependent initialisation ---------------------------------------------------------
 
@@ -112,10 +127,36 @@ class SparseCoder(nn.Module):
         sae_in = x.to(self.W_dec.dtype) * self.input_scale - self.b_dec
         return F.relu(self.encoder(sae_in))
 
-    def encode(self, x: Tensor) -> EncoderOutput:
+    def encode(self, x: Tensor, *, batch_select: bool = False) -> EncoderOutput:
+        """The active latents of each token of ``x`` [N, d_in]. ``batch_select`` (training only) makes a
+        batchtopk SAE choose over the whole batch and move its threshold toward the batch's; otherwise
+        it keeps the latents above its threshold. A topk SAE ignores it. Inactive slots of ``top_acts``
+        hold zeros."""
         pre = self.pre_acts(x)
-        top_acts, top_indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
+        if self.cfg.activation == "topk":
+            top_acts, top_indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
+            return EncoderOutput(top_acts, top_indices, pre)
+        if batch_select:
+            vals, flat = pre.flatten().topk(min(self.cfg.k * pre.shape[0], pre.numel()), sorted=False)
+            kept = torch.zeros_like(pre).flatten().scatter(0, flat, vals).view_as(pre)
+            self._track_threshold(vals.detach())
+        else:
+            kept = pre * (pre > self.threshold)
+        top_acts, top_indices = kept.topk(self.max_active, dim=-1, sorted=False)
         return EncoderOutput(top_acts, top_indices, pre)
+
+    @torch.no_grad()
+    def _track_threshold(self, selected: Tensor) -> None:
+        # The inference threshold is a running mean of the smallest activation a batch kept (Bussmann
+        # et al.): in use, a latent is then active about as often as batch selection made it.
+        positive = selected[selected > 0]
+        if positive.numel() == 0:
+            return
+        smallest = positive.min().to(self.threshold.dtype)
+        if float(self.threshold) == 0.0:
+            self.threshold.copy_(smallest)
+        else:
+            self.threshold.lerp_(smallest, 0.01)
 
     def encode_dense(self, x: Tensor) -> Tensor:
         """[N, num_latents] with the top-k activations in place and zeros elsewhere."""
@@ -133,13 +174,19 @@ class SparseCoder(nn.Module):
         return (self._decode_scaled(top_acts, top_indices) + self.b_dec) / self.input_scale
 
     def forward(
-        self, x: Tensor, *, dead_mask: Tensor | None = None, total_variance: Tensor | None = None
+        self,
+        x: Tensor,
+        *,
+        dead_mask: Tensor | None = None,
+        total_variance: Tensor | None = None,
+        batch_select: bool = False,
     ) -> ForwardOutput:
         """Reconstruct ``x`` [N, d_in]. ``dead_mask`` [num_latents] bool enables the AuxK loss.
         ``total_variance`` overrides the batch's own (sum of squared deviations from the mean, in the
-        scaled space), for data-parallel ranks that hold a slice of a larger batch."""
+        scaled space), for data-parallel ranks that hold a slice of a larger batch. ``batch_select``:
+        a training step (see ``encode``)."""
         y = x.to(self.W_dec.dtype) * self.input_scale  # scaled target
-        top_acts, top_indices, pre = self.encode(x)
+        top_acts, top_indices, pre = self.encode(x, batch_select=batch_select)
         out_scaled = self._decode_scaled(top_acts, top_indices) + self.b_dec
         e = y - out_scaled
         if total_variance is None:

@@ -273,7 +273,12 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = get_lr(step, self.lr, cfg.lr_warmup_steps)
             dead_mask = self.since_fired >= cfg.dead_feature_threshold
-            res = ddp(x_local, dead_mask=dead_mask if cfg.auxk_alpha > 0 else None, total_variance=total_variance)
+            res = ddp(
+                x_local,
+                dead_mask=dead_mask if cfg.auxk_alpha > 0 else None,
+                total_variance=total_variance,
+                batch_select=True,
+            )
             # DDP averages gradients over ranks; scaling by W turns that average into the sum of
             # the ranks' shares of the global loss, i.e. the single-process gradient.
             loss = (res.fvu + cfg.auxk_alpha * res.auxk_loss) * W

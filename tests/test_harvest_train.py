@@ -215,6 +215,16 @@ def test_train_end_to_end_and_resume_equals_uninterrupted(tmp_path, acts_dir, lo
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
 
 
+def test_train_batchtopk_learns_and_saves_its_threshold(tmp_path, acts_dir, loaded):
+    cfg = SaeConfig(expansion_factor=4, k=8, activation="batchtopk")
+    final = train(acts_dir, tmp_path / "b", cfg, _train_cfg(epochs=1), loaded=loaded, device="cpu")
+    sae = SparseCoder.load(tmp_path / "b", expected_d_in=64)
+    assert sae.cfg.activation == "batchtopk" and float(sae.threshold) > 0
+    # Validation reads the threshold, not the batch: its L0 is about k, not exactly k.
+    assert 0 < final["l0"] <= 4 * 8 and final["fvu"] < 1.0
+    assert json.loads((tmp_path / "b" / "cfg.json").read_text())["activation"] == "batchtopk"
+
+
 def test_delta_ce_is_zero_for_a_perfect_reconstruction(acts_dir, loaded):
     class Identity(torch.nn.Module):
         W_dec = torch.zeros(1)

@@ -156,3 +156,66 @@ def test_total_variance_override_matches_global_batch():
 
 def test_default_lr_rule():
     assert default_lr(2**14) == pytest.approx(2e-4)
+
+
+def _batchtopk(d=16, ef=4, k=4, seed=0):
+    torch.manual_seed(seed)
+    return SparseCoder(d, SaeConfig(d_in=d, expansion_factor=ef, k=k, activation="batchtopk"))
+
+
+def test_unknown_activation_is_usage_error():
+    with pytest.raises(UsageError, match="topk or batchtopk"):
+        SaeConfig(activation="jumprelu")  # type: ignore[arg-type]
+
+
+def test_batchtopk_keeps_k_per_token_on_average_over_the_batch():
+    sae = _batchtopk()
+    x = _sparse_data()[:256]
+    sae.fit_to_data(x)
+    enc = sae.encode(x, batch_select=True)
+    per_token = (enc.top_acts > 0).sum(-1)
+    assert int(per_token.sum()) == 4 * 256  # k x N in all
+    assert int(per_token.max()) > 4 or int(per_token.min()) < 4  # not k each
+    assert float(sae.threshold) > 0  # the first batch sets the threshold
+    # A topk SAE keeps exactly k per token whatever batch_select says.
+    topk = _sae()
+    topk.fit_to_data(x)
+    assert ((topk.encode(x, batch_select=True).top_acts > 0).sum(-1) <= 4).all()
+
+
+def test_batchtopk_threshold_learned_in_training_gives_about_k_in_use():
+    x = _sparse_data()
+    sae = _batchtopk()
+    sae.fit_to_data(x[:512])
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
+    for step in range(200):
+        out = sae(x[(step * 256) % len(x) :][:256], batch_select=True)
+        out.fvu.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        opt.zero_grad()
+        sae.set_decoder_norm_to_unit_norm()
+    in_use = sae(x)  # no batch selection: the learned threshold decides
+    l0 = float((in_use.latent_acts > 0).sum(-1).float().mean())
+    assert 2 <= l0 <= 8, l0
+    assert float(in_use.fvu.detach()) < 0.2
+    # The inference path does not move the threshold.
+    before = float(sae.threshold)
+    sae(x[:256])
+    assert float(sae.threshold) == before
+
+
+def test_batchtopk_save_load_keeps_threshold_and_topk_files_have_none(tmp_path):
+    sae = _batchtopk()
+    x = _sparse_data()[:512]
+    sae.fit_to_data(x)
+    sae(x, batch_select=True)
+    sae.save(tmp_path / "b")
+    back = SparseCoder.load(tmp_path / "b", expected_d_in=16)
+    assert back.cfg.activation == "batchtopk" and float(back.threshold) == float(sae.threshold)
+    torch.testing.assert_close(back(x).sae_out, sae(x).sae_out)
+    _sae().save(tmp_path / "t")
+    from safetensors.torch import load_file
+
+    assert "threshold" not in load_file(str(tmp_path / "t" / "sae.safetensors"))
+    assert SparseCoder.load(tmp_path / "t").cfg.activation == "topk"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -126,6 +126,13 @@ def harvest_cmd(
 @click.option("--expansion-factor", type=int, default=16, show_default=True, help="Latents = this x d_model.")
 @click.option("--num-latents", type=int, default=0, show_default=True, help="Overrides --expansion-factor when > 0.")
 @click.option("--k", type=int, default=32, show_default=True, help="Latents active per token (TopK).")
+@click.option(
+    "--activation",
+    type=click.Choice(["topk", "batchtopk"]),
+    default="topk",
+    show_default=True,
+    help="topk: k latents per token; batchtopk: k per token on average over each batch, a learned threshold in use.",
+)
 @click.option("--batch-size", type=int, default=4096, show_default=True, help="Tokens per step (global).")
 @click.option(
     "--lr",
@@ -169,6 +176,7 @@ def train_cmd(
     expansion_factor: int,
     num_latents: int,
     k: int,
+    activation: Literal["topk", "batchtopk"],
     batch_size: int,
     lr: float,
     lr_warmup_steps: int,
@@ -193,7 +201,7 @@ def train_cmd(
     from risk_core.sae import SaeConfig
     from risk_core.train_sae import TrainConfig, train
 
-    sae_cfg = SaeConfig(expansion_factor=expansion_factor, k=k, num_latents=num_latents)
+    sae_cfg = SaeConfig(expansion_factor=expansion_factor, k=k, num_latents=num_latents, activation=activation)
     cfg = TrainConfig(
         batch_size=batch_size,
         lr=lr,
