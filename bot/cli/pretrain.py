@@ -125,7 +125,13 @@ def harvest_cmd(
 )
 @click.option("--expansion-factor", type=int, default=16, show_default=True, help="Latents = this x d_model.")
 @click.option("--num-latents", type=int, default=0, show_default=True, help="Overrides --expansion-factor when > 0.")
-@click.option("--k", type=int, default=32, show_default=True, help="Latents active per token (TopK).")
+@click.option(
+    "--k",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Latents active per token (on average over a batch with --activation batchtopk).",
+)
 @click.option(
     "--activation",
     type=click.Choice(["topk", "batchtopk"]),
