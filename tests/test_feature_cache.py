@@ -327,8 +327,9 @@ def test_echo_only_loads_the_second_reading_alone(tiny, tmp_path):
 
 
 def test_the_centered_rows_run_beside_the_echo_row(tiny, tmp_path):
-    """echo<L>-centered (each line minus its sample's mean) and echo<L>+centered are rows of their own;
-    their names are not a layer's raw-state probe (an int() of '2-centered' ended the run)."""
+    """echo<L>-centered (each line minus its sample's mean), echo<L>+centered and echo<L>@mean+max (the
+    line's mean and max over tokens side by side) are rows of their own; their names are not a layer's
+    raw-state probe (an int() of '2-centered' ended the run)."""
     import subprocess
     import sys
 
@@ -340,7 +341,7 @@ def test_the_centered_rows_run_beside_the_echo_row(tiny, tmp_path):
     write_jsonl(tmp_path / "d.jsonl", data)
     spec = f"{build_cache(tiny, data, (2,), tmp_path / 'echo', chunk=2, echo=True)}={tmp_path / 'd.jsonl'}"
     out = tmp_path / "rows.json"
-    names = ["echo2 + logistic", "echo2-centered + logistic", "echo2+centered + logistic"]
+    names = ["echo2 + logistic", "echo2@mean+max + logistic", "echo2-centered + logistic", "echo2+centered + logistic"]
     cmd = [sys.executable, str(SCRIPTS / "realbugs-experiments"), "--bind", spec, "--heldout", spec, "--echo-only"]
     cmd += ["--layers", "2", "--variants", ",".join(names), "--out", str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True)
@@ -348,6 +349,7 @@ def test_the_centered_rows_run_beside_the_echo_row(tiny, tmp_path):
     rows = {r["variant"]: r for r in json.loads(out.read_text())}
     assert list(rows) == names
     assert rows["echo2 + logistic"]["all"] != rows["echo2-centered + logistic"]["all"]
+    assert rows["echo2@mean+max + logistic"]["features"] == "echo2@mean+max"
 
 
 def test_each_l1_weight_asked_for_is_a_logistic_row_of_its_own(tiny, tmp_path):
