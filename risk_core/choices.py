@@ -31,6 +31,11 @@ FeatureSet = Literal["sae", "sae+surprise", "sae+raw", "raw", "raw+surprise"]
 is the latents followed by the raw states they encode (reasons read the latent part)."""
 FEATURE_SETS: tuple[FeatureSet, ...] = get_args(FeatureSet)
 
+SaeActivation = Literal["topk", "batchtopk"]
+"""How an SAE picks a token's latents: exactly k (``topk``), or k on average over a training batch and
+a learned threshold in use (``batchtopk``; ``SaeConfig.activation``)."""
+SAE_ACTIVATIONS: tuple[SaeActivation, ...] = get_args(SaeActivation)
+
 ProbeKind = Literal["logistic", "mlp"]
 """The line probe: sparse logistic regression, or an MLP with one hidden layer."""
 PROBE_KINDS: tuple[ProbeKind, ...] = get_args(ProbeKind)

@@ -17,13 +17,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from risk_core.atomic import atomic_path, write_atomic
+from risk_core.choices import SAE_ACTIVATIONS, SaeActivation, check_choice
 from risk_core.errors import UsageError
 
 CFG_FILE = "cfg.json"
@@ -42,14 +43,13 @@ class SaeConfig:
     """Dictionary size; 0 = d_in * expansion_factor."""
     normalize_decoder: bool = True
     """Keep decoder rows at unit norm, so latent activations measure magnitude along a direction."""
-    activation: Literal["topk", "batchtopk"] = "topk"
+    activation: SaeActivation = "topk"
     """topk: exactly k latents per token. batchtopk (Bussmann et al. 2024): in training the k x N
     largest activations of a batch of N tokens, so a token may use more or fewer than k; in use, every
     latent above a threshold learned in training (at most 4k per token)."""
 
     def __post_init__(self) -> None:
-        if self.activation not in ("topk", "batchtopk"):
-            raise UsageError(f"SAE activation must be topk or batchtopk, got {self.activation!r}")
+        check_choice("SAE activation", self.activation, SAE_ACTIVATIONS)
 
 
 class EncoderOutput(NamedTuple):
@@ -149,14 +149,13 @@ class SparseCoder(nn.Module):
     def _track_threshold(self, selected: Tensor) -> None:
         # The inference threshold is a running mean of the smallest activation a batch kept (Bussmann
         # et al.): in use, a latent is then active about as often as batch selection made it.
-        positive = selected[selected > 0]
-        if positive.numel() == 0:
+        # Tensor ops only: a step on a GPU never waits for the device to read the threshold back.
+        if selected.numel() == 0:
             return
-        smallest = positive.min().to(self.threshold.dtype)
-        if float(self.threshold) == 0.0:
-            self.threshold.copy_(smallest)
-        else:
-            self.threshold.lerp_(smallest, 0.01)
+        smallest = torch.where(selected > 0, selected, torch.inf).min().to(self.threshold.dtype)
+        updated = torch.where(self.threshold == 0, smallest, torch.lerp(self.threshold, smallest, 0.01))
+        # A batch that kept no positive activation (smallest = inf) leaves the threshold as it was.
+        self.threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.threshold))
 
     def encode_dense(self, x: Tensor) -> Tensor:
         """[N, num_latents] with the top-k activations in place and zeros elsewhere."""

@@ -164,7 +164,7 @@ def _batchtopk(d=16, ef=4, k=4, seed=0):
 
 
 def test_unknown_activation_is_usage_error():
-    with pytest.raises(UsageError, match="topk or batchtopk"):
+    with pytest.raises(UsageError, match=r"unknown SAE activation 'jumprelu' \(topk \| batchtopk\)"):
         SaeConfig(activation="jumprelu")  # type: ignore[arg-type]
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import click
 
 from bot.cli.defaults import DEFAULT_LAYER
+from risk_core.choices import SAE_ACTIVATIONS, SaeActivation
 from risk_core.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def harvest_cmd(
 )
 @click.option(
     "--activation",
-    type=click.Choice(["topk", "batchtopk"]),
+    type=click.Choice(SAE_ACTIVATIONS),
     default="topk",
     show_default=True,
     help="topk: k latents per token; batchtopk: k per token on average over each batch, a learned threshold in use.",
@@ -182,7 +183,7 @@ def train_cmd(
     expansion_factor: int,
     num_latents: int,
     k: int,
-    activation: Literal["topk", "batchtopk"],
+    activation: SaeActivation,
     batch_size: int,
     lr: float,
     lr_warmup_steps: int,
