@@ -211,7 +211,7 @@ def test_lines_that_are_not_candidates_are_not_scored_in_every_format():
 
 def test_the_risk_is_described_as_what_the_probe_learned_never_as_a_verdict(report):
     # the probe learned where real fixes land; it scores a bug and the line that fixed it alike
-    # (MODEL_CARD.md, "Does a probe tell a bug from its own fix?"): no format may say the code is wrong
+    # (docs/realbugs-experiments.md, "Does a probe tell a bug from its own fix?"): no format may say the code is wrong
     first = report.findings[0]
     bare = dataclasses.replace(first, peak=dataclasses.replace(first.peak, latents=[]))
     comment = render_comment(make_environment(), bare, report)
